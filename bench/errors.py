@@ -1,0 +1,18 @@
+"""Errors raised for bad user input: each names the bad value and the valid choices."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which and what is allowed."""
+
+
+def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> ConfigError:
+    """Error for a name that is not one of ``choices``, with the closest matches first."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")

@@ -1,0 +1,219 @@
+"""The contracts shared by models, datasets, methods, metrics and the runner."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from faithbench.preprocess import Preprocess
+
+GroundTruth = Literal["boxes", "masks"]
+
+
+@dataclass
+class Sample:
+    """One image, ready for the model, with its ground truth in model-input pixels.
+
+    ``orig = (input_xy + offset) * scale`` maps model-input pixels back to original
+    image pixels (offset undoes a crop, scale undoes the resize); both are (y, x).
+    """
+
+    image: Tensor  # [3,H,W] float32, normalised for the model
+    label: Tensor  # [] int64, or [K] float32 multi-hot for multi-label datasets
+    id: str
+    boxes: Tensor | None = None  # [N,4] float32 xyxy
+    box_labels: Tensor | None = None  # [N] int64 class ids
+    box_difficult: Tensor | None = None  # [N] bool (VOC "difficult" objects)
+    masks: Tensor | None = None  # [M,H,W] bool
+    mask_labels: Tensor | None = None  # [M] int64
+    orig_size: tuple[int, int] = (0, 0)  # (h, w) of the original image
+    scale: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[float, float] = (0.0, 0.0)
+    hard_classes: Tensor | None = None  # [J] classes in the pointing-game "difficult" subset
+
+
+@dataclass
+class Batch:
+    """Samples collated for one forward pass. Per-sample ground truth stays in lists
+    because its length varies; ``index`` is each sample's position in the dataset."""
+
+    images: Tensor  # [B,3,H,W]
+    labels: Tensor  # [B] or [B,K]
+    ids: list[str]
+    index: Tensor  # [B] int64
+    boxes: list[Tensor] | None = None
+    box_labels: list[Tensor] | None = None
+    box_difficult: list[Tensor] | None = None
+    masks: list[Tensor] | None = None
+    mask_labels: list[Tensor] | None = None
+    orig_size: Tensor = field(default_factory=lambda: torch.zeros(0, 2))  # [B,2]
+    scale: Tensor = field(default_factory=lambda: torch.ones(0, 2))  # [B,2]
+    offset: Tensor = field(default_factory=lambda: torch.zeros(0, 2))  # [B,2]
+    hard_classes: list[Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> Batch:
+        self.images = self.images.to(device, non_blocking=True)
+        self.labels = self.labels.to(device, non_blocking=True)
+        return self
+
+    def select(self, rows: Tensor) -> Batch:
+        """The sub-batch (or re-indexed batch, rows may repeat) at ``rows`` [R] int64."""
+        r = rows.tolist()
+        pick = (lambda xs: None if xs is None else [xs[i] for i in r])  # noqa: E731
+        cpu = rows.to("cpu")
+        return Batch(
+            images=self.images[rows.to(self.images.device)],
+            labels=self.labels[rows.to(self.labels.device)],
+            ids=[self.ids[i] for i in r],
+            index=self.index[cpu],
+            boxes=pick(self.boxes),
+            box_labels=pick(self.box_labels),
+            box_difficult=pick(self.box_difficult),
+            masks=pick(self.masks),
+            mask_labels=pick(self.mask_labels),
+            orig_size=self.orig_size[cpu],
+            scale=self.scale[cpu],
+            offset=self.offset[cpu],
+            hard_classes=pick(self.hard_classes),
+        )
+
+    def regions(self, target: Tensor) -> list[Tensor | None]:
+        """Per sample, the ground-truth region of class ``target[i]`` as a bool mask
+        [H,W] in model-input pixels: the union of that class's masks if the dataset has
+        masks, else the union of its boxes; None where the class has no ground truth."""
+        h, w = self.images.shape[-2:]
+        out: list[Tensor | None] = []
+        for i, t in enumerate(target.tolist()):
+            if self.masks is not None and self.mask_labels is not None:
+                sel = self.mask_labels[i] == t
+                out.append(self.masks[i][sel].any(0) if sel.any() else None)
+            elif self.boxes is not None and self.box_labels is not None:
+                sel = self.box_labels[i] == t
+                if not sel.any():
+                    out.append(None)
+                    continue
+                out.append(boxes_to_mask(self.boxes[i][sel], (h, w)))
+            else:
+                out.append(None)
+        return out
+
+
+def boxes_to_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Union of xyxy boxes [N,4] as a bool mask [H,W]: pixels whose centre lies inside a
+    box (a box thinner than a pixel still marks the pixel holding its centre)."""
+    h, w = size
+    m = torch.zeros(h, w, dtype=torch.bool)
+    for x0, y0, x1, y1 in boxes.tolist():
+        c0, c1 = math.ceil(x0 - 0.5), math.ceil(x1 - 0.5)
+        r0, r1 = math.ceil(y0 - 0.5), math.ceil(y1 - 0.5)
+        if c1 <= c0:
+            c0 = c1 = int((x0 + x1) / 2)
+            c1 += 1
+        if r1 <= r0:
+            r0 = r1 = int((y0 + y1) / 2)
+            r1 += 1
+        m[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
+    return m
+
+
+class BenchDataset(torch.utils.data.Dataset):
+    """Base of every dataset: ``__getitem__`` returns a Sample, or None for an unreadable
+    image or a broken annotation; the runner skips those with a warning and counts them."""
+
+    label_space: str = ""
+    class_names: list[str] = []
+    multilabel: bool = False
+    ground_truth: frozenset[str] = frozenset()  # subset of {"boxes", "masks"}
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample | None:
+        raise NotImplementedError
+
+
+def stack(samples: list[Sample], index: list[int]) -> Batch:
+    """Stack samples of one image size into a Batch."""
+
+    def opt(name: str) -> list[Tensor] | None:
+        vals = [getattr(s, name) for s in samples]
+        return None if any(v is None for v in vals) else vals
+
+    return Batch(
+        images=torch.stack([s.image for s in samples]),
+        labels=torch.stack([s.label for s in samples]),
+        ids=[s.id for s in samples],
+        index=torch.tensor(index, dtype=torch.int64),
+        boxes=opt("boxes"),
+        box_labels=opt("box_labels"),
+        box_difficult=opt("box_difficult"),
+        masks=opt("masks"),
+        mask_labels=opt("mask_labels"),
+        orig_size=torch.tensor([s.orig_size for s in samples], dtype=torch.float32),
+        scale=torch.tensor([s.scale for s in samples], dtype=torch.float32),
+        offset=torch.tensor([s.offset for s in samples], dtype=torch.float32),
+        hard_classes=opt("hard_classes"),
+    )
+
+
+@dataclass
+class ModelSpec:
+    """A classifier ready to explain, with everything the runner needs to feed it."""
+
+    name: str
+    model: nn.Module  # eval mode, returns logits [B,K]
+    preprocess: Preprocess
+    class_names: list[str]
+    label_space: str  # datasets must share it ("imagenet", "shapes", "voc", "coco")
+    weights_id: str  # stable identity of the weights, part of cache and run keys
+    cam_layer: str | None = None  # dotted module name of the default CAM layer
+    multilabel: bool = False
+
+    @property
+    def activation(self) -> Literal["softmax", "sigmoid"]:
+        return "sigmoid" if self.multilabel else "softmax"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Capabilities of an attribution method, read by the runner."""
+
+    needs_layer: bool = False  # takes ``layer``; the model's cam_layer by default
+    needs_grad: bool = True  # needs autograd through the model
+    stochastic: bool = False  # takes ``seed``
+    cost: Literal["free", "forward", "backward", "perturbation"] = "backward"
+    model_free: bool = False  # does not look at the model (controls such as ``edge``)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read a metric's outputs. ``higher_is_better`` is for the output named
+    like the metric; ``outputs`` gives the direction of any other scalar outputs."""
+
+    higher_is_better: bool
+    needs: frozenset[GroundTruth] = frozenset()
+    aggregate: Literal["mean", "class_mean"] = "mean"
+    needs_explain: bool = False  # takes ``explain(x, target) -> heatmap``
+    outputs: Mapping[str, bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs", frozenset(self.needs))
+
+    def direction(self, name: str, key: str) -> bool | None:
+        """higher_is_better of output ``key`` of metric ``name``; None for non-scores."""
+        return self.higher_is_better if key == name else self.outputs.get(key)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset entry (the builder returns a BenchDataset)."""
+
+    needs_root: bool = False

@@ -1,0 +1,27 @@
+"""Datasets: ``builder(preprocess, **params) -> BenchDataset`` yielding Samples whose
+images are already normalised for the model and whose ground truth (boxes, masks) is in
+model-input pixels. One module per dataset, named like its registry key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faithbench.preprocess import Preprocess
+from faithbench.registry import Entry, Registry
+from faithbench.types import BenchDataset, DatasetInfo
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", __name__, DatasetInfo)
+register = DATASETS.register
+
+
+def get(name: str) -> Entry[DatasetInfo]:
+    return DATASETS.get(name)
+
+
+def names(pattern: str = "*") -> list[str]:
+    return DATASETS.names(pattern)
+
+
+def build(name: str, preprocess: Preprocess, **params: Any) -> BenchDataset:
+    """Build dataset ``name`` for a model that takes ``preprocess``."""
+    return DATASETS.get(name).fn(preprocess, **params)

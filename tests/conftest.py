@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny models and inputs that run in milliseconds on CPU."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+class TinyCNN(nn.Module):
+    """conv-relu-conv-relu(inplace)-pool-conv-relu-GAP-linear: a GAP model (CAM applies)
+    mixing nn.ReLU modules, an in-place ReLU and a functional relu."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.features(x))
+        return self.fc(self.pool(x).flatten(1))
+
+
+def _seeded(module: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (1.0 / max(1, p[0].numel()) ** 0.5))
+    return module.eval()
+
+
+@pytest.fixture
+def tiny_cnn() -> nn.Module:
+    """TinyCNN with seeded weights; CAM layer ``features.5``."""
+    return _seeded(TinyCNN(), 0)
+
+
+@pytest.fixture
+def tiny_resnet() -> nn.Module:
+    """A torchvision ResNet-18 topology (residual blocks, BatchNorm, in-place ReLU),
+    5 classes, seeded weights; CAM layer ``layer4``."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=5).eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    """A batch of 4 random normalised images [4,3,32,32]."""
+    return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
