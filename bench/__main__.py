@@ -1,0 +1,3 @@
+from faithbench.cli import main
+
+main()

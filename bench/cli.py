@@ -1,0 +1,142 @@
+"""Command line: ``faithbench [overrides]`` runs one job, ``faithbench -m ...`` sweeps,
+``faithbench list`` shows the registered names."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from faithbench.errors import ConfigError
+
+log = logging.getLogger("faithbench")
+_FAILED: list[str] = []
+
+
+def _summary_line(name: str, res: dict[str, float], metric_names: list[str]) -> str:
+    parts = []
+    for m in metric_names:
+        if m in res:
+            parts.append(f"{m} {res[m]:.4f} [{res.get(m + '_ci_low', float('nan')):.4f}, "
+                         f"{res.get(m + '_ci_high', float('nan')):.4f}]")
+    n = int(res.get("n_samples", 0))
+    return f"{name}: " + ", ".join(parts) + f" ({n} samples, {res.get('seconds', 0):.1f} s)"
+
+
+def task(cfg: DictConfig) -> None:
+    from faithbench.run import run
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
+    summary: dict[str, Any] = {"model": cfg.model.name, "method": cfg.method.name,
+                               "dataset": cfg.dataset.name,
+                               "shard": f"{cfg.dataset.get('shard', 0)}/{cfg.dataset.get('num_shards', 1)}"}
+    try:
+        results = run(cfg)
+        summary.update(status="ok", results=results)
+        log.info(_summary_line(name, results, list(cfg.metrics)))
+    except ConfigError as e:
+        summary.update(status="failed", error=str(e))
+        if not multirun:
+            print(f"faithbench: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.error("%s failed: %s", name, e)
+    except Exception as e:  # keep the sweep going; the failure is listed at its end
+        if not multirun:
+            raise
+        summary.update(status="failed", error=f"{type(e).__name__}: {e}")
+        log.error("%s failed:\n%s", name, traceback.format_exc())
+    finally:
+        out = Path(hc.runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, default=float, indent=1))
+
+
+class SweepSummary(Callback):
+    """Prints the results table of a sweep and lists its failed jobs."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        rows = [json.loads(p.read_text()) for p in
+                sorted(Path(config.hydra.sweep.dir).glob("*/summary.json"),
+                       key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)]
+        print(format_table(rows, list(config.metrics)))
+        failed = [r for r in rows if r["status"] != "ok"]
+        for r in failed:
+            _FAILED.append(f"{r['model']}/{r['method']}/{r['dataset']}: {r['error']}")
+        if failed:
+            print(f"\n{len(failed)} of {len(rows)} jobs failed:", file=sys.stderr)
+            for f in _FAILED:
+                print(f"  {f}", file=sys.stderr)
+
+
+def format_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
+    import pandas as pd
+
+    table = []
+    for r in rows:
+        line = {"model": r["model"], "method": r["method"], "dataset": r["dataset"]}
+        if r.get("shard", "0/1") != "0/1":
+            line["shard"] = r["shard"]
+        res = r.get("results", {})
+        for m in metric_names:
+            if m in res:
+                line[m] = f"{res[m]:.4f} [{res[m + '_ci_low']:.4f}, {res[m + '_ci_high']:.4f}]"
+        line["n"] = int(res.get("n_samples", 0)) if r["status"] == "ok" else "failed"
+        table.append(line)
+    return pd.DataFrame(table).fillna("-").to_string(index=False) if table else "(no jobs)"
+
+
+def list_names(argv: list[str]) -> int:
+    """``faithbench list [kind]``: registered names with their metadata."""
+    from importlib import resources
+
+    from faithbench import datasets, methods, metrics, models
+
+    kinds = argv or ["models", "methods", "metrics", "datasets", "experiments"]
+    valid = ["models", "methods", "metrics", "datasets", "experiments"]
+    for kind in kinds:
+        if kind not in valid:
+            print(f"faithbench: error: unknown kind {kind!r}; valid: {', '.join(valid)}", file=sys.stderr)
+            return 2
+        print(f"{kind}:")
+        if kind == "experiments":
+            exp = resources.files("faithbench.conf") / "experiment"
+            for f in sorted(p.name for p in exp.iterdir() if p.name.endswith(".yaml")):
+                print(f"  {f[:-5]}")
+            continue
+        reg = {"models": models.MODELS, "methods": methods.METHODS,
+               "metrics": metrics.METRICS, "datasets": datasets.DATASETS}[kind]
+        for n in reg.names():
+            info = reg.get(n).info
+            flags = ", ".join(f"{k}={v}" for k, v in vars(info).items()
+                              if v not in (False, None, frozenset(), {}, ()))
+            print(f"  {n:28s} {flags}")
+    return 0
+
+
+@hydra.main(version_base="1.3", config_path="pkg://faithbench.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    task(cfg)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "list":
+        sys.exit(list_names(argv[1:]))
+    _hydra_main()
+    if _FAILED:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

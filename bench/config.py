@@ -1,0 +1,105 @@
+"""Config plumbing shared by the runner: entry parameters, context filling, run keys."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from faithbench.errors import ConfigError
+
+# Keys of a dataset node that the runner applies itself (all datasets share them).
+DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
+# Top-level keys that never change the numbers (performance, I/O, bookkeeping).
+NOT_IN_KEY = ("force", "device", "batch_size", "num_workers", "part_size", "cache",
+              "out_dir", "tracking", "figures", "hydra", "precision")
+# Entry parameters that only trade speed for memory; results are invariant to them (tested).
+PERF_PARAMS = frozenset({"chunk", "internal_batch_size"})
+# Bump when a change in the harness changes the numbers of an unchanged config.
+PROTOCOL_VERSION = 1
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """A plain, resolved dict from a DictConfig (or a dict)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+    return dict(node or {})
+
+
+def entry_params(node: Any, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(node).items() if k not in drop}
+
+
+def fill_context(fn: Callable[..., Any], params: dict[str, Any],
+                 context: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Check ``params`` against ``fn``'s signature, then fill context parameters
+    (``layer``, ``seed``, ``activation``, ``explain``) that are absent or None."""
+    sig = inspect.signature(fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
+    own = [n for n, p in sig.items() if p.kind is p.KEYWORD_ONLY or
+           (p.kind is p.POSITIONAL_OR_KEYWORD and n not in
+            ("model", "x", "heatmap", "target", "batch"))]
+    bad = [k for k in params if k not in sig and not takes_any]
+    if bad:
+        raise ConfigError(f"{what} has no parameter {bad[0]!r}. Valid parameters: {', '.join(own)}.")
+    out = dict(params)
+    for k, v in context.items():
+        if k in sig and out.get(k) is None:
+            out[k] = v
+    return out
+
+
+def run_key(cfg: DictConfig, weights_id: str) -> str:
+    """Hash of everything that changes the numbers of a run."""
+    d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_KEY}
+    d["metric"] = {m: d.get("metric", {}).get(m, {}) for m in d.get("metrics", [])}
+    d["metrics"] = sorted(d.get("metrics", []))
+    d["weights_id"] = weights_id
+    d["protocol"] = PROTOCOL_VERSION
+    return digest(strip_perf(d))[:16]
+
+
+def strip_perf(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: strip_perf(v) for k, v in d.items() if k not in PERF_PARAMS}
+    if isinstance(d, list):
+        return [strip_perf(v) for v in d]
+    return d
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def select_indices(n: int, limit: int | None, subset_seed: int | None,
+                   shard: int, num_shards: int) -> list[int]:
+    """Dataset positions of this job: an optional subset of ``limit`` samples (the first
+    ones, or a seeded random choice in dataset order), then every ``num_shards``-th one
+    starting at ``shard``. The shards of one config partition its subset exactly."""
+    if num_shards < 1 or not 0 <= shard < num_shards:
+        raise ConfigError(f"dataset.shard={shard} is not in [0, dataset.num_shards={num_shards})")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"dataset.limit={limit} must be a positive number of samples or null")
+    idx = np.arange(n)
+    if limit is not None and limit < n:
+        if subset_seed is None:
+            idx = idx[:limit]
+        else:
+            idx = np.sort(np.random.default_rng(subset_seed).choice(n, limit, replace=False))
+    return idx[shard::num_shards].tolist()
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,261 @@
+"""The run loop: one (model, method, dataset) scored with a list of metrics, in parquet
+parts that make it resumable, logged as one MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from faithbench import datasets, methods, metrics, models
+from faithbench.aggregate import summarize
+from faithbench.cache import HeatmapCache
+from faithbench.config import (DATASET_KEYS, digest, entry_params, fill_context, flatten,
+                               run_key, select_indices, to_dict)
+from faithbench.errors import ConfigError, unknown_choice
+from faithbench.scoring import MetricJob, Scorer, unreadable_rows
+from faithbench.types import BenchDataset, ModelSpec, stack
+
+log = logging.getLogger("faithbench")
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    scorer: Scorer
+    dataset: BenchDataset
+    indices: list[int]
+    key: str
+    name: str
+
+
+class _Indexed(Dataset):
+    def __init__(self, ds: BenchDataset, indices: list[int]) -> None:
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[int, Any]:
+        return self.indices[i], self.ds[self.indices[i]]
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def load_model(node: Any, device: torch.device) -> ModelSpec:
+    """Models are reused across the jobs of a sweep run in one process."""
+    params = entry_params(node)
+    k = digest([node.name, params, str(device)])
+    if k not in _MODELS:
+        _MODELS.clear()
+        spec = models.load(node.name, **params)
+        spec.model.to(device)
+        _MODELS[k] = spec
+    return _MODELS[k]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA device is available; use device=cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Resolve and check everything before any run is opened, so bad input fails early."""
+    model_entry = models.get(cfg.model.name)
+    method_entry = methods.get(cfg.method.name)
+    metric_entries = [metrics.get(m) for m in cfg.metrics]
+    datasets.get(cfg.dataset.name)
+    if cfg.target not in ("label", "pred"):
+        raise unknown_choice("target", cfg.target, ["label", "pred"])
+    ds_node = to_dict(cfg.dataset)
+    device = pick_device(str(cfg.device))
+    spec = load_model(cfg.model, device)
+    ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(ds_node, DATASET_KEYS))
+    if ds.label_space != spec.label_space or model_entry.info.label_space != spec.label_space:
+        raise ConfigError(
+            f"model {cfg.model.name!r} predicts {spec.label_space!r} classes but dataset "
+            f"{cfg.dataset.name!r} is labelled in {ds.label_space!r}: pick a matching pair")
+    indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
+                             int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
+    context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation}
+    method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
+                                 f"method {cfg.method.name!r}")
+    if method_entry.info.needs_layer and not method_params.get("layer"):
+        raise ConfigError(f"method {cfg.method.name!r} needs a layer and model "
+                          f"{cfg.model.name!r} has no default: set method.layer=<module name>")
+    scorer = Scorer(spec, cfg.method.name, method_entry.fn, method_params, [], cfg.target, device)
+    context["explain"] = scorer.explain
+    for name, entry in zip(cfg.metrics, metric_entries):
+        missing = entry.info.needs - ds.ground_truth
+        if missing:
+            log.info("metric %s skipped: dataset %s has no %s", name, cfg.dataset.name,
+                     " or ".join(sorted(missing)))
+            continue
+        params = entry_params(cfg.get("metric", {}).get(name, {}), ())
+        params = fill_context(entry.fn, params, context, f"metric {name!r}")
+        scorer.metrics.append(MetricJob(name, entry.fn, params, entry.info))
+    key = run_key(cfg, spec.weights_id)
+    if cfg.cache:
+        transform = digest([entry_params(ds_node, DATASET_KEYS), repr(spec.preprocess)])
+        ns = digest([spec.weights_id, cfg.method.name, method_params, transform,
+                     str(device.type)])[:20]
+        scorer.cache = HeatmapCache(Path(cfg.out_dir) / "cache" / cfg.method.name, ns)
+    name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
+    if int(ds_node.get("num_shards", 1)) > 1:
+        name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
+    return Job(cfg, scorer, ds, indices, key, name)
+
+
+def _write_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def score_parts(job: Job, parts: Path) -> pd.DataFrame:
+    """Score every part that is not on disk yet, then return all rows in order."""
+    meta_path = parts / "parts.json"
+    meta = {"part_size": int(job.cfg.part_size), "n": len(job.indices), "outputs": {}}
+    if meta_path.exists():  # keep the part boundaries of the first try
+        meta = json.loads(meta_path.read_text())
+        job.scorer.outputs.update(meta["outputs"])
+    parts.mkdir(parents=True, exist_ok=True)
+    size = meta["part_size"]
+    n_parts = math.ceil(len(job.indices) / size)
+    paths = [parts / f"part-{p:05d}.parquet" for p in range(n_parts)]
+    done = sum(min(size, len(job.indices) - p * size) for p, path in enumerate(paths) if path.exists())
+    bar = tqdm(total=len(job.indices), initial=done, desc=job.name, unit="img", leave=False)
+    pin = job.scorer.device.type == "cuda"
+    for p, path in enumerate(paths):
+        if path.exists():
+            continue
+        idx = job.indices[p * size : (p + 1) * size]
+        loader = DataLoader(_Indexed(job.dataset, idx), batch_size=int(job.cfg.batch_size),
+                            num_workers=int(job.cfg.num_workers), collate_fn=list, pin_memory=pin)
+        frames = []
+        for items in loader:
+            bad = [(i, f"#{i}") for i, s in items if s is None]
+            if bad:
+                log.warning("%d unreadable samples skipped in %s", len(bad), job.name)
+                frames.append(pd.DataFrame(unreadable_rows(bad)))
+            good = [(i, s) for i, s in items if s is not None]
+            for shape in dict.fromkeys(tuple(s.image.shape) for _, s in good):
+                group = [(i, s) for i, s in good if tuple(s.image.shape) == shape]
+                batch = stack([s for _, s in group], [i for i, _ in group])
+                frames.append(pd.DataFrame(job.scorer.score(batch)))
+            bar.update(len(items))
+        meta["outputs"] = job.scorer.outputs  # which metric owns each column
+        _write_text_atomic(json.dumps(meta), meta_path)
+        _write_atomic(pd.concat(frames, ignore_index=True), path)
+    bar.close()
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
+    ok = df[df["status"] == "ok"]
+    out: dict[str, float] = {"n_samples": float(len(ok)),
+                             "n_unreadable": float((df["status"] != "ok").sum())}
+    if len(ok):
+        out["model_accuracy"] = float(ok["correct"].mean())
+    for m in job.scorer.metrics:
+        for key, owner in job.scorer.outputs.items():
+            if owner != m.name or key.endswith("_curve"):
+                continue
+            s = summarize(ok[key].to_numpy(dtype=float), ok["target"].to_numpy(),
+                          m.info.aggregate, seed=int(job.cfg.seed))
+            out[key] = s["mean"]
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s["ci_low"], s["ci_high"]
+            out[f"{key}_n"] = float(s["n"])
+    return out
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Run one job (no Hydra needed): returns the logged aggregates
+    (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_n``, ...)."""
+    from faithbench import artifacts, tracking
+
+    t0 = time.time()
+    torch.manual_seed(int(cfg.seed))
+    job = prepare(cfg)
+    tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    tags = tracking_tags(job)
+    prev = tracker.find(job.key)
+    if prev is not None and prev.info.status == "FINISHED" and not cfg.force:
+        log.info("%s: finished already (run %s, key %s), skipped", job.name, prev.info.run_id, job.key)
+        return {k: v for k, v in prev.data.metrics.items()}
+    parts = Path(cfg.out_dir) / "runs" / job.key
+    if prev is not None and prev.info.status != "FINISHED":
+        run_id = prev.info.run_id
+        tracker.reopen(run_id, tags)
+        log.info("%s: resuming run %s", job.name, run_id)
+    else:
+        if prev is not None:  # force: start over, keep the old run but mark it
+            tracker.set_tags(prev.info.run_id, {"faithbench.superseded": "true"})
+            for p in parts.glob("part-*.parquet"):
+                p.unlink()
+            (parts / "parts.json").unlink(missing_ok=True)
+        run_id = tracker.start(job.key, job.name, tags)
+    try:
+        tracker.log_params(run_id, flatten(to_dict(cfg)))
+        df = score_parts(job, parts)
+        results = aggregate(job, df)
+        results["seconds"] = time.time() - t0
+        art = artifacts.write(job, df, parts / "artifacts")
+        tracker.log_artifacts(run_id, art)
+        tracker.log_metrics(run_id, results)
+        if job.scorer.cache is not None:
+            tracker.set_tags(run_id, {"faithbench.cache_corrupt": job.scorer.cache.corrupt})
+        tracker.finish(run_id)
+    except BaseException as e:
+        tracker.finish(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    return results
+
+
+def tracking_tags(job: Job) -> dict[str, str]:
+    import platform
+
+    import mlflow
+    import timm
+    import torchvision
+
+    from faithbench import __version__
+    from faithbench.version import git_revision
+
+    dev = job.scorer.device
+    return {
+        "faithbench.version": __version__, "faithbench.git": git_revision() or "unknown",
+        "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "timm": timm.__version__, "mlflow": mlflow.__version__,
+        "python": platform.python_version(), "cuda": str(torch.version.cuda),
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "seed": str(job.cfg.seed), "model": job.cfg.model.name, "method": job.cfg.method.name,
+        "dataset": job.cfg.dataset.name, "shard": f"{job.cfg.dataset.get('shard', 0)}/{job.cfg.dataset.get('num_shards', 1)}",
+        "target": job.cfg.target, "weights_id": job.scorer.spec.weights_id,
+    }

@@ -1,0 +1,112 @@
+"""Per-batch work: targets, heatmaps (cached or computed), metrics -> per-sample rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from faithbench.cache import HeatmapCache, quantize
+from faithbench.errors import ConfigError
+from faithbench.types import Batch, MetricInfo, ModelSpec
+
+
+@dataclass
+class MetricJob:
+    name: str
+    fn: Callable[..., dict[str, Tensor]]
+    params: dict[str, Any]
+    info: MetricInfo
+
+
+@dataclass
+class Scorer:
+    """Everything needed to turn a batch into rows, resolved once per run."""
+
+    spec: ModelSpec
+    method: str
+    method_fn: Callable[..., Tensor]
+    method_params: dict[str, Any]
+    metrics: list[MetricJob]
+    target: str  # "label" | "pred"
+    device: torch.device
+    cache: HeatmapCache | None = None
+    outputs: dict[str, str] = field(default_factory=dict)  # output key -> metric name
+
+    def explain(self, x: Tensor, target: Tensor, model: torch.nn.Module | None = None) -> Tensor:
+        """The run's method with the run's params (metrics call it on perturbed inputs)."""
+        out = self.method_fn(model if model is not None else self.spec.model, x, target,
+                             **self.method_params)
+        if out.shape != (x.shape[0], *x.shape[-2:]):
+            raise ValueError(f"method {self.method!r} returned a map of shape "
+                             f"{tuple(out.shape)}; expected {(x.shape[0], *x.shape[-2:])}")
+        return out.float()
+
+    def targets(self, batch: Batch) -> tuple[Batch, Tensor, Tensor]:
+        """(batch with one row per target, targets [R], top-1 predictions [R]).
+        Multi-label images with ``target=label`` give one row per present class."""
+        with torch.inference_mode():
+            pred = self.spec.model(batch.images).argmax(1)
+        if self.target == "pred":
+            return batch, pred.clone(), pred.clone()
+        if batch.labels.ndim == 2:
+            rows, cls = (batch.labels > 0.5).nonzero(as_tuple=True)
+            return batch.select(rows), cls, pred[rows].clone()
+        return batch, batch.labels.long(), pred.clone()
+
+    def heatmaps(self, batch: Batch, target: Tensor, keys: list[str]) -> Tensor:
+        """[R,H,W] maps; with a cache, read what is there and compute only the rest.
+        Maps are scored as the cache stores them (see ``faithbench.cache``), so turning
+        the cache on or off never changes a number."""
+        if self.cache is None:  # scored at the cache's precision all the same
+            return quantize(self.explain(batch.images, target).detach())
+        got = self.cache.get(keys)
+        todo = [i for i, m in enumerate(got) if m is None]
+        if todo:
+            sel = torch.tensor(todo, device=batch.images.device)
+            fresh = self.explain(batch.images[sel], target[sel]).detach()
+            self.cache.put([keys[i] for i in todo], fresh)
+            for i, m in zip(todo, quantize(fresh)):
+                got[i] = m
+        return torch.stack([m.to(self.device) for m in got])  # type: ignore[misc]
+
+    def score(self, batch: Batch) -> dict[str, Any]:
+        """Columns for the rows of one batch (same image size)."""
+        batch = batch.to(self.device)
+        expanded, target, pred = self.targets(batch)
+        multi = expanded is not batch
+        ids = [f"{i}#{t}" if multi else i for i, t in zip(expanded.ids, target.tolist())]
+        heat = self.heatmaps(expanded, target, [f"{i}#{t}" for i, t in zip(expanded.ids, target.tolist())])
+        cols: dict[str, Any] = {
+            "id": ids, "image_id": list(expanded.ids), "index": expanded.index.numpy(),
+            "target": target.cpu().numpy(), "pred": pred.cpu().numpy(),
+            "status": ["ok"] * len(ids),
+        }
+        labels = expanded.labels
+        cols["correct"] = (labels.gather(1, pred[:, None])[:, 0] > 0.5 if labels.ndim == 2
+                           else pred == labels).cpu().numpy()
+        for m in self.metrics:
+            out = m.fn(self.spec.model, expanded.images, heat, target, expanded, **m.params)
+            for k, v in out.items():
+                if v.shape[0] != len(ids) or v.ndim not in (1, 2):
+                    raise ValueError(f"metric {m.name!r} output {k!r} has shape "
+                                     f"{tuple(v.shape)}; expected [{len(ids)}] or [{len(ids)},T]")
+                owner = self.outputs.setdefault(k, m.name)
+                if owner != m.name:
+                    raise ConfigError(f"metrics {owner!r} and {m.name!r} both output {k!r}")
+                v = v.detach().float().cpu().numpy()
+                cols[k] = list(v) if v.ndim == 2 else v
+        return cols
+
+
+def unreadable_rows(items: list[tuple[int, str]]) -> dict[str, Any]:
+    """Rows for samples the dataset could not read: kept, so counts are honest."""
+    n = len(items)
+    return {"id": [i for _, i in items], "image_id": [i for _, i in items],
+            "index": np.array([j for j, _ in items], dtype=np.int64),
+            "target": np.full(n, -1), "pred": np.full(n, -1), "status": ["unreadable"] * n,
+            "correct": np.zeros(n, dtype=bool)}

@@ -1,0 +1,163 @@
+"""The run loop on toy entries: results, skip, resume, cache, shards, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+import toys
+from faithbench.errors import ConfigError
+from faithbench.run import run
+
+
+@pytest.fixture
+def cfg(workdir):
+    with toys.toy_entries():
+        yield OmegaConf.create(dict(
+            model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
+            dataset={"name": "toy_data", "n": 10, "broken": [3], "shard": 0, "num_shards": 1,
+                     "limit": None, "subset_seed": None},
+            metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
+            device="cpu", batch_size=3, num_workers=0, part_size=4, force=False, cache=True,
+            out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": 4}))
+
+
+def _runs(tmp_path):
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("t")
+    return c, c.search_runs([exp.experiment_id])
+
+
+def _samples(client, run):
+    path = client.download_artifacts(run.info.run_id, "samples.parquet")
+    return pd.read_parquet(path)
+
+
+def test_run_logs_one_finished_run_with_per_sample_rows(cfg, tmp_path):
+    res = run(cfg)
+    client, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    r = runs[0]
+    assert r.data.metrics["toy_metric"] == pytest.approx(res["toy_metric"])
+    assert r.data.params["method.scale"] == "1.0" and r.data.params["metric.toy_metric.k"] == "4"
+    for tag in ("faithbench.run_key", "torch", "device", "seed", "faithbench.git"):
+        assert tag in r.data.tags
+    df = _samples(client, r)
+    assert sorted(df["index"]) == list(range(10))
+    assert (df["status"] == "unreadable").sum() == 1 and res["n_unreadable"] == 1
+    ok = df[df.status == "ok"]
+    assert ok["toy_metric"].mean() == pytest.approx(res["toy_metric"])
+    assert res["n_samples"] == 9 and res["toy_metric_n"] == 9
+    arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"samples.parquet", "heatmap_grid.png", "curves.csv"} <= arts
+
+
+def test_finished_run_is_skipped_and_force_recomputes(cfg, tmp_path):
+    run(cfg)
+    toys.CALLS["method"] = 0
+    cfg.method = {"name": "toy_counting_method"}
+    run(cfg)
+    assert toys.CALLS["method"] == 9  # 9 readable samples; the grid reads the cache
+    run(cfg)
+    assert toys.CALLS["method"] == 9  # skipped: nothing recomputed
+    cfg.force = True
+    cfg.cache = False
+    run(cfg)
+    assert toys.CALLS["method"] == 9 + 9 + 4  # no cache: the grid's 4 maps are recomputed
+    _, runs = _runs(tmp_path)
+    assert sum(r.info.status == "FINISHED" for r in runs) == 3
+    assert sum(r.data.tags.get("faithbench.superseded") == "true" for r in runs) == 1
+
+
+def test_interrupted_run_resumes_without_duplicates(cfg, tmp_path):
+    ref = copy.deepcopy(cfg)
+    ref.tracking.experiment, ref.cache, ref.out_dir = "ref", False, "ref_out"
+    reference = run(ref)
+    toys.CALLS.update(toy_method=0, crash_at=3)  # dies inside the second part
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    client, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["KILLED"]
+    assert len(list((tmp_path / "out" / "runs").glob("*/part-*.parquet"))) == 1
+    toys.CALLS["crash_at"] = -1
+    res = run(cfg)
+    client, runs = _runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FINISHED"]  # the same run, resumed
+    df = _samples(client, runs[0])
+    assert df["id"].is_unique and sorted(df["index"]) == list(range(10))
+    assert res["toy_metric"] == pytest.approx(reference["toy_metric"])
+
+
+def test_cache_never_changes_a_number(cfg):
+    first = run(cfg)
+    cfg.tracking.experiment, cfg.force = "again", True
+    second = run(cfg)  # every map read back from the cache
+    cfg.tracking.experiment, cfg.cache = "off", False
+    third = run(cfg)
+    assert first["toy_metric"] == second["toy_metric"] == third["toy_metric"]
+
+
+def test_shards_partition_the_dataset(cfg, tmp_path):
+    full = run(cfg)
+    client, _ = _runs(tmp_path)
+    ids = []
+    for s in range(3):
+        cfg.dataset.shard, cfg.dataset.num_shards = s, 3
+        run(cfg)
+    _, runs = _runs(tmp_path)
+    for r in runs:
+        if r.data.tags["shard"] != "0/1":
+            ids += _samples(client, r)["id"].tolist()
+    assert sorted(ids) == sorted(_samples(client, [r for r in runs if r.data.tags["shard"] == "0/1"][0])["id"])
+    assert full["n_samples"] == 9
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("model.name", "nope", r"unknown model 'nope'.*Valid choices:.*toy_model"),
+    ("method.name", "toy_methd", r"unknown method 'toy_methd'. Did you mean 'toy_method'"),
+    ("metrics", ["toy_metric", "delet"], r"unknown metric 'delet'"),
+    ("target", "guess", r"unknown target 'guess'.*label, pred"),
+    ("device", "tpu", r"unknown device 'tpu'"),
+    ("method.bogus", 3, r"method 'toy_method' has no parameter 'bogus'. Valid parameters: scale, seed"),
+    ("dataset.shard", 5, r"dataset.shard=5 is not in \[0, dataset.num_shards=1\)"),
+])
+def test_bad_input_fails_before_any_run(cfg, tmp_path, key, value, match):
+    OmegaConf.update(cfg, key, value, force_add=True)
+    with pytest.raises(ConfigError, match=match):
+        run(cfg)
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("t") is None
+
+
+def test_label_space_mismatch_is_refused(cfg):
+    from faithbench import models
+    spec = models.MODELS._entries["toy_model"].fn()
+    spec.label_space = "imagenet"
+    models.MODELS._entries["toy_model"] = type(models.MODELS._entries["toy_model"])(
+        "toy_model", lambda **p: spec, models.MODELS._entries["toy_model"].info)
+    with pytest.raises(ConfigError, match="predicts 'imagenet' classes but dataset 'toy_data' is labelled in 'toy'"):
+        run(cfg)
+
+
+def test_multilabel_targets_expand_to_one_row_per_class(cfg, tmp_path, monkeypatch):
+    base = toys.ToyData.__getitem__
+
+    def multi(self, i):
+        s = base(self, i)
+        if s is not None:
+            lab = torch.zeros(4)
+            lab[[i % 4, (i + 1) % 4]] = 1
+            s.label = lab
+        return s
+
+    monkeypatch.setattr(toys.ToyData, "__getitem__", multi)
+    res = run(cfg)
+    client, runs = _runs(tmp_path)
+    df = _samples(client, runs[0])
+    ok = df[df.status == "ok"]
+    assert len(ok) == 18 and ok["id"].is_unique
+    assert res["n_samples"] == 18
