@@ -1,0 +1,129 @@
+"""Machinery shared by the CAM family: find the layer, capture its activations (and the
+gradient of the target logits w.r.t. them), combine channels, upsample to the input.
+
+Every CAM variant only computes channel weights; see ``grad_cam.py`` for the pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from faithbench.errors import ConfigError, unknown_choice
+
+# A forward hook may return a replacement output (or None to keep it).
+OutputEdit = Callable[[Tensor], Tensor | None]
+
+
+def resolve_layer(model: nn.Module, layer: str | None) -> nn.Module:
+    """The sub-module of ``model`` named ``layer`` (dotted, as in ``named_modules``)."""
+    if not layer:
+        raise ConfigError("this method needs `layer`: the dotted name of a module, e.g. 'layer4'")
+    names = dict(model.named_modules())
+    if layer not in names:
+        raise unknown_choice("layer", layer, [n for n in names if n])
+    return names[layer]
+
+
+@contextmanager
+def hook_output(module: nn.Module, edit: OutputEdit) -> Iterator[list[int]]:
+    """Run ``edit`` on every output of ``module`` while the block runs; the hook is
+    removed on exit, exceptions included. Yields a one-item list counting the calls."""
+    calls = [0]
+
+    def hook(_m: nn.Module, _inp: object, out: object) -> Tensor | None:
+        if not isinstance(out, Tensor) or out.dim() != 4:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ConfigError(f"CAM layer must output a [B,K,h,w] tensor, got {shape}")
+        calls[0] += 1
+        return edit(out)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def _check_once(calls: list[int], layer: str) -> None:
+    if calls[0] != 1:
+        raise ConfigError(
+            f"layer {layer!r} ran {calls[0]} times in one forward; choose a module that runs "
+            "exactly once (e.g. a block, not a shared activation module)"
+        )
+
+
+@dataclass
+class Capture:
+    acts: Tensor  # [B,K,h,w] activations of the layer, detached
+    grads: Tensor | None  # [B,K,h,w] d(sum_i logit_i[target_i]) / d acts, or None
+    logits: Tensor  # [B,classes], detached
+
+
+def capture(model: nn.Module, x: Tensor, target: Tensor, layer: str, grad: bool = True) -> Capture:
+    """Forward ``x`` and capture the activations of ``layer`` and, if ``grad``, their
+    gradient. Gradients flow only into a detached copy of the activation (never into the
+    parameters or earlier layers), so nothing accumulates in ``.grad``.
+
+    Args:
+        x: [B,3,H,W]; target: [B] int64 on x.device.
+    """
+    module = resolve_layer(model, layer)
+    store: list[Tensor] = []
+
+    def edit(out: Tensor) -> Tensor:
+        a = out.detach().clone().requires_grad_(grad)
+        store.append(a)
+        # Hand the rest of the network a copy, so in-place ops downstream (ReLU(inplace))
+        # cannot overwrite the captured activation.
+        return a.clone() if grad else out
+
+    with torch.set_grad_enabled(grad), hook_output(module, edit) as calls:
+        logits = model(x)
+    _check_once(calls, layer)
+    acts = store[0]
+    grads = None
+    if grad:
+        score = logits.gather(1, target[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, acts, allow_unused=True)
+        if grads is None:
+            raise ConfigError(f"the model output does not depend on layer {layer!r}")
+    return Capture(acts.detach(), grads, logits.detach())
+
+
+def combine(weights: Tensor, acts: Tensor, relu: bool = True) -> Tensor:
+    """Weighted sum of activation channels: sum_k w_k A_k, then ReLU (Grad-CAM Eq. 2).
+
+    Args:
+        weights: [B,K] channel weights, or [B,K,h,w] per-position weights.
+        acts: [B,K,h,w].
+
+    Returns:
+        [B,h,w] map at layer resolution.
+    """
+    if weights.dim() == 2:
+        weights = weights[:, :, None, None]
+    cam = (weights * acts).sum(1)
+    return cam.clamp(min=0) if relu else cam
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling (half-pixel centres, ``align_corners=False``, like OpenCV's
+    ``INTER_LINEAR``) of [B,h,w] maps to ``size`` -> [B,H,W] float32."""
+    maps = maps.float()
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def minmax_channels(acts: Tensor) -> Tensor:
+    """Each channel of [N,K,H,W] rescaled to [0, 1]; constant channels become 0."""
+    flat = acts.flatten(2)
+    lo = flat.amin(-1)[..., None, None]
+    rng = flat.amax(-1)[..., None, None] - lo
+    return torch.where(rng > 0, (acts - lo) / rng.clamp(min=torch.finfo(acts.dtype).tiny), 0.0)

@@ -1,0 +1,104 @@
+"""Helpers shared by the attribution methods: input checks, class scores, channel reduction.
+
+A module starting with ``_`` is not registered as a method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from faithbench.errors import ConfigError, unknown_choice
+
+Activation = Literal["softmax", "sigmoid", "logit"]
+Reduce = Literal["sum", "abs_sum", "max_abs"]
+ACTIVATIONS = ("softmax", "sigmoid", "logit")
+REDUCTIONS = ("sum", "abs_sum", "max_abs")
+
+
+def check_choice(kind: str, value: object, choices: Iterable[str]) -> None:
+    """Raise ConfigError naming ``value`` and the valid ``choices`` unless it is one."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise unknown_choice(kind, value, choices)
+
+
+def check_inputs(x: Tensor, target: Tensor) -> Tensor:
+    """Validate a batch and its per-sample targets.
+
+    Args:
+        x: images [B,3,H,W] (any float dtype).
+        target: class index per sample [B], integer.
+
+    Returns:
+        ``target`` as int64 on ``x.device`` [B].
+    """
+    if x.dim() != 4:
+        raise ConfigError(f"x must be a batch of images [B,C,H,W], got shape {tuple(x.shape)}")
+    if not isinstance(target, Tensor):
+        target = torch.as_tensor(target)
+    if target.dim() != 1 or target.shape[0] != x.shape[0]:
+        raise ConfigError(
+            f"target must hold one class index per sample, shape [{x.shape[0]}], "
+            f"got shape {tuple(target.shape)}"
+        )
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise ConfigError(f"target must be an integer tensor, got dtype {target.dtype}")
+    return target.to(device=x.device, dtype=torch.int64)
+
+
+def class_scores(logits: Tensor, target: Tensor, activation: str | None) -> Tensor:
+    """Score of class ``target[i]`` in row i of ``logits`` [N,K] -> [N].
+
+    ``activation``: "softmax" (probability among classes), "sigmoid" (multi-label
+    probability), "logit" (the raw logit); None means "softmax".
+    """
+    activation = activation or "softmax"
+    check_choice("activation", activation, ACTIVATIONS)
+    if activation == "softmax":
+        logits = logits.softmax(dim=1)
+    elif activation == "sigmoid":
+        logits = logits.sigmoid()
+    return logits.gather(1, target[:, None])[:, 0]
+
+
+def reduce_channels(a: Tensor, how: str) -> Tensor:
+    """Reduce channel attributions [B,C,H,W] to a map [B,H,W] (float32).
+
+    "sum" keeps signs (and completeness for integrated gradients), "abs_sum" sums
+    magnitudes, "max_abs" is Simonyan et al.'s max over channels of the magnitude.
+    """
+    check_choice("reduce", how, REDUCTIONS)
+    if how == "sum":
+        out = a.sum(1)
+    elif how == "abs_sum":
+        out = a.abs().sum(1)
+    else:
+        out = a.abs().amax(1)
+    return out.float()
+
+
+def chunk_pairs(batch: int, n: int, chunk: int, device: torch.device) -> Iterable[tuple[Tensor, Tensor]]:
+    """(sample, perturbation) index pairs in chunks of at most ``chunk``.
+
+    Pairs run perturbation-major (all samples of perturbation 0, then of 1, ...) so a
+    chunk needs few distinct perturbations, which can then be built once per chunk.
+
+    Yields:
+        (b [n], p [n]) int64 tensors on ``device``.
+    """
+    if int(chunk) < 1:
+        raise ConfigError(f"chunk must be a positive number of images per forward, got {chunk}")
+    total = batch * n
+    for start in range(0, total, int(chunk)):
+        j = torch.arange(start, min(start + int(chunk), total), device=device)
+        yield j % batch, j // batch
+
+
+def make_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator seeded by ``seed`` (None -> 0). Random draws happen on CPU from
+    the seed alone so results are the same on every device and for every batch."""
+    return torch.Generator().manual_seed(0 if seed is None else int(seed))

@@ -1,0 +1,154 @@
+"""Registry-wide tests: every registered method, run on TinyCNN on CPU.
+
+Small-cost overrides (fewer samples, steps, masks) keep the run short; everything else
+uses the method's defaults.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+import faithbench.conf
+from faithbench.errors import ConfigError
+from faithbench.methods import get, names
+
+LAYER = "features.5"
+CONF = Path(faithbench.conf.__file__).parent / "method"
+# Cheaper settings for the sweep; keys absent from a method's signature are ignored.
+CHEAP = {"n_samples": 3, "n_steps": 4, "n_masks": 24, "internal_batch_size": 5, "window": 8, "stride": 4}
+EXTRA = {"captum": {"attribution": "IntegratedGradients", "attribute_kwargs": {"n_steps": 4}}}
+ALL = names()
+
+
+def params_for(name: str, **over) -> dict:
+    sig = inspect.signature(get(name).fn).parameters
+    p = {k: v for k, v in CHEAP.items() if k in sig}
+    if "layer" in sig:
+        p["layer"] = LAYER
+    if "seed" in sig:
+        p["seed"] = 0
+    p.update(EXTRA.get(name, {}))
+    p.update(over)
+    return p
+
+
+def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, **over) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get(name).fn(model, x, target, **params_for(name, **over))
+
+
+def scaled_close(a: Tensor, b: Tensor, tol: float = 1e-5) -> None:
+    scale = b.abs().max().clamp(min=1e-12)
+    assert float((a - b).abs().max() / scale) < tol
+
+
+TARGET = torch.tensor([0, 1, 2, 3])
+
+
+def test_registry_lists_the_methods_of_the_issue():
+    required = {"saliency", "grad_cam"}
+    assert required <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_smoke_shape_dtype_device_finite(name, tiny_cnn, images):
+    out = attribute(name, tiny_cnn, images, TARGET)
+    assert out.shape == (4, 32, 32)
+    assert out.dtype == torch.float32 and out.device == images.device
+    assert torch.isfinite(out).all()
+    assert out.abs().sum() > 0, "an all-zero map says nothing"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batch_invariance(name, tiny_cnn, images):
+    batched = attribute(name, tiny_cnn, images, TARGET)
+    looped = torch.cat([attribute(name, tiny_cnn, images[i : i + 1], TARGET[i : i + 1]) for i in range(4)])
+    scaled_close(batched, looped)
+    # Reordering the batch reorders the maps.
+    perm = torch.tensor([2, 0, 3, 1])
+    scaled_close(attribute(name, tiny_cnn, images[perm], TARGET[perm]), batched[perm])
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if "chunk" in inspect.signature(get(n).fn).parameters])
+def test_chunk_invariance(name, tiny_cnn, images):
+    x, t = images[:2], TARGET[:2]
+    ref = attribute(name, tiny_cnn, x, t, chunk=1000)
+    for chunk in (1, 3):
+        scaled_close(attribute(name, tiny_cnn, x, t, chunk=chunk), ref)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if get(n).info.stochastic])
+def test_seed_reproducible_and_effective(name, tiny_cnn, images):
+    a = attribute(name, tiny_cnn, images, TARGET, seed=1)
+    b = attribute(name, tiny_cnn, images, TARGET, seed=1)
+    c = attribute(name, tiny_cnn, images, TARGET, seed=2)
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def _hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(m._backward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_state_left_on_the_model(name, tiny_cnn, images):
+    assert all(p.requires_grad for p in tiny_cnn.parameters())
+    tiny_cnn.train()  # the method must not switch modes (TinyCNN has no BN/dropout)
+    before = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
+    attribute(name, tiny_cnn, images, TARGET)
+    assert _hooks(tiny_cnn) == 0
+    assert all(p.grad is None for p in tiny_cnn.parameters())
+    assert all(m.training for m in tiny_cnn.modules())
+    assert all(p.requires_grad for p in tiny_cnn.parameters())
+    after = tiny_cnn.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_hooks_removed_on_exception(name, tiny_cnn, images):
+    class Boom(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Tensor) -> Tensor:
+            self.inner(x)
+            raise RuntimeError("boom")
+
+    if get(name).info.model_free:
+        pytest.skip("does not run the model")
+    model = Boom(tiny_cnn)
+    with pytest.raises(RuntimeError, match="boom"):
+        attribute(name, model, images, TARGET, **({"layer": "inner." + LAYER} if "layer" in params_for(name) else {}))
+    assert _hooks(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_yaml_matches_signature(name):
+    path = CONF / f"{name}.yaml"
+    assert path.exists(), f"missing {path}"
+    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    assert cfg.pop("name") == name
+    sig = inspect.signature(get(name).fn).parameters
+    params = {k: p.default for k, p in list(sig.items())[3:]}
+    assert list(sig)[:3] == ["model", "x", "target"]
+    assert set(cfg) == set(params), f"yaml keys {sorted(cfg)} != parameters {sorted(params)}"
+    for k, v in cfg.items():
+        d = params[k]
+        assert v == (list(d) if isinstance(d, tuple) else d), f"{name}.{k}: yaml {v!r} != default {d!r}"
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if not get(n).info.model_free])
+def test_bad_target_is_a_config_error(name, tiny_cnn, images):
+    with pytest.raises(ConfigError, match="target"):
+        attribute(name, tiny_cnn, images, TARGET[:2])
