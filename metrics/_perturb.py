@@ -1,0 +1,122 @@
+"""The perturbation-curve engine behind ``deletion``, ``insertion`` and ``abpc``.
+
+Every perturbed image of a batch is a ``torch.where`` between a start and a finish image
+under a per-sample cumulative mask ``rank < count[step]``, where ``rank`` comes from one
+stable argsort of the map; images are built lazily per chunk on ``x.device`` and scored
+``chunk`` at a time, so there is no per-sample or per-step Python loop over forwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from faithbench.errors import ConfigError
+from faithbench.metrics._common import (Activation, check_choice, check_range, clean,
+                                        forward_chunks, nan_where, per_sample_noise,
+                                        probabilities)
+
+Substitute = Literal["zero", "blur", "mean", "noise"]
+SUBSTITUTES = ("zero", "blur", "mean", "noise")
+
+
+def schedule(n_pixels: int, step: float) -> Tensor:
+    """Pixels perturbed after each step: ``[0, s, 2s, ..., N]`` clipped at N, with
+    ``s = ceil(step * N)`` (RISE: 224*8 pixels of 224*224 = 1/28, so 28 steps and 29
+    points at 224x224 with the default ``step = 1/28``). Returns [T] int64."""
+    check_range("step", step, 0.0, 1.0, lo_open=True)
+    s = max(1, math.ceil(step * n_pixels - 1e-6))
+    n_steps = math.ceil(n_pixels / s)
+    return (torch.arange(n_steps + 1) * s).clamp(max=n_pixels)
+
+
+def gaussian_kernel(size: int, sigma: float) -> Tensor:
+    """RISE's blur kernel: ``scipy.ndimage.gaussian_filter`` of a centred delta in a
+    ``size x size`` array (reflect boundary, truncate 4 sigma), written in torch.
+    The reflected tails fold back into the window, so it is not a truncated Gaussian.
+    Returns [size,size] float32 summing to 1."""
+    if size < 1 or sigma <= 0:
+        raise ConfigError(f"blur kernel size {size!r} must be >= 1 and sigma {sigma!r} > 0")
+    radius = int(4.0 * sigma + 0.5)
+    j = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (j / sigma) ** 2)
+    w = w / w.sum()
+    # scipy's "reflect" extension (d c b a | a b c d | d c b a) has period 2 * size.
+    idx = (torch.arange(size)[:, None] + j.long()[None, :]) % (2 * size)
+    idx = torch.where(idx >= size, 2 * size - 1 - idx, idx)
+    k1 = (w[None, :] * (idx == size // 2)).sum(1)
+    return torch.outer(k1, k1).float()
+
+
+def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
+                     blur_kernel: int, blur_sigma: float) -> Tensor:
+    """What perturbed pixels become, in the model's (normalised) input space, [B,C,H,W]:
+    ``zero`` (the dataset mean colour), ``blur`` (RISE: Gaussian blur with zero padding),
+    ``mean`` (each image's per-channel mean), ``noise`` (Gaussian noise with each image's
+    per-channel mean and std, seeded per sample)."""
+    check_choice("substitute", kind, SUBSTITUTES)
+    if kind == "zero":
+        return torch.zeros_like(x)
+    if kind == "mean":
+        return x.mean((2, 3), keepdim=True).expand_as(x)
+    if kind == "blur":
+        c = x.shape[1]
+        k = gaussian_kernel(blur_kernel, blur_sigma).to(x)
+        return F.conv2d(x, k.expand(c, 1, -1, -1), padding=blur_kernel // 2, groups=c)
+    mu, sd = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True)
+    eps = per_sample_noise(tuple(x.shape[1:]), seed, ids, x.device).to(x.dtype)
+    return mu + sd * eps
+
+
+def ranks(heatmap: Tensor, order: Literal["morf", "lerf"]) -> Tensor:
+    """Position of each pixel in the perturbation order, [B,H*W] int64. ``morf``: most
+    relevant first (descending), ``lerf``: least relevant first (ascending). Ties go to
+    the lower flattened index in both orders (stable sort), so a constant map gives the
+    same raster order for both."""
+    flat = heatmap.flatten(1)
+    key = -flat + 0.0 if order == "morf" else flat + 0.0  # + 0.0 turns -0.0 into 0.0
+    perm = torch.sort(key, dim=1, stable=True).indices
+    pos = torch.arange(flat.shape[1], device=flat.device).expand_as(perm)
+    return torch.empty_like(perm).scatter_(1, perm, pos)
+
+
+def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
+           mode: Literal["deletion", "insertion"], order: Literal["morf", "lerf"],
+           step: float, substitute: str, activation: Activation | None, chunk: int,
+           seed: int | None, ids: list[int], blur_kernel: int = 11,
+           blur_sigma: float = 5.0) -> tuple[Tensor, Tensor]:
+    """Score curve and its AUC.
+
+    Args:
+        x: [B,C,H,W] model input; heatmap: [B,H,W]; target: [B] int64.
+        mode: ``deletion`` goes from ``x`` to the substitute, ``insertion`` back.
+    Returns:
+        (auc [B], curve [B,T]): class score after each step, trapezoid area over the
+        fraction of pixels perturbed in [0, 1]; NaN rows where the map is not finite.
+    """
+    check_choice("mode", mode, ["deletion", "insertion"])
+    check_choice("order", order, ["morf", "lerf"])
+    h, ok = clean(heatmap)
+    b, _, hh, ww = x.shape
+    counts = schedule(hh * ww, step).to(x.device)
+    t = counts.numel()
+    rank = ranks(h, order).view(b, 1, hh, ww)
+    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
+    start, finish = (x, sub) if mode == "deletion" else (sub, x)
+    tgt = target.to(x.device).long()
+
+    def make(rows: Tensor) -> Tensor:
+        rows = rows.to(x.device)
+        i, k = rows // t, rows % t
+        mask = rank[i] < counts[k].view(-1, 1, 1, 1)
+        return torch.where(mask, finish[i], start[i])
+
+    logits = forward_chunks(model, b * t, make, chunk)
+    rows = torch.arange(b * t, device=x.device)
+    curve = probabilities(logits, tgt[rows // t], activation).view(b, t)
+    auc = torch.trapezoid(curve, counts.to(curve.dtype) / (hh * ww), dim=1)
+    return nan_where(auc, ok), nan_where(curve, ok)

@@ -1,0 +1,139 @@
+"""Pointing games: the TorchRay protocol (Zhang et al., Excitation Backprop, ECCV 2016 /
+IJCV 2018) and the energy-based variant (Wang et al., Score-CAM, CVPRW 2020)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from faithbench.metrics import register
+from faithbench.metrics._common import check_choice, clean, nan_where, resize
+from faithbench.types import Batch, boxes_to_mask
+
+GroundTruthChoice = Literal["auto", "masks", "boxes"]
+NAN = float("nan")
+
+
+def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
+                 scale: tuple[float, float], ground_truth: str,
+                 skip_difficult: bool = False) -> Tensor | None:
+    """Union of class ``t``'s ground truth of sample ``i`` as a bool mask of ``size``,
+    the input frame stretched by ``scale`` (y, x). Masks (given at input resolution) are
+    upsampled nearest-neighbour, so each input pixel covers its footprint; boxes are
+    scaled exactly. None where the class has no ground truth (or, with
+    ``skip_difficult``, only VOC "difficult" boxes)."""
+    check_choice("ground_truth", ground_truth, ["auto", "masks", "boxes"])
+    use_masks = ground_truth == "masks" or (ground_truth == "auto" and batch.masks is not None)
+    if use_masks:
+        if batch.masks is None or batch.mask_labels is None:
+            return None
+        sel = batch.mask_labels[i] == t
+        if not bool(sel.any()):
+            return None
+        m = batch.masks[i][sel].any(0)
+        if not bool(m.any()):  # an empty mask is no ground truth, not a free hit
+            return None
+        return F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+    if batch.boxes is None or batch.box_labels is None:
+        return None
+    sel = batch.box_labels[i] == t
+    if not bool(sel.any()):
+        return None
+    if skip_difficult and batch.box_difficult is not None and bool(batch.box_difficult[i][sel].all()):
+        return None
+    b = batch.boxes[i][sel].float() * torch.tensor([scale[1], scale[0], scale[1], scale[0]])
+    return boxes_to_mask(b, size)
+
+
+def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
+    """(scale (y, x), size of the input's footprint in original pixels)."""
+    if batch.scale.shape[0] > i:
+        sy, sx = (float(v) for v in batch.scale[i])
+    else:
+        sy, sx = 1.0, 1.0
+    return (sy, sx), (max(1, round(hw[0] * sy)), max(1, round(hw[1] * sx)))
+
+
+@register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",
+          outputs={"pointing_game_difficult": True})
+def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                  batch: Batch, tolerance: float = 15.0,
+                  ground_truth: GroundTruthChoice = "auto") -> dict[str, Tensor]:
+    """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
+    on ties) of the map resized bilinearly to the original image size; a hit if any
+    ground-truth pixel of the target class lies strictly within ``tolerance`` original
+    pixels (``du^2 + dv^2 < tol^2``). Ground truth: the union of the class's masks (COCO)
+    if the dataset has masks, else of its boxes (VOC), skipping classes whose boxes are
+    all "difficult". Averaged per class, then over classes (``aggregate="class_mean"``).
+
+    Args:
+        heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
+            ``scale``/``offset`` back to original pixels. The model is not used.
+        tolerance: in original pixels. ground_truth: ``auto`` | ``masks`` | ``boxes``.
+    Returns:
+        ``pointing_game`` [B] 1 hit / 0 miss / NaN (no ground truth for the class);
+        ``pointing_game_difficult`` [B]: the same where the target is in
+        ``batch.hard_classes[i]``, NaN elsewhere; ``pointing_game_y``/``_x`` [B]: the
+        point in original pixels. No forward passes.
+    """
+    h, ok = clean(heatmap)
+    n, hw = h.shape[0], tuple(h.shape[-2:])
+    hit, py, px = (torch.full((n,), NAN) for _ in range(3))
+    r = math.ceil(tolerance)
+    for i, t in enumerate(target.tolist()):
+        scale, size = frame(batch, i, hw)
+        sal = resize(h[i], size)
+        idx = int(sal.flatten().argmax())  # torch returns the first maximal index
+        v, u = divmod(idx, size[1])
+        off = batch.offset[i].tolist() if batch.offset.shape[0] > i else [0.0, 0.0]
+        py[i], px[i] = v + off[0] * scale[0], u + off[1] * scale[1]
+        gt = class_region(batch, i, t, size, scale, ground_truth, skip_difficult=True)
+        if gt is None:
+            continue
+        v0, u0 = max(0, v - r), max(0, u - r)
+        win = gt[v0:v + r + 1, u0:u + r + 1]
+        dv = torch.arange(v0, v0 + win.shape[0])[:, None] - v
+        du = torch.arange(u0, u0 + win.shape[1])[None, :] - u
+        hit[i] = float(bool((win & (dv**2 + du**2 < tolerance**2)).any()))
+    hard = torch.full((n,), NAN)
+    if batch.hard_classes is not None:
+        for i, t in enumerate(target.tolist()):
+            if bool((batch.hard_classes[i] == t).any()):
+                hard[i] = hit[i]
+    dev = heatmap.device
+    return {"pointing_game": nan_where(hit.to(dev), ok),
+            "pointing_game_difficult": nan_where(hard.to(dev), ok),
+            "pointing_game_y": nan_where(py.to(dev), ok), "pointing_game_x": nan_where(px.to(dev), ok)}
+
+
+@register(higher_is_better=True, needs={"boxes"})
+def energy_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                         batch: Batch, ground_truth: GroundTruthChoice = "auto") -> dict[str, Tensor]:
+    """Energy-based pointing game (Score-CAM): the share of the map's positive energy
+    ``sum(relu(map) inside GT) / sum(relu(map))`` inside the target class's ground truth
+    (union of masks if the dataset has masks, else of boxes), at input resolution.
+    A map with no positive energy (all-zero, all-negative) counts as uniform and scores
+    the ground truth's area fraction, the chance level.
+
+    Args:
+        heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels.
+    Returns:
+        ``energy_pointing_game`` [B] in [0,1], NaN where the class has no ground truth.
+        No forward passes.
+    """
+    h, ok = clean(heatmap)
+    e = h.clamp(min=0).flatten(1)
+    hw = tuple(h.shape[-2:])
+    score = torch.full((h.shape[0],), NAN, device=h.device)
+    for i, t in enumerate(target.tolist()):
+        gt = class_region(batch, i, t, hw, (1.0, 1.0), ground_truth)
+        if gt is None:
+            continue
+        g = gt.flatten().to(h.device)
+        total = e[i].sum()
+        score[i] = (e[i][g].sum() / total) if total > 0 else g.float().mean()
+    return {"energy_pointing_game": nan_where(score, ok)}
