@@ -109,7 +109,7 @@ def prepare(cfg: DictConfig) -> Job:
             log.info("metric %s skipped: dataset %s has no %s", name, cfg.dataset.name,
                      " or ".join(sorted(missing)))
             continue
-        params = entry_params(cfg.get("metric", {}).get(name, {}), ())
+        params = entry_params(cfg.get("metric", {}).get(name, {}))
         params = fill_context(entry.fn, params, context, f"metric {name!r}")
         scorer.metrics.append(MetricJob(name, entry.fn, params, entry.info))
     key = run_key(cfg, spec.weights_id)
