@@ -1,10 +1,12 @@
-"""What a run logs besides its numbers: per-sample parquet, mean curves, a heatmap grid."""
+"""What a run logs besides its numbers: per-sample parquet, mean curves, a gallery of
+images with their maps (npz) and its heatmap grid (png)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -27,26 +29,45 @@ def write(job: Job, df: pd.DataFrame, out: Path) -> list[Path]:
         pd.DataFrame({k: pd.Series(v) for k, v in curves.items()}).to_csv(paths[-1], index_label="step")
     n = int(job.cfg.figures.grid)
     if n > 0 and (df["status"] == "ok").any():
+        g = gallery(job, df[df["status"] == "ok"].head(n))
+        paths.append(out / "gallery.npz")
+        np.savez_compressed(paths[-1], **g)
+        names = job.scorer.spec.class_names
+        titles = [names[t] if 0 <= t < len(names) else str(t) for t in g["target"]]
+        fig = heatmap_grid(g["images"] / 255.0, g["maps"].astype(np.float32), titles,
+                           job.scorer.method)
         paths.append(out / "heatmap_grid.png")
-        grid(job, df[df["status"] == "ok"].head(n)).savefig(paths[-1], dpi=120)
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
     return paths
 
 
-def grid(job: Job, rows: pd.DataFrame):
-    """The heatmap grid of ``rows``, maps read back from the cache when it is on."""
+def gallery(job: Job, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The first rows' images and maps, for figures drawn later without recomputing:
+    ``images`` [N,H,W,3] uint8, ``maps`` [N,H,W] fp16 (raw / max|map|), ``ids``,
+    ``target``, ``pred``, ground-truth ``boxes`` [M,4] xyxy in model-input pixels with
+    ``box_sample`` [M] (row of each box) and ``box_labels`` [M]. Maps come from the cache
+    when it is on; rows of another image size than the first are left out."""
     sc = job.scorer
     samples = [job.dataset[int(i)] for i in rows["index"]]
-    shape = samples[0].image.shape
-    keep = [k for k, s in enumerate(samples) if s.image.shape == shape]
+    keep = [k for k, s in enumerate(samples) if s.image.shape == samples[0].image.shape]
     rows = rows.iloc[keep]
     batch = stack([samples[k] for k in keep], rows["index"].tolist()).to(sc.device)
     target = torch.tensor(rows["target"].to_numpy(dtype="int64"), device=sc.device)
     maps = sc.heatmaps(batch, target, [f"{i}#{t}" for i, t in zip(rows["image_id"], rows["target"])])
-    names = sc.spec.class_names
-    titles = [names[t] if t < len(names) else str(t) for t in rows["target"]]
+    scale = maps.flatten(1).abs().nan_to_num(0).amax(1).clamp_min(1e-30).view(-1, 1, 1)
     images = sc.spec.preprocess.denormalize(batch.images).permute(0, 2, 3, 1)
-    import matplotlib.pyplot as plt
-
-    fig = heatmap_grid(images.cpu().numpy(), maps.cpu().numpy(), titles, sc.method)
-    plt.close(fig)
-    return fig
+    boxes, box_sample, box_labels = [np.zeros((0, 4), np.float32)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for k, s in enumerate(samples[i] for i in keep):
+        if s.boxes is not None and s.box_labels is not None:
+            boxes.append(s.boxes.numpy().astype(np.float32))
+            box_sample.append(np.full(len(s.boxes), k))
+            box_labels.append(s.box_labels.numpy().astype(np.int64))
+    return {
+        "images": (images.cpu().numpy() * 255).round().astype(np.uint8),
+        "maps": (maps / scale).cpu().numpy().astype(np.float16),
+        "ids": rows["id"].to_numpy(dtype=str), "target": rows["target"].to_numpy(dtype=np.int64),
+        "pred": rows["pred"].to_numpy(dtype=np.int64),
+        "boxes": np.concatenate(boxes), "box_sample": np.concatenate(box_sample),
+        "box_labels": np.concatenate(box_labels),
+    }

@@ -54,9 +54,13 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
     return out
 
 
-def run_key(cfg: DictConfig, weights_id: str) -> str:
-    """Hash of everything that changes the numbers of a run."""
+def run_key(cfg: DictConfig, weights_id: str, shard: bool = True) -> str:
+    """Hash of everything that changes the numbers of a run. With ``shard=False`` the
+    dataset shard is left out: the key that all shards of one run share (the group key
+    under which reports merge them)."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_KEY}
+    if not shard:
+        d["dataset"] = {k: v for k, v in d["dataset"].items() if k not in ("shard", "num_shards")}
     d["metric"] = {m: d.get("metric", {}).get(m, {}) for m in d.get("metrics", [])}
     d["metrics"] = sorted(d.get("metrics", []))
     d["weights_id"] = weights_id

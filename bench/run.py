@@ -185,7 +185,7 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
         out["model_accuracy"] = float(ok["correct"].mean())
     for m in job.scorer.metrics:
         for key, owner in job.scorer.outputs.items():
-            if owner != m.name or key.endswith("_curve"):
+            if owner != m.name or ok[key].dtype == object:  # per-sample vectors: not averaged
                 continue
             s = summarize(ok[key].to_numpy(dtype=float), ok["target"].to_numpy(),
                           m.info.aggregate, seed=int(job.cfg.seed))
@@ -258,4 +258,17 @@ def tracking_tags(job: Job) -> dict[str, str]:
         "seed": str(job.cfg.seed), "model": job.cfg.model.name, "method": job.cfg.method.name,
         "dataset": job.cfg.dataset.name, "shard": f"{job.cfg.dataset.get('shard', 0)}/{job.cfg.dataset.get('num_shards', 1)}",
         "target": job.cfg.target, "weights_id": job.scorer.spec.weights_id,
+        "faithbench.group_key": run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
+        "faithbench.sweep": hydra_output_dir() or "",
     }
+
+
+def hydra_output_dir() -> str | None:
+    """The Hydra sweep (or single-run) directory of this job, when run through Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    return str(Path(hc.sweep.dir if hc.mode == RunMode.MULTIRUN else hc.run.dir).resolve())

@@ -94,7 +94,8 @@ class Scorer:
             for k, v in out.items():
                 if v.shape[0] != len(ids) or v.ndim not in (1, 2):
                     raise ValueError(f"metric {m.name!r} output {k!r} has shape "
-                                     f"{tuple(v.shape)}; expected [{len(ids)}] or [{len(ids)},T]")
+                                     f"{tuple(v.shape)}; expected [{len(ids)}] (a value) or "
+                                     f"[{len(ids)},T] (a curve, box or point: stored, not averaged)")
                 owner = self.outputs.setdefault(k, m.name)
                 if owner != m.name:
                     raise ConfigError(f"metrics {owner!r} and {m.name!r} both output {k!r}")

@@ -54,7 +54,13 @@ def test_run_logs_one_finished_run_with_per_sample_rows(cfg, tmp_path):
     assert ok["toy_metric"].mean() == pytest.approx(res["toy_metric"])
     assert res["n_samples"] == 9 and res["toy_metric_n"] == 9
     arts = {a.path for a in client.list_artifacts(r.info.run_id)}
-    assert {"samples.parquet", "heatmap_grid.png", "curves.csv"} <= arts
+    assert {"samples.parquet", "heatmap_grid.png", "curves.csv", "gallery.npz"} <= arts
+    import numpy as np
+
+    g = np.load(client.download_artifacts(r.info.run_id, "gallery.npz"))
+    assert g["images"].shape == (4, 16, 16, 3) and g["maps"].shape == (4, 16, 16)
+    assert list(g["ids"]) == ok["id"].head(4).tolist() and len(g["boxes"]) == 4
+    assert np.abs(g["maps"]).max() == 1.0
 
 
 def test_finished_run_is_skipped_and_force_recomputes(cfg, tmp_path):
@@ -114,6 +120,8 @@ def test_shards_partition_the_dataset(cfg, tmp_path):
         if r.data.tags["shard"] != "0/1":
             ids += _samples(client, r)["id"].tolist()
     assert sorted(ids) == sorted(_samples(client, [r for r in runs if r.data.tags["shard"] == "0/1"][0])["id"])
+    assert len({r.data.tags["faithbench.group_key"] for r in runs}) == 1
+    assert len({r.data.tags["faithbench.run_key"] for r in runs}) == 4
     assert full["n_samples"] == 9
 
 
