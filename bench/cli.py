@@ -133,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
         sys.exit(list_names(argv[1:]))
+    if argv and argv[0] == "report":
+        from faithbench.report.cli import main as report_main
+
+        sys.exit(report_main(argv[1:]))
     _hydra_main()
     if _FAILED:
         sys.exit(1)

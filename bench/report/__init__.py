@@ -1,0 +1,1 @@
+"""Leaderboards and figures from logged runs (MLflow + per-sample parquet)."""
