@@ -67,8 +67,13 @@ def load_model(node: Any, device: torch.device) -> ModelSpec:
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when present; on a multi-GPU host, the jobs of a sweep take the
+    GPUs in turn (job number modulo GPU count), so parallel launchers spread out."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        n = torch.cuda.device_count()
+        return torch.device(f"cuda:{hydra_job_num() % n}" if n > 1 else "cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA device is available; use device=cpu or auto")
     try:
@@ -261,6 +266,12 @@ def tracking_tags(job: Job) -> dict[str, str]:
         "faithbench.group_key": run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
         "faithbench.sweep": hydra_output_dir() or "",
     }
+
+
+def hydra_job_num() -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    return int(HydraConfig.get().job.get("num", 0) or 0) if HydraConfig.initialized() else 0
 
 
 def hydra_output_dir() -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +30,38 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
+class _Retrying:
+    """Forwards to MlflowClient, retrying calls that hit a locked SQLite store (several
+    jobs of a local sweep share one file; SQLite lets one writer in at a time)."""
+
+    def __init__(self, client: MlflowClient, tries: int = 8) -> None:
+        self._client, self._tries = client, tries
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._client, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for i in range(self._tries):
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as e:  # MlflowException wrapping sqlite3.OperationalError
+                    if "locked" not in str(e) or i == self._tries - 1:
+                        raise
+                    log.info("tracking store is busy (%s); retrying", name)
+                    time.sleep(0.2 * 2**i + random.random() * 0.2)
+            raise AssertionError("unreachable")
+
+        return call
+
+
 class Tracker:
     """A thin layer over MlflowClient for the runner's life cycle."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = _Retrying(MlflowClient(tracking_uri=self.uri))
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             try:
@@ -69,8 +97,6 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-        import time
-
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
