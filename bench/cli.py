@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from faithbench.errors import ConfigError
+from faithbench.errors import ConfigError, IncompatibleError
 
 log = logging.getLogger("faithbench")
 _FAILED: list[str] = []
@@ -45,6 +45,12 @@ def task(cfg: DictConfig) -> None:
         results = run(cfg)
         summary.update(status="ok", results=results)
         log.info(_summary_line(name, results, list(cfg.metrics)))
+    except IncompatibleError as e:
+        summary.update(status="skipped", error=str(e))
+        if not multirun:
+            print(f"faithbench: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.info("%s skipped: %s", name, e)
     except ConfigError as e:
         summary.update(status="failed", error=str(e))
         if not multirun:
@@ -69,8 +75,12 @@ class SweepSummary(Callback):
         rows = [json.loads(p.read_text()) for p in
                 sorted(Path(config.hydra.sweep.dir).glob("*/summary.json"),
                        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)]
+        skipped = [r for r in rows if r["status"] == "skipped"]
+        rows = [r for r in rows if r["status"] != "skipped"]
         print(format_table(rows, list(config.metrics)))
-        failed = [r for r in rows if r["status"] != "ok"]
+        if skipped:
+            print(f"({len(skipped)} model/dataset pairs skipped: their label spaces differ)")
+        failed = [r for r in rows if r["status"] == "failed"]
         for r in failed:
             _FAILED.append(f"{r['model']}/{r['method']}/{r['dataset']}: {r['error']}")
         if failed:

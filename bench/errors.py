@@ -16,3 +16,8 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> ConfigEr
     close = difflib.get_close_matches(str(value), choices, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ConfigError(f"unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")
+
+
+class IncompatibleError(ConfigError):
+    """A model and a dataset that cannot go together (their label spaces differ); a
+    sweep over models x datasets skips such pairs instead of failing."""

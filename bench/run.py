@@ -23,7 +23,7 @@ from faithbench.aggregate import summarize
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, digest, entry_params, fill_context, flatten,
                                run_key, select_indices, to_dict)
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
 from faithbench.scoring import MetricJob, Scorer, unreadable_rows
 from faithbench.types import BenchDataset, ModelSpec, stack
 
@@ -87,17 +87,15 @@ def prepare(cfg: DictConfig) -> Job:
     model_entry = models.get(cfg.model.name)
     method_entry = methods.get(cfg.method.name)
     metric_entries = [metrics.get(m) for m in cfg.metrics]
-    datasets.get(cfg.dataset.name)
+    ds_space = datasets.get(cfg.dataset.name).info.label_space
     if cfg.target not in ("label", "pred"):
         raise unknown_choice("target", cfg.target, ["label", "pred"])
+    check_pair(cfg, model_entry.info.label_space, ds_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
     spec = load_model(cfg.model, device)
     ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(ds_node, DATASET_KEYS))
-    if ds.label_space != spec.label_space or model_entry.info.label_space != spec.label_space:
-        raise ConfigError(
-            f"model {cfg.model.name!r} predicts {spec.label_space!r} classes but dataset "
-            f"{cfg.dataset.name!r} is labelled in {ds.label_space!r}: pick a matching pair")
+    check_pair(cfg, spec.label_space, ds.label_space)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation}
@@ -135,6 +133,13 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def check_pair(cfg: DictConfig, model_space: str, ds_space: str | None) -> None:
+    if ds_space is not None and ds_space != model_space:
+        raise IncompatibleError(
+            f"model {cfg.model.name!r} predicts {model_space!r} classes but dataset "
+            f"{cfg.dataset.name!r} is labelled in {ds_space!r}: pick a matching pair")
 
 
 def _write_text_atomic(text: str, path: Path) -> None:

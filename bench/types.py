@@ -217,3 +217,4 @@ class DatasetInfo:
     """Static facts about a dataset entry (the builder returns a BenchDataset)."""
 
     needs_root: bool = False
+    label_space: str | None = None  # None: known once built (set by a parameter)

@@ -78,7 +78,7 @@ class PhotosDataset(BenchDataset):
                            f"photos/{e['id']}", boxes=boxes, box_labels=labels)
 
 
-@register(needs_root=False)
+@register(needs_root=False, label_space="imagenet")
 def photos(preprocess: Preprocess, only_expected: bool = False) -> BenchDataset:
     """Build the bundled photo set.
 

@@ -52,7 +52,7 @@ class ShapesDataset(BenchDataset):
                            masks=mask, mask_labels=label[None])
 
 
-@register(needs_root=False)
+@register(needs_root=False, label_space="shapes")
 def shapes(preprocess: Preprocess, n: int = 1000, seed: int = 0, size: int = 64,
            max_distractors: int = 3) -> BenchDataset:
     """Build the synthetic shapes set.
