@@ -178,3 +178,19 @@ def test_modified_relu_rules_on_tiny_cnn_functional_relu(tiny_cnn, images, name,
     assert rel_err(ours, twin.abs().amax(1)) < 1e-6
     missed = getattr(captum_attr, peer)(tiny_cnn).attribute(images, target=TARGET)
     assert rel_err(ours, missed.abs().amax(1)) > 0.1
+
+
+@pytest.mark.parametrize("case", ["tiny", "resnet"])
+def test_guided_grad_cam_matches_captum(request, case):
+    # Captum interpolates the Grad-CAM map with "nearest" by default; ours is bilinear,
+    # so ask Captum for bilinear. On TinyCNN Captum needs the module-ReLU twin (above).
+    if case == "tiny":
+        model, layer, x = request.getfixturevalue("tiny_cnn"), "features.5", request.getfixturevalue("images")
+        peer_model = ModuleReluTwin(model)
+    else:
+        model, layer, x = request.getfixturevalue("tiny_resnet"), "layer3", request.getfixturevalue("resnet_images")
+        peer_model = model
+    ggc = captum_attr.GuidedGradCam(peer_model, peer_model.get_submodule(layer))
+    ref = ggc.attribute(x, target=TARGET, interpolate_mode="bilinear")
+    assert rel_err(run("guided_grad_cam", model, x, layer=layer), ref.abs().amax(1)) < 1e-5
+    assert rel_err(run("guided_grad_cam", model, x, layer=layer, reduce="sum"), ref.sum(1)) < 1e-5
