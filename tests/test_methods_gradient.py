@@ -81,3 +81,11 @@ def test_integrated_gradients_rejects_unknown_baseline_and_rule(tiny_cnn, images
         ig(tiny_cnn, images, TARGET, baseline="black")
     with pytest.raises(ConfigError, match="gausslegendre"):
         ig(tiny_cnn, images, TARGET, rule="simpson")
+
+
+def test_integrated_gradients_internal_batch_size_invariance(tiny_cnn, images):
+    ig = get("integrated_gradients").fn
+    ref = ig(tiny_cnn, images, TARGET, n_steps=6, internal_batch_size=1000)
+    for size in (1, 5):
+        out = ig(tiny_cnn, images, TARGET, n_steps=6, internal_batch_size=size)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6 * ref.abs().max().item())

@@ -163,3 +163,16 @@ def test_bad_target_is_a_config_error(name, tiny_cnn, images):
 def test_model_free_methods_ignore_the_model(name, tiny_cnn, images):
     torch.testing.assert_close(attribute(name, None, images, TARGET), attribute(name, tiny_cnn, images, TARGET))
     assert get(name).info.cost == "free" and not get(name).info.needs_grad
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL)
+def test_cuda_matches_cpu(name, tiny_cnn, images, monkeypatch):
+    # TF32 convolutions round to ~1e-3; compare full float32 arithmetic.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cpu = attribute(name, tiny_cnn, images, TARGET)
+    out = attribute(name, tiny_cnn.cuda(), images.cuda(), TARGET.cuda())
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    scaled_close(out.cpu(), cpu, tol=1e-3)
