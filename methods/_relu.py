@@ -9,7 +9,7 @@ Nothing is attached to the model, so nothing needs removing afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -72,8 +72,7 @@ def relu_rule(rule: Rule | None) -> Iterator[_ReLUMode | None]:
     """Within the block, every ReLU backpropagates by ``rule`` (None: the true gradient).
     Yields the mode (its ``count`` says how many ReLU calls it rerouted)."""
     if rule is None:
-        with nullcontext():
-            yield None
+        yield None
         return
     mode = _ReLUMode(rule)
     with mode:

@@ -54,8 +54,9 @@ def smooth_grad(
         params["layer"] = layer
     if "seed" in sig and params.get("seed") is None:
         params["seed"] = seed
-    if int(n_samples) < 1:
-        raise ConfigError(f"n_samples must be at least 1, got {n_samples}")
+    if int(n_samples) < 1 or noise_level < 0:
+        raise ConfigError(f"smooth_grad needs n_samples >= 1 and noise_level >= 0, got "
+                          f"{n_samples} and {noise_level}")
     unknown = sorted(set(params) - set(list(sig)[3:]))
     if unknown:
         raise ConfigError(f"base_params {unknown} are not parameters of {base!r}; "
