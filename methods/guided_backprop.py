@@ -20,7 +20,8 @@ def guided_backprop_channels(model: nn.Module, x: Tensor, target: Tensor) -> Ten
 def guided_backprop(model: nn.Module, x: Tensor, target: Tensor, reduce: Reduce = "max_abs") -> Tensor:
     """Gradient of the target logit in which every ReLU passes back only positive
     gradients at positive inputs (Fig. 1 of the paper). Applies to nn.ReLU modules,
-    in-place ReLU and functional relu alike; other activations keep their gradient.
+    in-place ReLU and functional relu alike, and to ReLU6 (gradient passed inside
+    (0, 6) only); other activations keep their gradient.
 
     Args:
         model: classifier returning logits [B,K].

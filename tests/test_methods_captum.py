@@ -118,6 +118,11 @@ RELU_FORMS = {
     "torch.relu_": lambda m, x: torch.relu_(x),
     "Tensor.relu": lambda m, x: x.relu(),
     "Tensor.relu_": lambda m, x: x.relu_(),
+    # Clipped ReLUs equal ReLU below 6; ReluForms' activations stay below 6 (asserted).
+    "ReLU6": lambda m, x: m.act6(x),
+    "ReLU6_inplace": lambda m, x: m.act6_inplace(x),
+    "F.relu6": lambda m, x: F.relu6(x),
+    "F.hardtanh_0_6": lambda m, x: F.hardtanh(x, 0.0, 6.0),
 }
 
 
@@ -131,13 +136,16 @@ class ReluForms(nn.Module):
         self.c1, self.c2, self.fc = nn.Conv2d(3, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1), nn.Linear(6, 4)
         with torch.no_grad():
             for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.4)
+                p.copy_(torch.randn(p.shape, generator=g) * 0.15)
         self.act, self.act_inplace, self.form = nn.ReLU(), nn.ReLU(inplace=True), form
+        self.act6, self.act6_inplace = nn.ReLU6(), nn.ReLU6(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
         relu = RELU_FORMS[self.form]
-        h = relu(self, self.c2(relu(self, self.c1(x))))
-        return self.fc(h.mean((2, 3)))
+        a = self.c1(x)
+        b = self.c2(relu(self, a.clone()))
+        assert max(a.max(), b.max()) < 6
+        return self.fc(relu(self, b).mean((2, 3)))
 
 
 @pytest.mark.parametrize("form", list(RELU_FORMS))
@@ -147,6 +155,7 @@ def test_modified_relu_rules_catch_every_relu_form(form, name, peer):
     ref = getattr(captum_attr, peer)(ReluForms("module")).attribute(x, target=TARGET)
     ours = get(name).fn(ReluForms(form), x, TARGET, reduce="sum")
     assert rel_err(ours, ref.sum(1)) < 1e-6
+    assert rel_err(ours, get("saliency").fn(ReluForms(form), x, TARGET, reduce="sum")) > 0.01
     assert rel_err(get(name).fn(ReluForms(form), x, TARGET), ref.abs().amax(1)) < 1e-6
 
 

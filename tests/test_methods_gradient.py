@@ -89,3 +89,17 @@ def test_integrated_gradients_internal_batch_size_invariance(tiny_cnn, images):
     for size in (1, 5):
         out = ig(tiny_cnn, images, TARGET, n_steps=6, internal_batch_size=size)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6 * ref.abs().max().item())
+
+
+@pytest.mark.parametrize("rule,expected", [("guided_backprop", [0.0, 1.0, 0.0]), ("deconvnet", [1.0, 1.0, 1.0])])
+def test_clipped_relu_rule_blocks_the_saturated_range(rule, expected):
+    # ReLU6: "positive" for guided backprop means inside the linear range (0, 6).
+    from faithbench.methods._grad import CHANNEL_MAPS
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return nn.ReLU6()(x.flatten(1)).sum(1, keepdim=True)
+
+    x = torch.tensor([-1.0, 3.0, 7.0]).view(1, 3, 1, 1)
+    per_channel = CHANNEL_MAPS[rule].fn(Net(), x, torch.tensor([0]))
+    assert per_channel.flatten().tolist() == expected
