@@ -3,13 +3,16 @@
 A ``TorchFunctionMode`` active during the forward reroutes every ReLU call, whether it
 comes from an ``nn.ReLU`` module (which calls ``F.relu``), in-place ReLU, ``torch.relu``,
 ``F.relu`` or ``Tensor.relu``, to an autograd function with the modified backward rule.
-Nothing is attached to the model, so nothing needs removing afterwards.
+Clipped ReLUs (``nn.ReLU6``, ``F.relu6``, ``F.hardtanh`` with ``min_val=0``, as in
+MobileNet / EfficientNet-Lite) get the same rule with "positive" meaning "inside the
+linear range". Nothing is attached to the model, so nothing needs removing afterwards.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -21,31 +24,48 @@ Rule = Literal["guided", "deconvnet"]
 
 
 class _ModifiedReLU(torch.autograd.Function):
-    """relu(x) forward; backward by ``rule``:
-    guided (Springenberg et al. 2015, Eq. in Fig. 1):  R_in = (x > 0) * (R_out > 0) * R_out
+    """clamp(x, 0, hi) forward; backward by ``rule``:
+    guided (Springenberg et al. 2015, Fig. 1):  R_in = (0 < x < hi) * (R_out > 0) * R_out
     deconvnet (Zeiler & Fergus 2014, "rectification"):  R_in = (R_out > 0) * R_out
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, rule: str, inplace: bool) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, rule: str, inplace: bool, hi: float) -> Tensor:  # type: ignore[override]
         ctx.rule = rule
-        ctx.save_for_backward(x > 0)  # a new tensor: safe even when x is then overwritten
+        # A new tensor, so it stays valid when x is then overwritten in place.
+        ctx.save_for_backward((x > 0) & (x < hi) if math.isfinite(hi) else x > 0)
+        clip = {"min": 0} if not math.isfinite(hi) else {"min": 0, "max": hi}
         if inplace:
             ctx.mark_dirty(x)
-            return x.clamp_(min=0)
-        return x.clamp(min=0)
+            return x.clamp_(**clip)
+        return x.clamp(**clip)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        (positive,) = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        (linear,) = ctx.saved_tensors
         grad = grad.clamp(min=0)
         if ctx.rule == "guided":
-            grad = grad * positive
-        return grad, None, None
+            grad = grad * linear
+        return grad, None, None, None
 
 
-_OUT_OF_PLACE: set[Callable[..., Any]] = {torch.relu, torch.Tensor.relu}
-_IN_PLACE: set[Callable[..., Any]] = {torch.relu_, torch.Tensor.relu_, F.relu_}
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any) -> Any:
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+def _parse(func: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[bool, float] | None:
+    """(inplace, upper clip) if ``func(*args, **kwargs)`` is a (clipped) ReLU, else None."""
+    if func in (torch.relu, torch.Tensor.relu):
+        return False, math.inf
+    if func in (torch.relu_, torch.Tensor.relu_, F.relu_):
+        return True, math.inf
+    if func is F.relu:
+        return bool(_arg(args, kwargs, 1, "inplace", False)), math.inf
+    if func is F.relu6:
+        return bool(_arg(args, kwargs, 1, "inplace", False)), 6.0
+    if func is F.hardtanh and float(_arg(args, kwargs, 1, "min_val", -1.0)) == 0.0:
+        return bool(_arg(args, kwargs, 3, "inplace", False)), float(_arg(args, kwargs, 2, "max_val", 1.0))
+    return None
 
 
 class _ReLUMode(TorchFunctionMode):
@@ -57,14 +77,12 @@ class _ReLUMode(TorchFunctionMode):
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.relu:
-            inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
-            self.count += 1
-            return _ModifiedReLU.apply(args[0] if args else kwargs["input"], self.rule, inplace)
-        if func in _OUT_OF_PLACE or func in _IN_PLACE:
-            self.count += 1
-            return _ModifiedReLU.apply(args[0] if args else kwargs["input"], self.rule, func in _IN_PLACE)
-        return func(*args, **kwargs)
+        relu = _parse(func, args, kwargs)
+        if relu is None:
+            return func(*args, **kwargs)
+        self.count += 1
+        x = args[0] if args else kwargs["input"]
+        return _ModifiedReLU.apply(x, self.rule, *relu)
 
 
 @contextmanager
@@ -72,8 +90,7 @@ def relu_rule(rule: Rule | None) -> Iterator[_ReLUMode | None]:
     """Within the block, every ReLU backpropagates by ``rule`` (None: the true gradient).
     Yields the mode (its ``count`` says how many ReLU calls it rerouted)."""
     if rule is None:
-        with nullcontext():
-            yield None
+        yield None
         return
     mode = _ReLUMode(rule)
     with mode:

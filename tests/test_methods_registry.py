@@ -54,7 +54,12 @@ TARGET = torch.tensor([0, 1, 2, 3])
 
 
 def test_registry_lists_the_methods_of_the_issue():
-    required = {"saliency", "grad_cam"}
+    required = {
+        "saliency", "gradient_x_input", "integrated_gradients", "smooth_grad", "guided_backprop",
+        "deconvnet", "cam", "grad_cam", "grad_cam_pp", "xgrad_cam", "layer_cam", "score_cam",
+        "ablation_cam", "guided_grad_cam", "counterfactual_grad_cam", "occlusion", "rise", "center",
+        "random", "edge",
+    }
     assert required <= set(ALL)
 
 
@@ -148,7 +153,26 @@ def test_yaml_matches_signature(name):
         assert v == (list(d) if isinstance(d, tuple) else d), f"{name}.{k}: yaml {v!r} != default {d!r}"
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if not get(n).info.model_free])
+@pytest.mark.parametrize("name", ALL)
 def test_bad_target_is_a_config_error(name, tiny_cnn, images):
     with pytest.raises(ConfigError, match="target"):
         attribute(name, tiny_cnn, images, TARGET[:2])
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if get(n).info.model_free])
+def test_model_free_methods_ignore_the_model(name, tiny_cnn, images):
+    torch.testing.assert_close(attribute(name, None, images, TARGET), attribute(name, tiny_cnn, images, TARGET))
+    assert get(name).info.cost == "free" and not get(name).info.needs_grad
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ALL)
+def test_cuda_matches_cpu(name, tiny_cnn, images, monkeypatch):
+    # TF32 convolutions round to ~1e-3; compare full float32 arithmetic.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cpu = attribute(name, tiny_cnn, images, TARGET)
+    out = attribute(name, tiny_cnn.cuda(), images.cuda(), TARGET.cuda())
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    scaled_close(out.cpu(), cpu, tol=1e-3)
