@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import faithbench.metrics as metrics
+from faithbench.preprocess import Preprocess
 from faithbench.types import Batch, MetricInfo
 
 CONF = Path(metrics.__file__).resolve().parents[1] / "conf" / "metric"
@@ -68,6 +69,8 @@ def quick_params(name: str, model) -> dict:
         def explain(x, target, model=model):
             return x.mean(1) * (1 + target.view(-1, 1, 1))
         kw["explain"] = explain
+    if "preprocess" in ps:
+        kw["preprocess"] = Preprocess()
     if "step" in ps:
         kw["step"] = 0.25
     if "n_samples" in ps:
