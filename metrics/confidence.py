@@ -12,12 +12,12 @@ Y; we implement the paper's relative drop.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from faithbench.errors import ConfigError
 from faithbench.metrics import register
 from faithbench.metrics._common import (Activation, check_choice, clean, forward_chunks,
                                         minmax, nan_where, probabilities)
@@ -37,9 +37,11 @@ def explanation_image(x: Tensor, heatmap: Tensor, space: str,
     if space == "normalised":
         return s * x
     if preprocess is None:
-        warnings.warn("average_drop/increase_in_confidence: no preprocess given; assuming "
-                      "ImageNet normalisation to find black pixels", stacklevel=3)
-        preprocess = Preprocess()
+        # Guessing the normalisation would silently move "black" (ImageNet: -2.1;
+        # mean/std 0.5: -1; Caffe: -104): refuse instead.
+        raise ConfigError("space='pixel' needs the model's preprocess (context parameter "
+                          "'preprocess') to find black pixels; pass it, or use "
+                          "space='normalised' (torchcam / pytorch-grad-cam convention)")
     black = preprocess.normalize(torch.zeros(3, 1, 1, dtype=x.dtype, device=x.device))
     return s * x + (1 - s) * black
 
@@ -70,7 +72,8 @@ def average_drop(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args:
         x: [B,C,H,W] normalised input; heatmap: [B,H,W]; target: [B] int64.
         space: ``pixel`` (the paper) | ``normalised`` (torchcam, pytorch-grad-cam).
-        preprocess: the model's Preprocess, to find black in input space (``pixel``).
+        preprocess: the model's Preprocess, to find black in input space; required for
+            ``pixel`` (a ConfigError otherwise: the runner passes the model's).
     Returns:
         ``average_drop`` [B] in [0,100]; ``average_drop_change`` [B] the signed
         ``100 (Y - O) / Y`` (negative: confidence rose; for Win %, computed at report time);

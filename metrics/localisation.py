@@ -44,8 +44,8 @@ def best_iou(box: tuple[float, float, float, float] | None, gt: Tensor) -> float
 def class_boxes(batch: Batch, i: int, t: int) -> Tensor | None:
     if batch.boxes is None or batch.box_labels is None:
         return None
-    sel = batch.box_labels[i] == t
-    return batch.boxes[i][sel] if bool(sel.any()) else None
+    sel = batch.box_labels[i].cpu() == t
+    return batch.boxes[i].cpu()[sel] if bool(sel.any()) else None
 
 
 def normalised_maps(heatmap: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from faithbench.errors import ConfigError
 from faithbench.metrics import get
 from faithbench.preprocess import Preprocess
 
@@ -66,7 +67,7 @@ def test_pixel_space_uses_black_of_the_model_normalisation():
     # In normalised space the right half becomes the mean colour 0.5: O = (0.8 + 0.5) / 2.
     out = drop(Pixel(), x, h, torch.tensor([0]), space="normalised")
     assert out["average_drop_explained_score"].item() == pytest.approx(0.65, abs=1e-6)
-    with pytest.warns(UserWarning, match="ImageNet"):
+    with pytest.raises(ConfigError, match="needs the model's preprocess"):
         drop(Pixel(), x, h, torch.tensor([0]))
 
 
