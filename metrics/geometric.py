@@ -14,7 +14,8 @@ from faithbench.metrics._common import Explain, check_range, need_explain
 from faithbench.metrics._stability import Transform, rotate, shift, stability
 from faithbench.types import Batch
 
-_SHIFTS = ((0.0, 0.05), (0.0, -0.05), (0.05, 0.0), (-0.05, 0.0))
+# Inner lists, not tuples: the YAML default must compare equal after list(default).
+_SHIFTS = ([0.0, 0.05], [0.0, -0.05], [0.05, 0.0], [-0.05, 0.0])
 
 
 @register(higher_is_better=True, needs_explain=True,
