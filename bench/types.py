@@ -200,7 +200,9 @@ class MetricInfo:
 
     higher_is_better: bool
     needs: frozenset[GroundTruth] = frozenset()
-    aggregate: Literal["mean", "class_mean"] = "mean"
+    # "curve_max": the score is max over t of the mean over samples of <name>_curve[:, t]
+    # (a dataset-level best threshold, as MaxBoxAcc); per-sample <name> values are NaN.
+    aggregate: Literal["mean", "class_mean", "curve_max"] = "mean"
     needs_explain: bool = False  # takes ``explain(x, target) -> heatmap``
     outputs: Mapping[str, bool] = field(default_factory=dict)
 

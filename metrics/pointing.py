@@ -31,21 +31,21 @@ def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
     if use_masks:
         if batch.masks is None or batch.mask_labels is None:
             return None
-        sel = batch.mask_labels[i] == t
+        sel = batch.mask_labels[i].cpu() == t
         if not bool(sel.any()):
             return None
-        m = batch.masks[i][sel].any(0)
+        m = batch.masks[i].cpu()[sel].any(0)
         if not bool(m.any()):  # an empty mask is no ground truth, not a free hit
             return None
         return F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
     if batch.boxes is None or batch.box_labels is None:
         return None
-    sel = batch.box_labels[i] == t
+    sel = batch.box_labels[i].cpu() == t
     if not bool(sel.any()):
         return None
-    if skip_difficult and batch.box_difficult is not None and bool(batch.box_difficult[i][sel].all()):
+    if skip_difficult and batch.box_difficult is not None and bool(batch.box_difficult[i].cpu()[sel].all()):
         return None
-    b = batch.boxes[i][sel].float() * torch.tensor([scale[1], scale[0], scale[1], scale[0]])
+    b = batch.boxes[i][sel].float().cpu() * torch.tensor([scale[1], scale[0], scale[1], scale[0]])
     return boxes_to_mask(b, size)
 
 
@@ -102,7 +102,7 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     hard = torch.full((n,), NAN)
     if batch.hard_classes is not None:
         for i, t in enumerate(target.tolist()):
-            if bool((batch.hard_classes[i] == t).any()):
+            if bool((batch.hard_classes[i].cpu() == t).any()):
                 hard[i] = hit[i]
     dev = heatmap.device
     return {"pointing_game": nan_where(hit.to(dev), ok),

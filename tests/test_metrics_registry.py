@@ -11,6 +11,7 @@ import torch
 import yaml
 
 import faithbench.metrics as metrics
+from faithbench.preprocess import Preprocess
 from faithbench.types import Batch, MetricInfo
 
 CONF = Path(metrics.__file__).resolve().parents[1] / "conf" / "metric"
@@ -31,7 +32,12 @@ def test_config_matches_signature(name):
     assert set(cfg) == set(ps), name
     for k, v in cfg.items():
         d = ps[k].default
-        assert v == (list(d) if isinstance(d, tuple) else d), (name, k, v, d)
+        assert v == listify(d), (name, k, v, d)
+
+
+def listify(v):
+    """Python defaults use tuples where YAML has lists."""
+    return [listify(e) for e in v] if isinstance(v, (tuple, list)) else v
 
 
 def test_every_config_has_a_metric():
@@ -68,6 +74,8 @@ def quick_params(name: str, model) -> dict:
         def explain(x, target, model=model):
             return x.mean(1) * (1 + target.view(-1, 1, 1))
         kw["explain"] = explain
+    if "preprocess" in ps:
+        kw["preprocess"] = Preprocess()
     if "step" in ps:
         kw["step"] = 0.25
     if "n_samples" in ps:

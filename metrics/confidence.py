@@ -1,0 +1,105 @@
+"""Confidence-based metrics of Grad-CAM++ (Chattopadhyay et al., WACV 2018, Sec. 5.1.1):
+Average Drop % and Increase in Confidence %, on the explanation map E = L ⊙ I.
+
+Where ⊙ happens: the paper's released code feeds its VGG-16 RGB images in [0, 1] and
+multiplies the [0, 1] map into that image, so unexplained pixels turn black. That is
+``space="pixel"`` (the default): E = s·x + (1 - s)·black in the model's input space,
+with ``black`` the normalised value of a 0 pixel. torchcam and pytorch-grad-cam multiply
+the normalised tensor instead (unexplained pixels become the dataset mean colour):
+``space="normalised"``. pytorch-grad-cam's DropInConfidence also omits the division by
+Y; we implement the paper's relative drop.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from faithbench.errors import ConfigError
+from faithbench.metrics import register
+from faithbench.metrics._common import (Activation, check_choice, clean, forward_chunks,
+                                        minmax, nan_where, probabilities)
+from faithbench.preprocess import Preprocess
+from faithbench.types import Batch
+
+Space = Literal["pixel", "normalised"]
+
+
+def explanation_image(x: Tensor, heatmap: Tensor, space: str,
+                      preprocess: Preprocess | None) -> Tensor:
+    """E = (min-max normalised map) ⊙ image, in the model's input space, [B,C,H,W].
+    A constant map normalises to 0 everywhere (nothing explained: E is all black / all
+    mean colour), as torchcam's and pytorch-grad-cam's normalisations give."""
+    check_choice("space", space, ["pixel", "normalised"])
+    s = minmax(heatmap)[:, None].to(x.dtype)
+    if space == "normalised":
+        return s * x
+    if preprocess is None:
+        # Guessing the normalisation would silently move "black" (ImageNet: -2.1;
+        # mean/std 0.5: -1; Caffe: -104): refuse instead.
+        raise ConfigError("space='pixel' needs the model's preprocess (context parameter "
+                          "'preprocess') to find black pixels; pass it, or use "
+                          "space='normalised' (torchcam / pytorch-grad-cam convention)")
+    black = preprocess.normalize(torch.zeros(3, 1, 1, dtype=x.dtype, device=x.device))
+    return s * x + (1 - s) * black
+
+
+def confidences(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, space: str,
+                preprocess: Preprocess | None, activation: Activation | None,
+                chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(Y on the image [B], O on the explanation map [B], finite rows [B]); one forward
+    over the 2B images in chunks."""
+    h, ok = clean(heatmap)
+    both = torch.cat([x, explanation_image(x, h, space, preprocess)])
+    logits = forward_chunks(model, both.shape[0], lambda r: both[r.to(x.device)], chunk)
+    p = probabilities(logits, target.repeat(2), activation)
+    b = x.shape[0]
+    return p[:b], p[b:], ok
+
+
+@register(higher_is_better=False,
+          outputs={"average_drop_change": False, "average_drop_score": True,
+                   "average_drop_explained_score": True})
+def average_drop(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                 batch: Batch | None = None, space: Space = "pixel",
+                 activation: Activation | None = None, preprocess: Preprocess | None = None,
+                 chunk: int = 128) -> dict[str, Tensor]:
+    """Average Drop % (Grad-CAM++): ``100 * max(0, Y - O) / Y`` per image, Y the
+    target's class score on the image, O on the explanation map E (see module doc).
+
+    Args:
+        x: [B,C,H,W] normalised input; heatmap: [B,H,W]; target: [B] int64.
+        space: ``pixel`` (the paper) | ``normalised`` (torchcam, pytorch-grad-cam).
+        preprocess: the model's Preprocess, to find black in input space; required for
+            ``pixel`` (a ConfigError otherwise: the runner passes the model's).
+    Returns:
+        ``average_drop`` [B] in [0,100]; ``average_drop_change`` [B] the signed
+        ``100 (Y - O) / Y`` (negative: confidence rose; for Win %, computed at report time);
+        ``average_drop_score`` (Y) and ``average_drop_explained_score`` (O) [B].
+        Costs 2 forwards per sample. Y == 0 gives a drop of 0.
+    """
+    y, o, ok = confidences(model, x, heatmap, target, space, preprocess, activation, chunk)
+    change = torch.where(y > 0, 100 * (y - o) / y.clamp(min=torch.finfo(y.dtype).tiny),
+                         torch.zeros_like(y))
+    return {"average_drop": nan_where(change.clamp(min=0), ok),
+            "average_drop_change": nan_where(change, ok),
+            "average_drop_score": nan_where(y, ok), "average_drop_explained_score": nan_where(o, ok)}
+
+
+@register(higher_is_better=True)
+def increase_in_confidence(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                           batch: Batch | None = None, space: Space = "pixel",
+                           activation: Activation | None = None,
+                           preprocess: Preprocess | None = None,
+                           chunk: int = 128) -> dict[str, Tensor]:
+    """Increase in Confidence % (Grad-CAM++): ``100 * [O > Y]`` per image, so the mean
+    over images is the share (%) of images whose score rises on the explanation map.
+
+    Args: as ``average_drop``.
+    Returns:
+        ``increase_in_confidence`` [B], 0 or 100. Costs 2 forwards per sample.
+    """
+    y, o, ok = confidences(model, x, heatmap, target, space, preprocess, activation, chunk)
+    return {"increase_in_confidence": nan_where(100.0 * (o > y).float(), ok)}

@@ -1,0 +1,155 @@
+"""Box localisation from a thresholded map: CAM (Zhou et al., CVPR 2016), Grad-CAM
+(Selvaraju et al., ICCV 2017) and MaxBoxAcc (Choe et al., CVPR 2020)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.measure import label
+from torch import Tensor, nn
+
+from faithbench.errors import ConfigError
+from faithbench.metrics import register
+from faithbench.metrics._common import check_range, clean, minmax, nan_where, predictions
+from faithbench.types import Batch
+
+NAN = float("nan")
+
+
+def component_box(binary: np.ndarray) -> tuple[float, float, float, float] | None:
+    """xyxy box (pixel edges) of the largest 8-connected component of ``binary`` [H,W];
+    ties go to the component met first in raster order; None if nothing is on."""
+    lab = label(binary, connectivity=2)
+    if lab.max() == 0:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    rows, cols = np.nonzero(lab == int(sizes.argmax()))
+    return float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1)
+
+
+def best_iou(box: tuple[float, float, float, float] | None, gt: Tensor) -> float:
+    """Largest IoU of ``box`` with any of the xyxy boxes ``gt`` [N,4]; 0 without a box."""
+    if box is None:
+        return 0.0
+    b = torch.tensor(box, dtype=torch.float64)
+    g = gt.double()
+    iw = (torch.minimum(b[2], g[:, 2]) - torch.maximum(b[0], g[:, 0])).clamp(min=0)
+    ih = (torch.minimum(b[3], g[:, 3]) - torch.maximum(b[1], g[:, 1])).clamp(min=0)
+    inter = iw * ih
+    union = (b[2] - b[0]) * (b[3] - b[1]) + (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1]) - inter
+    return float((inter / union.clamp(min=1e-12)).max())
+
+
+def class_boxes(batch: Batch, i: int, t: int) -> Tensor | None:
+    if batch.boxes is None or batch.box_labels is None:
+        return None
+    sel = batch.box_labels[i].cpu() == t
+    return batch.boxes[i].cpu()[sel] if bool(sel.any()) else None
+
+
+def normalised_maps(heatmap: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
+    """(min-max maps [B,H,W] in [0,1] as numpy, [B] constant-map flags, [B] finite rows)."""
+    h, ok = clean(heatmap)
+    flat = h.flatten(1)
+    const = (flat.max(1).values == flat.min(1).values).cpu().numpy()
+    return minmax(h).cpu().numpy(), const, ok
+
+
+@register(higher_is_better=True, needs={"boxes"},
+          outputs={"box_localisation_iou": True, "box_localisation_top1_error": False,
+                   "box_localisation_top5_error": False})
+def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                     batch: Batch, threshold: float = 0.15, iou_threshold: float = 0.5,
+                     chunk: int = 128) -> dict[str, Tensor]:
+    """Threshold localisation (CAM/Grad-CAM papers): min-max normalise the map to [0,1],
+    keep pixels ``>= threshold`` (Grad-CAM 0.15, CAM 0.20; for maps whose minimum is 0
+    this is the papers' ``t * max``), box the largest 8-connected component, and hit
+    when its IoU with any ground-truth box of the target class is ``>= iou_threshold``.
+
+    Args:
+        x: [B,C,H,W] input (one forward for the top-1/top-5 classes); heatmap: [B,H,W];
+        target: [B]; batch: boxes (xyxy, input pixels) with class labels.
+    Returns:
+        ``box_localisation`` [B] GT-known hit (1/0); ``box_localisation_iou`` [B];
+        ``box_localisation_top1_error`` / ``_top5_error`` [B]: 1 unless the hit holds
+        and the target is the model's top-1 / among its top-5 (ILSVRC's error: only the
+        prediction of the right class can be correct, and its box is this map's box
+        when the map explains the label); ``box_localisation_x0/_y0/_x1/_y1`` [B] the
+        box (NaN when none). NaN where the class has no box. A constant map gives no box.
+        Costs 1 forward per sample.
+    """
+    check_range("threshold", threshold, 0.0, 1.0)
+    check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    s, const, ok = normalised_maps(heatmap)
+    logits = predictions(model, x, chunk)
+    tgt = target.to(logits.device).long()
+    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    top1 = (top[:, 0] == tgt).cpu()
+    top5 = (top == tgt[:, None]).any(1).cpu()
+    n = s.shape[0]
+    out = {k: torch.full((n,), NAN) for k in ("hit", "iou", "x0", "y0", "x1", "y1")}
+    for i, t in enumerate(target.tolist()):
+        gt = class_boxes(batch, i, t)
+        box = None if const[i] else component_box(s[i] >= threshold)
+        if box is not None:
+            for k, v in zip(("x0", "y0", "x1", "y1"), box):
+                out[k][i] = v
+        if gt is not None:
+            out["iou"][i] = best_iou(box, gt)
+            out["hit"][i] = float(out["iou"][i] >= iou_threshold)
+    hit = out["hit"]
+    known = ~torch.isnan(hit)
+    err1 = torch.where(known, 1.0 - (hit.nan_to_num(0) * top1), NAN)
+    err5 = torch.where(known, 1.0 - (hit.nan_to_num(0) * top5), NAN)
+    res = {"box_localisation": hit, "box_localisation_iou": out["iou"],
+           "box_localisation_top1_error": err1, "box_localisation_top5_error": err5}
+    res.update({f"box_localisation_{k}": out[k] for k in ("x0", "y0", "x1", "y1")})
+    return {k: nan_where(v.to(heatmap.device), ok) for k, v in res.items()}
+
+
+def curve_max(curve: Tensor) -> tuple[float, int]:
+    """Dataset-level MaxBoxAcc from the per-sample ``max_box_acc_curve`` [N,T]: the
+    accuracy at each threshold is the mean over samples (NaN rows skipped), and the
+    score is its maximum. Returns (score, index of the best threshold)."""
+    rows = curve[~torch.isnan(curve).any(1)]
+    if rows.shape[0] == 0:
+        return NAN, -1
+    acc = rows.float().mean(0)
+    best = int(acc.argmax())
+    return float(acc[best]), best
+
+
+@register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max")
+def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                batch: Batch, num_thresholds: int = 100,
+                iou_threshold: float = 0.5) -> dict[str, Tensor]:
+    """MaxBoxAcc (Choe et al. 2020): box localisation accuracy at the best of the
+    thresholds ``tau_t = t / num_thresholds`` (t = 0..T-1), the best chosen once for the
+    whole dataset. A per-sample function cannot take that max, so it returns each
+    sample's hit at every threshold as ``max_box_acc_curve`` [B,T]; the dataset score is
+    ``max_t mean_n curve[n, t]`` (``aggregate="curve_max"``, see ``curve_max``). The
+    per-sample ``max_box_acc`` is NaN by construction (it exists only at dataset level).
+
+    Args:
+        heatmap: [B,H,W]; target: [B]; batch: boxes with class labels. Model unused.
+    Returns:
+        ``max_box_acc`` [B] NaN; ``max_box_acc_curve`` [B,T] hits (1/0), NaN rows where
+        the class has no box or the map is not finite. A constant map never hits.
+    """
+    if num_thresholds < 1:
+        raise ConfigError(f"num_thresholds={num_thresholds!r} must be >= 1")
+    check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    s, const, ok = normalised_maps(heatmap)
+    taus = np.arange(num_thresholds) / num_thresholds
+    curve = torch.full((s.shape[0], num_thresholds), NAN)
+    for i, t in enumerate(target.tolist()):
+        gt = class_boxes(batch, i, t)
+        if gt is None:
+            continue
+        for j, tau in enumerate(taus):
+            box = None if const[i] else component_box(s[i] >= tau)
+            curve[i, j] = float(best_iou(box, gt) >= iou_threshold)
+    dev = heatmap.device
+    return {"max_box_acc": torch.full((s.shape[0],), NAN, device=dev),
+            "max_box_acc_curve": nan_where(curve.to(dev), ok)}

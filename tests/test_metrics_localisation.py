@@ -1,0 +1,154 @@
+"""box_localisation / max_box_acc against a naive loop (scipy's labelling, IoU by hand)
+and hand-computed maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+from torch import nn
+
+from faithbench.errors import ConfigError
+from faithbench.metrics import get
+from faithbench.metrics.localisation import curve_max
+from faithbench.types import Batch
+
+loc = get("box_localisation").fn
+mba = get("max_box_acc").fn
+
+
+class FixedLogits(nn.Module):
+    """Logits that rank classes in the given order for every image (first = top-1)."""
+
+    def __init__(self, order, k=8):
+        super().__init__()
+        self.register_buffer("z", torch.zeros(k).index_put_((torch.tensor(order),),
+                                                             torch.arange(len(order), 0, -1).float()))
+
+    def forward(self, x):
+        return self.z.expand(x.shape[0], -1)
+
+
+def make_batch(n, size, boxes, labels):
+    return Batch(images=torch.zeros(n, 3, size, size), labels=torch.zeros(n, dtype=torch.long),
+                 ids=[str(i) for i in range(n)], index=torch.arange(n), boxes=boxes, box_labels=labels,
+                 orig_size=torch.full((n, 2), float(size)), scale=torch.ones(n, 2), offset=torch.zeros(n, 2))
+
+
+def two_blobs():
+    h = torch.zeros(1, 8, 8)
+    h[0, 1, 1] = h[0, 2, 2] = h[0, 3, 3] = 1.0  # one component only under 8-connectivity
+    h[0, 1, 3] = h[0, 3, 1] = 0.5
+    h[0, 6, 6] = h[0, 6, 7] = 0.9  # a smaller component
+    return h
+
+
+def test_box_localisation_by_hand():
+    h = two_blobs()
+    x = torch.zeros(1, 3, 8, 8)
+    for gt, hit, iou in [([1, 1, 4, 4], 1.0, 1.0), ([0, 0, 4, 4], 1.0, 9 / 16), ([0, 0, 5, 5], 0.0, 9 / 25)]:
+        batch = make_batch(1, 8, [torch.tensor([gt], dtype=torch.float32)], [torch.tensor([2])])
+        out = loc(FixedLogits([2, 0, 1]), x, h, torch.tensor([2]), batch)
+        assert out["box_localisation"].item() == hit
+        assert out["box_localisation_iou"].item() == pytest.approx(iou)
+        assert [out[f"box_localisation_{k}"].item() for k in ("x0", "y0", "x1", "y1")] == [1, 1, 4, 4]
+        assert out["box_localisation_top1_error"].item() == 1 - hit
+    # Above 0.5 of the range only the diagonal and the small blob remain: still the diagonal.
+    batch = make_batch(1, 8, [torch.tensor([[1.0, 1.0, 4.0, 4.0]])], [torch.tensor([2])])
+    out = loc(FixedLogits([0, 1, 2, 3, 4, 5]), x, h, torch.tensor([2]), batch, threshold=0.6)
+    assert out["box_localisation"].item() == 1.0
+    # Right box, wrong top-1 class but within top-5: top-1 error 1, top-5 error 0.
+    assert out["box_localisation_top1_error"].item() == 1.0
+    assert out["box_localisation_top5_error"].item() == 0.0
+    out = loc(FixedLogits([0, 1, 3, 4, 5, 2]), x, h, torch.tensor([2]), batch)
+    assert out["box_localisation_top5_error"].item() == 1.0
+
+
+def naive_localise(sal, gts, t, iou_thr=0.5):
+    s = (sal - sal.min()) / (sal.max() - sal.min())
+    lab, n = ndimage.label(s >= t, structure=np.ones((3, 3)))
+    if n == 0:
+        return 0.0, 0.0
+    sizes = [(lab == k).sum() for k in range(1, n + 1)]
+    rows, cols = np.nonzero(lab == 1 + int(np.argmax(sizes)))
+    box = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+    best = 0.0
+    for g in gts:
+        iw = max(0.0, min(box[2], g[2]) - max(box[0], g[0]))
+        ih = max(0.0, min(box[3], g[3]) - max(box[1], g[1]))
+        union = (box[2] - box[0]) * (box[3] - box[1]) + (g[2] - g[0]) * (g[3] - g[1]) - iw * ih
+        best = max(best, iw * ih / union)
+    return float(best >= iou_thr), best
+
+
+def random_case(seed, n=5, size=20):
+    """Smooth noise plus a bump over the class-0 box, so hits and misses both occur."""
+    g = torch.Generator().manual_seed(seed)
+    boxes, labels, bumps = [], [], []
+    for _ in range(n):
+        xy = torch.rand(2, 2, generator=g) * size * 0.5
+        b = torch.cat([xy, xy + 4 + torch.rand(2, 2, generator=g) * size * 0.4], 1).clamp(max=size)
+        boxes.append(b)
+        labels.append(torch.tensor([0, 1]))
+        m = torch.zeros(size, size)
+        x0, y0, x1, y1 = b[0].round().long().tolist()
+        m[y0:y1, x0:x1] = 1
+        bumps.append(m)
+    noise = torch.rand(n, 1, size, size, generator=g) * 1.5
+    sal = torch.nn.functional.avg_pool2d(noise + torch.stack(bumps)[:, None], 3, 1, 1)[:, 0]
+    return sal, boxes, labels
+
+
+def test_box_localisation_matches_naive_loop(tiny_cnn):
+    sal, boxes, labels = random_case(0)
+    target = torch.tensor([0, 1, 0, 1, 3])  # class 3 has no box: NaN
+    x = torch.randn(5, 3, 20, 20)
+    out = loc(tiny_cnn, x, sal, target, make_batch(5, 20, boxes, labels), threshold=0.4)
+    for i in range(4):
+        gts = boxes[i][labels[i] == target[i]].tolist()
+        hit, iou = naive_localise(sal[i].numpy(), gts, 0.4)
+        assert out["box_localisation"][i].item() == hit
+        assert out["box_localisation_iou"][i].item() == pytest.approx(iou, abs=1e-6)
+    assert 0 < out["box_localisation"][:4].sum() < 4
+    assert torch.isnan(out["box_localisation"][4]) and torch.isnan(out["box_localisation_top1_error"][4])
+
+
+def test_max_box_acc_curve_matches_naive_loop_and_box_localisation(tiny_cnn):
+    sal, boxes, labels = random_case(1)
+    target = torch.tensor([0, 1, 0, 1, 0])
+    batch = make_batch(5, 20, boxes, labels)
+    curve = mba(None, None, sal, target, batch, num_thresholds=20)["max_box_acc_curve"]
+    assert curve.shape == (5, 20)
+    for i in range(5):
+        gts = boxes[i][labels[i] == target[i]].tolist()
+        exp = [naive_localise(sal[i].numpy(), gts, j / 20)[0] for j in range(20)]
+        assert curve[i].tolist() == exp
+    assert 0 < curve.sum() < curve.numel()
+    at = loc(tiny_cnn, torch.zeros(5, 3, 20, 20), sal, target, batch, threshold=0.15)
+    full = mba(None, None, sal, target, batch)["max_box_acc_curve"]
+    assert torch.equal(full[:, 15], at["box_localisation"])
+
+
+def test_curve_max_is_a_dataset_level_max():
+    curve = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [float("nan")] * 3])
+    # Per threshold accuracy 2/3 each: MaxBoxAcc 2/3 at the first; the per-sample oracle
+    # (best threshold per image) would claim 1.
+    assert curve_max(curve) == (pytest.approx(2 / 3), 0)
+    assert np.isnan(curve_max(torch.full((2, 3), float("nan")))[0])
+
+
+def test_degenerate_maps_and_bad_thresholds(tiny_cnn):
+    box = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 3
+    batch = make_batch(3, 8, box, [torch.tensor([0])] * 3)
+    h = torch.zeros(3, 8, 8)
+    h[1] = 5.0
+    h[2, 0, 0] = float("nan")
+    x = torch.zeros(3, 3, 8, 8)
+    out = loc(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), batch, threshold=0.0)
+    # Constant maps give no box (even at threshold 0, where the whole image would match).
+    assert out["box_localisation"][:2].tolist() == [0.0, 0.0] and torch.isnan(out["box_localisation"][2])
+    curve = mba(None, x, h, torch.zeros(3, dtype=torch.long), batch)["max_box_acc_curve"]
+    assert (curve[:2] == 0).all() and torch.isnan(curve[2]).all()
+    with pytest.raises(ConfigError, match="threshold=1.5"):
+        loc(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), batch, threshold=1.5)
