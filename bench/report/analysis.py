@@ -42,6 +42,8 @@ def paired_tests(b: Board, control: str | None, correction: str, alpha: float) -
                 if pair.shape[1] < 2:
                     continue
                 t = wilcoxon(pair[lab].to_numpy(), pair[other].to_numpy())
+                if t["n"] == 0:  # no per-sample values (a dataset-level aggregate)
+                    continue
                 sign = np.sign(t["effect"]) if info.higher_is_better else -np.sign(t["effect"])
                 recs.append({"key": key, "method": lab, "reference": ref, "versus": other,
                              **t, "better": bool(sign > 0)})

@@ -7,6 +7,8 @@ import base64
 import datetime as dt
 from pathlib import Path
 
+import pandas as pd
+
 from faithbench.report.build import Report, Section
 from faithbench.report.render import (Markup, esc, frame_rows, html_table, leaderboard,
                                       markdown_table)
@@ -41,16 +43,25 @@ def _sections(rep: Report, markup: Markup) -> list[tuple[Section, dict[str, tupl
             name = (f"Paired tests (Wilcoxon signed-rank, {CORRECTION[rep.options.correction]} "
                     f"correction, alpha = {rep.options.alpha})")
             t[name] = frame_rows(s.tests[TEST_COLS], d, markup)
-        t["Metric reliability (Krippendorff's alpha, ordinal, of method rankings over samples)"] = \
-            frame_rows(s.reliability, d, markup)
-        if len(s.agreement[0]) > 1:
-            for kind, m in zip(("method rankings per sample", "per-sample values"), s.agreement):
+        if (s.reliability["n_methods"] > 1).any():
+            t["Metric reliability (Krippendorff's alpha, ordinal, of method rankings over samples)"] = \
+                frame_rows(s.reliability, d, markup)
+        for kind, m in zip(("method rankings per sample", "per-sample values"), s.agreement):
+            if informative(m):
                 t[f"Agreement between metrics (Spearman of {kind})"] = frame_rows(
                     m.rename_axis("metric").reset_index(), 2, markup)
         if len(s.published):
             t["Published vs measured"] = frame_rows(s.published[PUB_COLS], d, markup)
         out.append((s, t))
     return out
+
+
+def informative(m: pd.DataFrame) -> bool:
+    """Whether an agreement matrix has any defined value off its diagonal."""
+    import numpy as np
+
+    v = m.to_numpy(dtype=float)
+    return len(m) > 1 and bool(np.isfinite(v[~np.eye(len(m), dtype=bool)]).any())
 
 
 def _intro(rep: Report) -> list[str]:
@@ -61,8 +72,8 @@ def _intro(rep: Report) -> list[str]:
     if o.sweep:
         sel.append(f"sweep {o.sweep}")
     n_runs = int(rep.runs["shards"].sum()) if len(rep.runs) else 0
-    return [f"Store: {rep.uri}; {'; '.join(sel)}; {len(rep.runs)} runs read from "
-            f"{n_runs} MLflow runs (shards merged); "
+    return [f"Store: {rep.uri}; {'; '.join(sel)}; runs: {len(rep.runs)} "
+            f"(from {n_runs} MLflow runs, shards merged); "
             f"made {dt.datetime.now().isoformat(timespec='seconds')}."]
 
 

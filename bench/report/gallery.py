@@ -25,7 +25,8 @@ def load_gallery(b: Board, store: ArtifactStore) -> dict[str, Gallery]:
     out: dict[str, Gallery] = {}
     for g in b.groups:
         parts = [np.load(p) for r in g.runs if (p := store.get(r, "gallery.npz")) is not None]
-        if not parts:
+        parts = [p for p in parts if p["images"].shape[1:] == parts[0]["images"].shape[1:]]
+        if not parts or "boxes" not in parts[0].files:
             continue
         gal: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0].files
                                if k not in ("box_sample",)}

@@ -94,13 +94,19 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple]) -> Figure
 
 
 def agreement_figure(b: Board, ranking: pd.DataFrame, sample: pd.DataFrame) -> Figure:
-    """Two heatmaps of the Spearman agreement between metrics (+1: same ordering)."""
+    """Heatmaps of the Spearman agreement between metrics (+1: same ordering): of the
+    method rankings per sample (when defined, >= 3 methods) and of per-sample values."""
+    from faithbench.report.docs import informative
+
+    panels = [(m, t) for m, t in ((ranking, "method rankings per sample"),
+                                  (sample, "per-sample values")) if informative(m)] or [(sample, "per-sample values")]
     k = len(ranking)
     side = max(2.4, 0.55 * k + 1.2)
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(2 * side + 0.6, side), layout="constrained")
-        for ax, m, title in ((axes[0], ranking, "method rankings per sample"),
-                             (axes[1], sample, "per-sample values")):
+        fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * side + 0.6, side),
+                                 layout="constrained", squeeze=False)
+        axes = axes[0]
+        for ax, (m, title) in zip(axes, panels):
             im = ax.imshow(m.to_numpy(dtype=float), cmap="RdBu", vmin=-1, vmax=1)
             ax.set_xticks(range(k), m.columns, rotation=40, ha="right")
             ax.set_yticks(range(k), m.index)
