@@ -69,12 +69,27 @@ def toy_loc(model, x, heatmap, target, batch):
     return {"toy_loc": hit, "toy_loc_box": torch.stack(boxes), "toy_loc_point": torch.stack([py, px], 1)}
 
 
+LEVELS = [0.0, 0.1, 0.2, 0.4]
+
+
+def toy_noise(model, x, heatmap, target, batch):
+    """A robustness-style curve: cosine similarity of the map with the map plus seeded
+    noise of growing sigma, with its x positions (the noise levels)."""
+    flat = heatmap.flatten(1)
+    noise = torch.sin(torch.arange(flat.shape[1]) * 12.9898 + flat.sum(1, keepdim=True))  # per sample
+    curve = torch.stack([torch.cosine_similarity(flat, flat + s * flat.std(1, keepdim=True) * noise, 1) for s in LEVELS], 1)
+    return {"toy_noise": curve.mean(1), "toy_noise_curve": curve,
+            "toy_noise_curve_x": torch.tensor(LEVELS).expand(x.shape[0], -1)}
+
+
 EXTRA = [(methods.METHODS, "toy_random", toy_random, {"stochastic": True}),
          (methods.METHODS, "toy_center", toy_center, {"needs_grad": False}),
          (metrics.METRICS, "toy_drop", toy_drop, {"higher_is_better": False,
                                                   "outputs": {"toy_drop_change": False}}),
-         (metrics.METRICS, "toy_loc", toy_loc, {"higher_is_better": True, "needs": {"boxes"}})]
-METRICS = ["deletion", "insertion", "pointing_game", "toy_metric", "toy_drop", "toy_loc"]
+         (metrics.METRICS, "toy_loc", toy_loc, {"higher_is_better": True, "needs": {"boxes"}}),
+         (metrics.METRICS, "toy_noise", toy_noise, {"higher_is_better": True,
+                                                    "curve_axes": {"toy_noise_curve": "noise sigma"}})]
+METRICS = ["deletion", "insertion", "pointing_game", "toy_metric", "toy_drop", "toy_loc", "toy_noise"]
 METHODS = ["toy_method", "toy_random", "toy_center"]
 
 
@@ -268,6 +283,39 @@ def test_win_reliability_and_agreement_follow_their_definitions(store, report):
     assert got.iloc[0] == pytest.approx(want)
 
 
+def test_curves_read_their_x_positions_and_axis_labels(report):
+    from faithbench.report.plots import DEFAULT_X, curve_band, curve_keys, x_axis
+
+    b = report.sections[0].board
+    assert curve_keys(b) == ["deletion_curve", "insertion_curve", "toy_metric_curve", "toy_noise_curve"]
+    x, label = x_axis(b, "toy_noise_curve", 4)
+    assert x.tolist() == pytest.approx(LEVELS) and label == "noise sigma"
+    x, label = x_axis(b, "deletion_curve", 9)
+    assert np.allclose(x, np.arange(9) / 8) and label == DEFAULT_X
+    v = np.stack(b.frame("toy_method")["deletion_curve"].to_numpy()).astype(float)
+    mean, lo, hi, n = curve_band(v)
+    from scipy import stats
+
+    for t in range(v.shape[1]):
+        ci = stats.t.interval(0.95, len(v) - 1, loc=v[:, t].mean(), scale=stats.sem(v[:, t]))
+        assert mean[t] == pytest.approx(v[:, t].mean())
+        if np.isfinite(ci[0]):
+            assert (lo[t], hi[t]) == pytest.approx(ci)
+
+
+def test_published_numbers_logged_with_the_runs_are_compared(store):
+    c = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    r = [r for r in c.search_runs([c.get_experiment_by_name("t").experiment_id])
+         if r.data.tags.get("method") == "toy_center"][0]
+    c.log_param(r.info.run_id, "published.values.toy_model.toy_data.toy_center.toy_metric", "0.3")
+    c.log_param(r.info.run_id, "published.source", "a toy paper")
+    rep = build(opts(store, "pub", figures=False, log_mlflow=False))
+    p = rep.sections[0].published.set_index("method").loc["toy_center"]
+    measured = rep.sections[0].board.cells.set_index(["label", "key"]).loc[("toy_center", "toy_metric"), "mean"]
+    assert p["published"] == 0.3 and p["measured"] == measured and p["diff"] == measured - 0.3
+    assert p["source"] == "a toy paper"
+
+
 def test_shards_merge_to_the_unsharded_result_exactly(store):
     kw = dict(figures=False, formats=("csv",), log_mlflow=False)
     merged = build(opts(store, "m", experiments=["s"], **kw))
@@ -325,7 +373,7 @@ def test_cli_options_select_and_fail_clearly(store, capsys):
     lb = pd.read_csv(out / "leaderboard.csv")
     assert set(lb["label"]) == {"toy_method", "toy_center"}
     assert set(lb.loc[lb["shown"], "key"]) == {"deletion", "toy_metric"}
-    p = pd.read_csv(out / "published.csv").set_index("key")
+    p = pd.read_csv(out / "published.csv").query("method == 'toy_method'").set_index("key")
     measured = lb[(lb.label == "toy_method") & (lb.key == "toy_metric")]["mean"].iloc[0]
     assert p.loc["toy_metric", "diff"] == pytest.approx(measured - 0.9)
     assert bool(p.loc["deletion", "unverified"]) and not (out / "report.html").exists()
@@ -367,7 +415,7 @@ def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
     page = (store / "rep" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     n_fig = sum(len(s.figures) for s in report.sections)
-    assert page.count("<img ") == n_fig and n_fig == 4
+    assert page.count("<img ") == n_fig == 4
     probe = tmp_path / "page.html"
     probe.write_text(page.replace("</body>", CHECK))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

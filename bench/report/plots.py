@@ -46,7 +46,7 @@ def curve_band(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray
 def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     """x positions and label of curve ``key``: the per-sample ``<key>_x`` column when a
     metric logs one (noise levels, angles, layers), else T points evenly over [0, 1];
-    the label from the metric's ``curve_axes`` metadata when it has one."""
+    the label from the metric's ``MetricInfo.curve_axes`` when it declares one."""
     x = np.linspace(0.0, 1.0, t)
     label = DEFAULT_X
     for g in b.groups:
@@ -58,7 +58,7 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     for name in sorted(set().union(*(g.metric_names for g in b.groups)), key=len, reverse=True):
         if key.startswith(name):
             try:
-                label = getattr(metrics.get(name).info, "curve_axes", {}).get(key, label)
+                label = metrics.get(name).info.curve_axes.get(key, label)
             except ConfigError:
                 pass
             break

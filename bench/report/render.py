@@ -68,7 +68,10 @@ def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup) -> tuple[
             mean = bold(mean, markup) if c["best"] else mean
             ci = small(f"[{num(c['ci_low'], digits)}, {num(c['ci_high'], digits)}]", markup)
             rank = "" if math.isnan(c["rank"]) else f" ({c['rank']:g})"
-            line.append(f"{mean} {ci}{rank}")
+            if markup == "tex":  # two lines in one cell: the table stays narrow
+                line.append(rf"\begin{{tabular}}[c]{{@{{}}r@{{}}}}{mean}{rank}\\ {ci}\end{{tabular}}")
+            else:
+                line.append(f"{mean} {ci}{rank}")
         if len(win):
             w = win.get(r["label"], float("nan"))
             txt = num(w, 1)

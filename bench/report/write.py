@@ -91,7 +91,9 @@ def latex_files(rep: Report, out: Path) -> list[Path]:
         p.write_text(tab + "\n")
         paths.append(p)
         cap = docs.caption(rep, s, "tex")
-        body.append("\\begin{table}[t]\n\\centering\n\\small\n\\resizebox{\\linewidth}{!}{%\n"
+        # shrink to the line width when wider, never enlarge
+        body.append("\\begin{table}[t]\n\\centering\n\\small\n"
+                    "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
                     f"{tab}}}\n\\caption{{{cap}}}\n\\label{{tab:{b.slug}}}\n\\end{{table}}\n")
         pub = s.published
         if len(pub):
