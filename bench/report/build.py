@@ -126,6 +126,12 @@ def build(opts: Options, scratch: Path | None = None) -> Report:
     for (model, dataset) in sorted({(g.model, g.dataset) for g in groups}):
         gs = [g for g in groups if (g.model, g.dataset) == (model, dataset)]
         b = make_board(model, dataset, gs, opts.keys, opts.n_resamples, opts.seed)
+        from faithbench import metrics
+
+        for name in sorted(set().union(*(g.metric_names for g in gs))):
+            if name not in metrics.METRICS:
+                problems.append(f"metric {name!r} of {model}/{dataset} is not registered in this "
+                                "installation: its direction is unknown, its columns are left out")
         _check_logged(b, problems)
         sections.append(section(b, opts, pub))
     if not sections:

@@ -80,7 +80,8 @@ def main(argv: list[str]) -> int:
         return 2
     for p in rep.problems:
         print(f"faithbench report: warning: {p}", file=sys.stderr)
-    print(f"faithbench report: {len(rep.sections)} leaderboards from {len(rep.runs)} runs, "
+    n = len(rep.sections)
+    print(f"faithbench report: {n} leaderboard{'s' * (n != 1)} from {len(rep.runs)} runs, "
           f"{len(paths)} files in {opts.out}")
     for name in ("report.html", "report.md", "leaderboard.tex", "leaderboard.csv"):
         if (opts.out / name).exists():

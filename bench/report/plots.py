@@ -12,7 +12,7 @@ from scipy import stats
 
 from faithbench import metrics
 from faithbench.errors import ConfigError
-from faithbench.figures import method_colors, style
+from faithbench.figures import style
 from faithbench.report.board import Board
 
 DEFAULT_X = "fraction of the perturbation"

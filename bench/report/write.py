@@ -10,7 +10,7 @@ import pandas as pd
 
 from faithbench.figures import method_colors, save
 from faithbench.report import docs
-from faithbench.report.build import Report, Section
+from faithbench.report.build import Report
 from faithbench.report.gallery import common_ids, gallery_figure, load_gallery, localisation_figure
 from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
