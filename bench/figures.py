@@ -1,31 +1,90 @@
-"""Figures drawn by runs and reports (matplotlib, no display needed)."""
+"""Figures drawn by runs and reports (matplotlib, no display needed): the shared
+publication style, one colour per method, map overlays, and saving as PNG + PDF."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# Sizes in points for a figure printed at its own size (a column is ~3.3 in wide).
+STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
+    "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+    "lines.linewidth": 1.4, "savefig.bbox": "tight", "savefig.pad_inches": 0.02,
+    "pdf.fonttype": 42, "ps.fonttype": 42,  # TrueType in PDFs: editable, accepted by venues
+}
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """A map blended over the grey image: [H,W,3] in [0,1] and [H,W] -> [H,W,3].
 
-    Signed maps use a diverging colour map centred on 0 (``bwr``), non-negative maps
-    ``jet`` from their min to their max; NaN shows as 0."""
-    m = np.nan_to_num(heat.astype(np.float64))
-    if m.min() < 0:
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The publication style for the figures drawn inside the block."""
+    with plt.rc_context(STYLE):
+        yield
+
+
+def method_colors(labels: Sequence[str]) -> dict[str, tuple[float, ...]]:
+    """One colour per method, stable across every figure of a report (tab10, then
+    tab20 beyond ten methods)."""
+    labels = sorted(dict.fromkeys(labels))
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def blend(image: np.ndarray, heat: np.ndarray, signed: bool | None = None,
+          alpha: float = 0.55) -> np.ndarray:
+    """A map blended over its image in grey: [H,W,3] in [0,1] and [H,W] -> [H,W,3].
+
+    Signed maps use a diverging colour map centred on 0 (``bwr``: red positive, blue
+    negative), others ``jet`` from their min to their max; NaN shows as 0. ``signed=None``
+    decides per map (any negative value); pass it to give a set of maps one convention."""
+    m = np.nan_to_num(np.asarray(heat, dtype=np.float64))
+    if signed if signed is not None else bool(m.min() < 0):
         lim = np.abs(m).max() or 1.0
         rgb = plt.get_cmap("bwr")((m / lim + 1) / 2)[..., :3]
     else:
         span = m.max() - m.min()
         rgb = plt.get_cmap("jet")((m - m.min()) / span if span > 0 else np.zeros_like(m))[..., :3]
-    grey = image.mean(-1, keepdims=True)
+    grey = np.asarray(image, dtype=np.float64).mean(-1, keepdims=True)
     return (1 - alpha) * grey + alpha * rgb
+
+
+def overlay(ax: Axes, image: np.ndarray, m: np.ndarray, signed: bool, alpha: float = 0.55) -> None:
+    """Draw ``blend(image, m, signed)`` on ``ax`` as a bare image.
+
+    Args:
+        image: [H,W,3] RGB in [0,1]; m: [H,W] raw map (NaN shown as 0).
+    """
+    ax.imshow(blend(image, m, signed, alpha), interpolation="nearest")
+    image_axes(ax)
+
+
+def image_axes(ax: Axes) -> None:
+    """No ticks, grid or spines around an image."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+
+
+def save(fig: Figure, stem: Path, dpi: int = 200) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and ``stem.pdf``; closes it. Returns both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    fig.savefig(paths[0], dpi=dpi)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
 
 
 def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
@@ -34,7 +93,7 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
 
     Args:
         images: [N,H,W,3] RGB in [0,1].
-        maps: [N,H,W] raw maps (see ``overlay`` for the colour scales).
+        maps: [N,H,W] raw maps (see ``blend`` for the colour scales).
         titles: one per image.
     """
     n, h, w = maps.shape
@@ -43,7 +102,7 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
     for i in range(n):
         x0 = i * (w + pad)
         mosaic[:h, x0 : x0 + w] = images[i]
-        mosaic[h + pad :, x0 : x0 + w] = overlay(images[i], maps[i])
+        mosaic[h + pad :, x0 : x0 + w] = blend(images[i], maps[i])
     fig = plt.figure(figsize=(1.5 * n, 3.4))
     ax = fig.add_axes((0, 0, 1, 0.86))
     ax.imshow(mosaic, interpolation="nearest")

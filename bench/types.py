@@ -205,6 +205,10 @@ class MetricInfo:
     aggregate: Literal["mean", "class_mean", "curve_max"] = "mean"
     needs_explain: bool = False  # takes ``explain(x, target) -> heatmap``
     outputs: Mapping[str, bool] = field(default_factory=dict)
+    # x-axis label of each [B,T] curve output in report figures, e.g.
+    # {"max_sensitivity_curve": "noise level (L-inf radius)"}; x positions come from an
+    # optional "<key>_x" [B,T] output, else T points evenly over [0, 1].
+    curve_axes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", frozenset(self.needs))

@@ -1,10 +1,89 @@
-"""``faithbench report``: not implemented yet."""
+"""``faithbench report [options]``: leaderboards, statistics and figures from logged runs."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+from pathlib import Path
+
+from faithbench.errors import ConfigError
+from faithbench.report.build import FORMATS, Options
+from faithbench.report.stats import CORRECTIONS
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="faithbench report",
+        description="Leaderboards (Markdown, LaTeX, CSV, HTML), paired tests, metric "
+                    "reliability and figures from the runs logged to MLflow. Reads only what "
+                    "runs logged; never recomputes a heatmap.")
+    a = p.add_argument
+    a("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    a("--experiment", action="append", dest="experiments", metavar="NAME",
+      help="experiment to read (repeatable; default: faithbench)")
+    a("--sweep", metavar="DIR", help="only runs of this Hydra sweep directory (or under it)")
+    a("--tag", action="append", default=[], metavar="KEY=VALUE", help="only runs with this tag value (repeatable)")
+    for t in ("model", "method", "dataset"):
+        a(f"--{t}", help=f"shorthand for --tag {t}=VALUE")
+    a("--out", type=Path, default=Path("faithbench_out/report"), help="output folder (default: %(default)s)")
+    a("--formats", default=",".join(FORMATS), help="comma-separated subset of %(default)s")
+    a("--keys", help="comma-separated output keys for the table columns (default: each metric's score)")
+    a("--correction", choices=CORRECTIONS, default="holm",
+      help="multiple-comparison correction of the paired tests (default: %(default)s)")
+    a("--alpha", type=float, default=0.05, help="significance level (default: %(default)s)")
+    a("--control", default="random", help="control method tested against (default: %(default)s; '' for none)")
+    a("--win", default="average_drop", help="output for Win %% (default: %(default)s; '' for none)")
+    a("--n-resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    a("--seed", type=int, help="bootstrap seed (default: each run's own seed, as the runner)")
+    a("--digits", type=int, default=3, help="decimals in the tables (default: %(default)s)")
+    a("--gallery", type=int, default=6, help="samples in the heatmap gallery (default: %(default)s)")
+    a("--no-figures", action="store_true", help="tables only")
+    a("--published", action="append", default=[], type=Path, metavar="YAML",
+      help="file with a 'published:' block of published numbers (repeatable)")
+    a("--no-mlflow", action="store_true", help="do not log the report as an MLflow report run")
+    return p
+
+
+def options(argv: list[str]) -> Options:
+    ns = parser().parse_args(argv)
+    tags = {}
+    for t in ns.tag:
+        k, sep, v = t.partition("=")
+        if not sep or not k:
+            raise ConfigError(f"--tag {t!r} must be KEY=VALUE")
+        tags[k] = v
+    for t in ("model", "method", "dataset"):
+        if getattr(ns, t):
+            tags[t] = getattr(ns, t)
+    return Options(
+        tracking_uri=ns.tracking_uri, experiments=ns.experiments or ["faithbench"], tags=tags,
+        sweep=ns.sweep, out=ns.out, formats=tuple(f.strip() for f in ns.formats.split(",") if f.strip()),
+        keys=[k.strip() for k in ns.keys.split(",")] if ns.keys else None,
+        correction=ns.correction, alpha=ns.alpha, control=ns.control or None, win=ns.win or None,
+        n_resamples=ns.n_resamples, seed=ns.seed, digits=ns.digits, figures=not ns.no_figures,
+        gallery=ns.gallery, published=ns.published, log_mlflow=not ns.no_mlflow)
 
 
 def main(argv: list[str]) -> int:
-    print("faithbench: error: the report command is not available yet", file=sys.stderr)
-    return 2
+    """Build and write the report; 0 on success, 2 on bad input (message on stderr)."""
+    from faithbench.report.build import build
+    from faithbench.report.write import write
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        opts = options(argv)
+        rep = build(opts)
+        paths = write(rep)
+    except ConfigError as e:
+        print(f"faithbench: error: {e}", file=sys.stderr)
+        return 2
+    for p in rep.problems:
+        print(f"faithbench report: warning: {p}", file=sys.stderr)
+    n = len(rep.sections)
+    print(f"faithbench report: {n} leaderboard{'s' * (n != 1)} from {len(rep.runs)} runs, "
+          f"{len(paths)} files in {opts.out}")
+    for name in ("report.html", "report.md", "leaderboard.tex", "leaderboard.csv"):
+        if (opts.out / name).exists():
+            print(f"  {opts.out / name}")
+    return 0

@@ -1,0 +1,134 @@
+"""One leaderboard: the methods run on one (model, dataset), their per-sample rows,
+and mean with bootstrap CI, rank and best mark per metric output."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from faithbench import metrics
+from faithbench.errors import ConfigError
+from faithbench.report.aggregates import summary
+from faithbench.report.merge import CORE, Group
+from faithbench.report.stats import ranks
+
+log = logging.getLogger("faithbench.report")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """Registry metadata of one output column."""
+
+    key: str
+    metric: str  # the metric that outputs it
+    higher_is_better: bool
+    aggregate: str  # MetricInfo.aggregate of that metric
+    primary: bool  # the metric's own score (key == metric name)
+
+
+def key_info(key: str, metric_names: list[str]) -> KeyInfo | None:
+    """Direction and aggregation of output ``key`` from the registry entry of the metric
+    (among ``metric_names``) that declares it; None for plain values and unknown keys."""
+    for name in sorted(metric_names, key=len, reverse=True):
+        try:
+            info = metrics.get(name).info
+        except ConfigError:
+            continue
+        d = info.direction(name, key)
+        if d is not None:
+            return KeyInfo(key, name, bool(d), info.aggregate, key == name)
+    return None
+
+
+@dataclass
+class Board:
+    """Leaderboard of one (model, dataset)."""
+
+    model: str
+    dataset: str
+    groups: list[Group]
+    keys: list[KeyInfo] = field(default_factory=list)  # all scored outputs
+    shown: list[str] = field(default_factory=list)  # columns of the table
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per (label, key)
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per label
+
+    @property
+    def labels(self) -> list[str]:
+        return [g.label for g in self.groups]
+
+    @property
+    def slug(self) -> str:
+        import re
+
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{self.model}__{self.dataset}")
+
+    def frame(self, label: str) -> pd.DataFrame:
+        return next(g.frame for g in self.groups if g.label == label)  # type: ignore[return-value]
+
+    def info(self, key: str) -> KeyInfo:
+        return next(k for k in self.keys if k.key == key)
+
+    def aligned(self, key: str, labels: list[str] | None = None) -> pd.DataFrame:
+        """[N, M] per-sample values of ``key``: one column per label that has it, one row
+        per sample id that every such label scored (inner join on id)."""
+        cols = {}
+        for lab in labels or self.labels:
+            f = self.frame(lab)
+            if key in f.columns:
+                cols[lab] = pd.Series(f[key].to_numpy(dtype=float), index=f["id"].to_numpy())
+        if not cols:
+            return pd.DataFrame()
+        return pd.concat(cols, axis=1, join="inner")
+
+
+def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | None,
+               n_resamples: int, seed: int | None) -> Board:
+    """Statistics of every scored output of every group (method row) of one table.
+
+    Args:
+        want: output keys for the table's columns; default: every metric's own score.
+        seed: bootstrap seed; None uses each run's own ``seed`` param (as the runner did).
+    """
+    b = Board(model, dataset, sorted(groups, key=lambda g: g.label))
+    names = sorted(set().union(*(g.metric_names for g in groups)))
+    cols = sorted(set().union(*(set(g.frame.columns) for g in groups)) - set(CORE))  # type: ignore[union-attr]
+    for c in cols:
+        k = key_info(c, names)
+        if k is not None and not c.endswith("_curve"):
+            b.keys.append(k)
+    known = [k.key for k in b.keys]
+    if want:
+        bad = [w for w in want if w not in known]
+        if bad:
+            raise ConfigError(f"unknown output {bad[0]!r} for {model}/{dataset}. "
+                              f"Valid choices: {', '.join(known)}.")
+        b.shown = list(want)
+    else:
+        b.shown = [n for n in names if n in known]
+    recs = []
+    for g in b.groups:
+        f = g.frame
+        s = int(g.first.params.get("seed", 0)) if seed is None else seed
+        for k in b.keys:
+            if k.key not in f.columns:  # type: ignore[union-attr]
+                continue
+            st = summary(f, k.key, k.aggregate, n_resamples, s)  # type: ignore[arg-type]
+            recs.append({"label": g.label, "method": g.method, "key": k.key, **st})
+    cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n"])
+    cells["rank"], cells["best"] = np.nan, False
+    for k in b.keys:
+        sel = cells["key"] == k.key
+        r = ranks(cells.loc[sel, "mean"].to_numpy(), k.higher_is_better)
+        cells.loc[sel, "rank"] = r
+        cells.loc[sel, "best"] = r == np.nanmin(r) if np.isfinite(r).any() else False
+    b.cells = cells.reset_index(drop=True)
+    shown = cells[cells["key"].isin(b.shown)]
+    mean_rank = shown.groupby("label")["rank"].mean()
+    b.rows = pd.DataFrame({
+        "label": b.labels, "method": [g.method for g in b.groups],
+        "n_samples": [len(g.frame) for g in b.groups],  # type: ignore[arg-type]
+        "mean_rank": [mean_rank.get(lab, np.nan) for lab in b.labels]})
+    return b

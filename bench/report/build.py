@@ -1,0 +1,159 @@
+"""``build(options) -> Report``: runs selected, shards merged, one section per
+(model, dataset) with its leaderboard, tests, reliability, agreement, published
+numbers and figures; ``write`` puts every output format in one folder."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from faithbench.errors import ConfigError
+from faithbench.report import analysis, published
+from faithbench.report.board import Board, make_board
+from faithbench.report.merge import Group, group_runs, label_groups, load_frame
+from faithbench.report.runs import ArtifactStore, RunInfo, select_runs
+from faithbench.report.stats import CORRECTIONS
+
+log = logging.getLogger("faithbench.report")
+FORMATS = ("md", "tex", "csv", "html")
+
+
+@dataclass
+class Options:
+    """What to report on and how (the command line's options)."""
+
+    tracking_uri: str | None = None
+    experiments: list[str] = field(default_factory=lambda: ["faithbench"])
+    tags: dict[str, str] = field(default_factory=dict)
+    sweep: str | None = None
+    out: Path = Path("faithbench_out/report")
+    formats: tuple[str, ...] = FORMATS
+    keys: list[str] | None = None  # table columns; default: each metric's own score
+    correction: str = "holm"
+    alpha: float = 0.05
+    control: str | None = "random"
+    win: str | None = "average_drop"
+    n_resamples: int = 1000
+    seed: int | None = None  # bootstrap seed; None: each run's own seed
+    digits: int = 3
+    figures: bool = True
+    gallery: int = 6  # samples in the heatmap gallery
+    published: list[Path] = field(default_factory=list)
+    log_mlflow: bool = True
+
+    def check(self) -> None:
+        if self.correction not in CORRECTIONS:
+            from faithbench.errors import unknown_choice
+
+            raise unknown_choice("correction", self.correction, CORRECTIONS)
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad:
+            raise ConfigError(f"unknown format {bad[0]!r}. Valid choices: {', '.join(FORMATS)}.")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha={self.alpha} must be in (0, 1)")
+        if self.n_resamples < 1 or self.digits < 0 or self.gallery < 0:
+            raise ConfigError("n_resamples must be >= 1, digits and gallery >= 0")
+
+
+@dataclass
+class Section:
+    """Everything reported for one (model, dataset)."""
+
+    board: Board
+    tests: pd.DataFrame
+    win: pd.Series
+    reliability: pd.DataFrame
+    agreement: tuple[pd.DataFrame, pd.DataFrame]
+    published: pd.DataFrame
+    figures: dict[str, list[Path]] = field(default_factory=dict)  # caption -> [png, pdf]
+
+
+@dataclass
+class Report:
+    options: Options
+    uri: str
+    sections: list[Section]
+    runs: pd.DataFrame  # the source runs
+    problems: list[str]
+    experiment_id: str | None = None
+    store: ArtifactStore | None = None  # where run artifacts were downloaded
+
+
+def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
+    """The selected runs as labelled groups with their per-sample frames loaded."""
+    runs = select_runs(client, opts.experiments, opts.tags, opts.sweep)
+    if not runs:
+        raise ConfigError(f"no finished benchmark runs match experiments={opts.experiments} "
+                          f"tags={opts.tags} sweep={opts.sweep!r} in {client.tracking_uri}")  # type: ignore[attr-defined]
+    store = ArtifactStore(client, scratch)
+    groups = group_runs(runs, problems)
+    for g in groups:
+        g.frame = load_frame(g, store, problems)
+    groups = label_groups([g for g in groups if g.frame is not None])
+    return groups, store, runs
+
+
+def section(b: Board, opts: Options, pub: pd.DataFrame) -> Section:
+    win = pd.Series(dtype=float)
+    if opts.win and any(k.key == opts.win for k in b.keys):
+        win = analysis.win_rate(b, opts.win)
+    rank_m, samp_m = analysis.agreement(b) if len(b.shown) > 1 else (pd.DataFrame(), pd.DataFrame())
+    return Section(b, analysis.paired_tests(b, opts.control, opts.correction, opts.alpha), win,
+                   analysis.reliability(b), (rank_m, samp_m),
+                   published.compare(pub, b.cells, b.model, b.dataset))
+
+
+def build(opts: Options, scratch: Path | None = None) -> Report:
+    """Read the runs and compute every table of the report (figures come in ``write``)."""
+    from mlflow.tracking import MlflowClient
+
+    from faithbench.tracking import resolve_uri
+
+    opts.check()
+    uri = resolve_uri(opts.tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    problems: list[str] = []
+    scratch = scratch or Path(tempfile.mkdtemp(prefix="faithbench-report-"))
+    groups, store, runs = collect(client, opts, scratch, problems)
+    pubs = [published.from_params(r.params) for r in runs]
+    pubs += [published.from_file(p) for p in opts.published]
+    pub = pd.concat(pubs, ignore_index=True) if pubs else pd.DataFrame(columns=published.COLUMNS)
+    sections = []
+    for (model, dataset) in sorted({(g.model, g.dataset) for g in groups}):
+        gs = [g for g in groups if (g.model, g.dataset) == (model, dataset)]
+        b = make_board(model, dataset, gs, opts.keys, opts.n_resamples, opts.seed)
+        from faithbench import metrics
+
+        for name in sorted(set().union(*(g.metric_names for g in gs))):
+            if name not in metrics.METRICS:
+                problems.append(f"metric {name!r} of {model}/{dataset} is not registered in this "
+                                "installation: its direction is unknown, its columns are left out")
+        _check_logged(b, problems)
+        sections.append(section(b, opts, pub))
+    if not sections:
+        raise ConfigError("no complete run to report on: " + "; ".join(problems))
+    return Report(opts, uri, sections, _sources(groups), problems, runs[0].experiment_id, store)
+
+
+def _check_logged(b: Board, problems: list[str]) -> None:
+    """An unsharded run's recomputed mean must equal the mean the runner logged."""
+    for g in b.groups:
+        if len(g.runs) != 1 or len(g.merged_from) > 1:
+            continue
+        logged = g.first.metrics
+        for _, c in b.cells[b.cells["label"] == g.label].iterrows():
+            if c["key"] in logged and pd.notna(c["mean"]):
+                if abs(logged[c["key"]] - c["mean"]) > 1e-9 * max(1.0, abs(c["mean"])):
+                    problems.append(f"{g.label} on {b.model}/{b.dataset}: {c['key']} = {c['mean']!r} "
+                                    f"from samples.parquet but {logged[c['key']]!r} logged")
+
+
+def _sources(groups: list[Group]) -> pd.DataFrame:
+    recs = [{"model": g.model, "dataset": g.dataset, "label": g.label, "method": g.method,
+             "group_key": g.key, "shards": len(g.runs), "runs": " ".join(r.run_id for r in g.runs),
+             "n_samples": len(g.frame) if g.frame is not None else 0} for g in groups]
+    return pd.DataFrame(recs).sort_values(["model", "dataset", "label"]).reset_index(drop=True)

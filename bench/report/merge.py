@@ -1,0 +1,156 @@
+"""Shards of one run merged into one per-sample table, and one row label per run.
+
+All shards of a run share the tag ``faithbench.group_key``. A group is used only when
+its shards are complete (``0..N-1`` of one ``N``) and disjoint (no sample id in two
+shards). Rows are put in a canonical order (dataset index, then id) so a merged table
+equals the table of the same run made unsharded, bit for bit, and so does every
+statistic computed from it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from faithbench.config import NOT_IN_KEY
+from faithbench.report.runs import ArtifactStore, RunInfo
+
+log = logging.getLogger("faithbench.report")
+CORE = ("id", "image_id", "index", "target", "pred", "correct", "status")
+
+
+@dataclass
+class Group:
+    """One logical run: its shards, and (once loaded) its per-sample rows."""
+
+    key: str
+    runs: list[RunInfo]  # one per shard, in shard order
+    label: str = ""
+    frame: pd.DataFrame | None = None
+    merged_from: list[str] = field(default_factory=list)  # group keys combined into this
+
+    @property
+    def first(self) -> RunInfo:
+        return self.runs[0]
+
+    @property
+    def model(self) -> str:
+        return self.first.tags["model"]
+
+    @property
+    def method(self) -> str:
+        return self.first.tags["method"]
+
+    @property
+    def dataset(self) -> str:
+        return self.first.tags["dataset"]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return self.first.metric_names
+
+
+def group_runs(runs: list[RunInfo], problems: list[str]) -> list[Group]:
+    """Runs grouped by group key; incomplete groups are left out and listed in
+    ``problems``. Two finished runs of one shard (two stores' copies) keep the newest."""
+    by_key: dict[str, dict[int, RunInfo]] = {}
+    sizes: dict[str, set[int]] = {}
+    for r in sorted(runs, key=lambda r: r.start_time):
+        i, n = r.shard
+        shards = by_key.setdefault(r.group, {})
+        if i in shards:
+            log.warning("run %s and %s are both shard %d/%d of %s: the newer is used",
+                        shards[i].run_id, r.run_id, i, n, r.group)
+        shards[i] = r
+        sizes.setdefault(r.group, set()).add(n)
+    groups = []
+    for key, shards in by_key.items():
+        name = "/".join(shards[min(shards)].tags[t] for t in ("model", "method", "dataset"))
+        if len(sizes[key]) > 1:
+            problems.append(f"{name} (group {key}): shards of different counts "
+                            f"{sorted(sizes[key])}; left out")
+            continue
+        n = sizes[key].pop()
+        missing = sorted(set(range(n)) - set(shards))
+        if missing or set(shards) - set(range(n)):
+            problems.append(f"{name} (group {key}): shards {missing} of {n} are not finished; "
+                            "left out until they are")
+            continue
+        groups.append(Group(key, [shards[i] for i in range(n)]))
+    return groups
+
+
+def load_frame(group: Group, store: ArtifactStore, problems: list[str]) -> pd.DataFrame | None:
+    """The group's readable (``status == "ok"``) per-sample rows in canonical order;
+    None (and a problem) when an artifact is missing or shards overlap."""
+    frames = []
+    for r in group.runs:
+        path = store.get(r, "samples.parquet")
+        if path is None:
+            problems.append(f"run {r.run_id} ({group.model}/{group.method}/{group.dataset}) "
+                            "has no samples.parquet; left out")
+            return None
+        frames.append(pd.read_parquet(path))
+    df = pd.concat(frames, ignore_index=True)
+    dup = df["id"][df["id"].duplicated()]
+    if len(dup):
+        problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
+                        f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
+        return None
+    df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
+    return df[df["status"] == "ok"].reset_index(drop=True)
+
+
+def _differing(groups: list[Group]) -> list[str]:
+    """Params that tell these groups apart, bookkeeping (run-key-free) params left out."""
+    common = set.intersection(*(set(g.metric_names) for g in groups))
+    keys = set().union(*(g.first.params for g in groups))
+    out = []
+    for k in sorted(keys):
+        top = k.split(".")[0]
+        if top in NOT_IN_KEY or top in ("metrics", "published") or k in ("dataset.shard", "dataset.num_shards"):
+            continue
+        if top == "metric" and k.split(".")[1] not in common:
+            continue
+        if len({g.first.params.get(k) for g in groups}) > 1:
+            out.append(k)
+    return out
+
+
+def label_groups(groups: list[Group]) -> list[Group]:
+    """One row per method and (model, dataset). Runs of one method that differ only in
+    their metric lists are combined column-wise (joined on sample id); runs whose
+    configs differ are labelled by the differing params, ``grad_cam (layer=features.3)``."""
+    cells: dict[tuple[str, str, str], list[Group]] = {}
+    for g in groups:
+        cells.setdefault((g.model, g.dataset, g.method), []).append(g)
+    out = []
+    for (_, _, method), gs in cells.items():
+        diff = _differing(gs) if len(gs) > 1 else []
+        if not diff:
+            out.append(_combine(gs))
+            out[-1].label = method
+            continue
+        for g in gs:
+            parts = [f"{k.removeprefix('method.')}={g.first.params.get(k)}" for k in diff]
+            g.label = f"{method} ({', '.join(parts)})"
+            out.append(g)
+    return out
+
+
+def _combine(gs: list[Group]) -> Group:
+    """The newest group, with the columns only older groups have joined on sample id."""
+    gs = sorted(gs, key=lambda g: g.first.start_time, reverse=True)
+    base = gs[0]
+    base.merged_from = [g.key for g in gs]
+    if base.frame is None:
+        return base
+    for g in gs[1:]:
+        if g.frame is None:
+            continue
+        new = [c for c in g.frame.columns if c not in base.frame.columns]
+        if new:
+            base.frame = base.frame.merge(g.frame[["id", *new]], on="id", how="left")
+    return base

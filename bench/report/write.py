@@ -1,0 +1,134 @@
+"""Writing a built report: figures (PNG + PDF), Markdown, LaTeX, CSV, one HTML page,
+and a report run in MLflow holding all of them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from faithbench.figures import method_colors, save
+from faithbench.report import docs
+from faithbench.report.build import Report
+from faithbench.report.gallery import common_ids, gallery_figure, load_gallery, localisation_figure
+from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
+from faithbench.report.render import frame_rows, latex_tabular, leaderboard
+
+log = logging.getLogger("faithbench.report")
+
+
+def figures(rep: Report, out: Path) -> None:
+    """Draw every figure of every section into ``out/figures``."""
+    labels = [lab for s in rep.sections for lab in s.board.labels]
+    colors = method_colors(labels)
+    for s in rep.sections:
+        b = s.board
+        stem = out / "figures"
+        keys = curve_keys(b)
+        if keys:
+            s.figures["Curves: mean over samples with pointwise 95% CI bands"] = save(
+                curves_figure(b, keys, colors), stem / f"curves_{b.slug}")
+        if len(s.agreement[0]) > 1:
+            s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = save(
+                agreement_figure(b, *s.agreement), stem / f"agreement_{b.slug}")
+        if rep.store is None or rep.options.gallery == 0:
+            continue
+        gals = load_gallery(b, rep.store)
+        ids = common_ids(b, gals, rep.options.gallery)
+        if ids:
+            s.figures["Heatmap gallery: the same samples for every method"] = save(
+                gallery_figure(b, gals, ids), stem / f"gallery_{b.slug}")
+            fig = localisation_figure(b, gals, ids)
+            if fig is not None:
+                s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
+
+
+def csv_files(rep: Report, out: Path) -> list[Path]:
+    """Long-format CSV tables, full precision (every number of the other formats)."""
+    frames: dict[str, list[pd.DataFrame]] = {k: [] for k in
+                                             ("leaderboard", "tests", "reliability", "agreement", "win", "published")}
+    for s in rep.sections:
+        b = s.board
+        where = {"model": b.model, "dataset": b.dataset}
+        info = pd.DataFrame([{"key": k.key, "metric": k.metric, "higher_is_better": k.higher_is_better,
+                              "aggregate": k.aggregate, "shown": k.key in b.shown} for k in b.keys])
+        cells = b.cells.merge(info, on="key").merge(b.rows[["label", "mean_rank"]], on="label")
+        frames["leaderboard"].append(cells.assign(**where))
+        frames["tests"].append(s.tests.assign(**where, correction=rep.options.correction))
+        frames["reliability"].append(s.reliability.assign(**where))
+        for kind, m in zip(("ranking", "sample"), s.agreement):
+            if len(m):
+                long = m.rename_axis("key_a").reset_index().melt("key_a", var_name="key_b", value_name="spearman")
+                frames["agreement"].append(long.assign(**where, kind=kind))
+        if len(s.win):
+            frames["win"].append(s.win.rename("win_pct").rename_axis("label").reset_index()
+                                 .assign(**where, key=rep.options.win))
+        frames["published"].append(s.published)
+    paths = []
+    for name, fs in frames.items():
+        fs = [f for f in fs if len(f)]
+        df = pd.concat(fs, ignore_index=True) if fs else pd.DataFrame()
+        front = [c for c in ("model", "dataset") if c in df.columns]
+        df = df[front + [c for c in df.columns if c not in front]]
+        paths.append(out / f"{name}.csv")
+        df.to_csv(paths[-1], index=False)
+    paths.append(out / "runs.csv")
+    rep.runs.to_csv(paths[-1], index=False)
+    return paths
+
+
+def latex_files(rep: Report, out: Path) -> list[Path]:
+    """``tables/<model>__<dataset>.tex`` (a bare booktabs tabular each, to \\input in a
+    table of your own) and ``leaderboard.tex`` (all of them in captioned tables)."""
+    digits = rep.options.digits
+    body, paths = [], []
+    for s in rep.sections:
+        b = s.board
+        tab = latex_tabular(*leaderboard(b, s.win, digits, "tex"))
+        p = out / "tables" / f"{b.slug}.tex"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(tab + "\n")
+        paths.append(p)
+        cap = docs.caption(rep, s, "tex")
+        # shrink to the line width when wider, never enlarge
+        body.append("\\begin{table}[t]\n\\centering\n\\small\n"
+                    "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+                    f"{tab}}}\n\\caption{{{cap}}}\n\\label{{tab:{b.slug}}}\n\\end{{table}}\n")
+        pub = s.published
+        if len(pub):
+            cols = ["method", "key", "published", "measured", "diff"]
+            t = latex_tabular(*frame_rows(pub[cols], digits, "tex"))
+            body.append("\\begin{table}[t]\n\\centering\n\\small\n"
+                        f"{t}\n\\caption{{Published vs measured, {docs.tex(b.model)} on "
+                        f"{docs.tex(b.dataset)}.}}\n\\label{{tab:published-{b.slug}}}\n\\end{{table}}\n")
+    paths.insert(0, out / "leaderboard.tex")
+    paths[0].write_text("% faithbench report: needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
+                        + "\n".join(body))
+    return paths
+
+
+def write(rep: Report) -> list[Path]:
+    """Write the report into ``options.out`` and return the files written."""
+    opts = rep.options
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if opts.figures:
+        figures(rep, out)
+        paths += [p for s in rep.sections for ps in s.figures.values() for p in ps]
+    if "csv" in opts.formats:
+        paths += csv_files(rep, out)
+    if "md" in opts.formats:
+        paths.append(out / "report.md")
+        paths[-1].write_text(docs.markdown(rep, out))
+    if "tex" in opts.formats:
+        paths += latex_files(rep, out)
+    if "html" in opts.formats:
+        paths.append(out / "report.html")
+        paths[-1].write_text(docs.html_page(rep))
+    if opts.log_mlflow:
+        from faithbench.report.mlflow_log import log_report
+
+        log_report(rep, out)
+    return paths

@@ -1,0 +1,356 @@
+"""``faithbench report`` end to end on real runs of toy entries: the numbers in every
+format equal a recomputation from the per-sample parquet files, shards merge to the
+unsharded result, figures and the HTML page (checked in headless Chromium) are made."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+import toys
+from faithbench import metrics
+from faithbench.aggregate import summarize
+from faithbench.report.board import key_info
+from faithbench.report.build import Options, build
+from faithbench.report.write import write
+from test_report_toys import EXTRA, LEVELS, METHODS, METRICS, base_cfg
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, _empty_mlflow_db):
+    """An MLflow store with 3 methods in experiment ``t`` and toy_method's 3 shards in
+    experiment ``s``; the toy registry entries stay registered for the module."""
+    from faithbench.run import run
+
+    root = tmp_path_factory.mktemp("report")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")
+    with toys.toy_entries(), pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # MLflow puts artifacts under ./mlruns
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        for reg, name, fn, info in EXTRA:
+            reg.register(name, **info)(fn)
+        try:
+            for m in METHODS:
+                cfg = base_cfg(root, "t")
+                cfg.method = {"name": m, "scale": 1.0} if m == "toy_method" else {"name": m}
+                run(cfg)
+            for s in range(3):
+                cfg = base_cfg(root, "s")
+                cfg.dataset.shard, cfg.dataset.num_shards = s, 3
+                run(cfg)
+            yield root
+        finally:
+            for reg, name, _, _ in EXTRA:
+                reg._entries.pop(name, None)
+
+
+def opts(root: Path, out: str, **kw) -> Options:
+    kw.setdefault("experiments", ["t"])
+    return Options(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", out=root / out,
+                   control="toy_random", win="toy_drop", **kw)
+
+
+@pytest.fixture(scope="module")
+def report(store):
+    rep = build(opts(store, "rep"))
+    write(rep)
+    return rep
+
+
+def samples(root: Path, experiment: str) -> dict[str, pd.DataFrame]:
+    """method -> readable per-sample rows, read straight from the run artifacts."""
+    c = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(experiment)
+    out = {}
+    for r in c.search_runs([exp.experiment_id]):
+        if "model" not in r.data.tags:
+            continue
+        df = pd.read_parquet(c.download_artifacts(r.info.run_id, "samples.parquet", tempfile.mkdtemp()))
+        out[r.data.tags["method"]] = df[df.status == "ok"].sort_values(["index", "id"]).reset_index(drop=True)
+    return out
+
+
+def recompute(df: pd.DataFrame, key: str) -> float:
+    """The dataset value by its definition, independently of the harness: the mean
+    over defined samples, or for pointing_game (class_mean) the mean of class means."""
+    v = df[["target", key]].dropna().astype({key: "float64"})  # parquet holds float32
+    if key_info(key, METRICS).aggregate == "class_mean":
+        return float(v.groupby("target")[key].mean().mean())
+    return float(v[key].mean())
+
+
+def test_csv_numbers_equal_a_recomputation_from_the_parquet_files(store, report):
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    per = samples(store, "t")
+    shown = board[board["shown"]]
+    assert set(shown["key"]) == set(METRICS) and set(shown["label"]) == set(METHODS)
+    for _, c in board.iterrows():
+        df = per[c["label"]]
+        assert c["mean"] == pytest.approx(recompute(df, c["key"]), rel=1e-12, abs=1e-12, nan_ok=True)
+        how = key_info(c["key"], METRICS).aggregate
+        s = summarize(df[c["key"]].to_numpy(float), df["target"].to_numpy(), how, seed=0)
+        got, want = [c["mean"], c["ci_low"], c["ci_high"], c["n"]], [s["mean"], s["ci_low"], s["ci_high"], s["n"]]
+        np.testing.assert_array_equal(got, want)  # bit-equal, NaN == NaN
+    for key, g in shown.groupby("key"):
+        hib = bool(g["higher_is_better"].iloc[0])
+        means = g.set_index("label")["mean"]
+        best = means.max() if hib else means.min()
+        assert set(g.loc[g["best"], "label"]) == set(means.index[means == best])
+        ordered = (-means if hib else means).rank(method="average")
+        assert g.set_index("label")["rank"].to_dict() == ordered.to_dict()
+    mean_rank = shown.groupby("label")["rank"].mean()
+    assert shown.set_index("label")["mean_rank"].groupby(level=0).first().to_dict() == mean_rank.to_dict()
+
+
+def _md_table(text: str, heading: str) -> list[list[str]]:
+    block = text.split(f"### {heading}")[1].split("\n\n")[1]  # the table after the title
+    rows = [ln for ln in block.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in r.strip("|").split(" | ")] for r in rows]
+
+
+def test_markdown_and_latex_show_the_csv_numbers(store, report):
+    board = pd.read_csv(store / "rep" / "leaderboard.csv").set_index(["label", "key"])
+    md = _md_table((store / "rep" / "report.md").read_text(), "Leaderboard")
+    header, rows = md[0], md[2:]
+    tex = (store / "rep" / "tables" / "toy_model__toy_data.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex
+    tex_rows = {r.split(" & ")[0].replace(r"\_", "_"): r.split(" & ") for r in tex.splitlines() if " & " in r}
+    for row in rows:
+        label = row[0]
+        for j, col in enumerate(header):
+            key = col.rsplit(" ", 1)[0]
+            if (label, key) not in board.index:
+                continue
+            c = board.loc[(label, key)]
+            num = f"{c['mean']:.3f}"
+            num = f"**{num}**" if c["best"] else num
+            want = f"{num} [{c['ci_low']:.3f}, {c['ci_high']:.3f}] ({c['rank']:g})"
+            assert row[j] == want
+            arrow = "↑" if c["higher_is_better"] else "↓"
+            assert col == f"{key} {arrow}"
+            t = tex_rows[label][j]
+            assert (rf"\textbf{{{c['mean']:.3f}}}" if c["best"] else f"{c['mean']:.3f}") in t
+            assert rf"{{\scriptsize [{c['ci_low']:.3f}, {c['ci_high']:.3f}]}}" in t
+        mr = board.xs(label, level="label")["mean_rank"].iloc[0]
+        assert row[-1].strip("*") == f"{mr:.2f}"
+
+
+def test_paired_tests_follow_their_definitions(store, report):
+    from scipy import stats
+
+    from faithbench.report.stats import holm
+
+    tests = pd.read_csv(store / "rep" / "tests.csv")
+    per = samples(store, "t")
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    for _, t in tests.iterrows():
+        a = per[t["method"]].set_index("id")[t["key"]]
+        b = per[t["versus"]].set_index("id")[t["key"]]
+        d = (a - b.loc[a.index]).dropna()
+        assert t["n"] == len(d) and t["mean_diff"] == pytest.approx(d.mean())
+        nz = d[d != 0]
+        if len(nz):
+            r = stats.rankdata(nz.abs())
+            wp, wm = r[nz > 0].sum(), r[nz < 0].sum()
+            assert t["statistic"] == pytest.approx(min(wp, wm))
+            assert t["effect"] == pytest.approx((wp - wm) / (wp + wm))
+        if t["reference"] == "best":
+            g = board[(board.key == t["key"]) & board.best]
+            assert t["versus"] in set(g["label"])
+        else:
+            assert t["versus"] == "toy_random"
+    assert np.allclose(tests["p_adj"], holm(tests["p"].to_numpy()), equal_nan=True)
+    assert (tests["significant"] == (tests["p_adj"] < 0.05)).all()
+
+
+def test_win_reliability_and_agreement_follow_their_definitions(store, report):
+    from scipy import stats
+
+    from faithbench.report.reliability import krippendorff_alpha
+
+    per = samples(store, "t")
+    wide = {k: pd.concat({m: per[m].set_index("id")[k] for m in METHODS}, axis=1).dropna()
+            for k in METRICS}
+    drop = wide["toy_drop"].to_numpy()
+    win = pd.read_csv(store / "rep" / "win.csv").set_index("label")["win_pct"]
+    for j, m in enumerate(METHODS):
+        share = [(row[j] == row.min()) / (row == row.min()).sum() for row in drop]
+        assert win[m] == pytest.approx(100 * np.mean(share))
+    rel = pd.read_csv(store / "rep" / "reliability.csv").set_index("key")
+    for k in METRICS:
+        hib = metrics.get(k).info.higher_is_better
+        r = stats.rankdata(-wide[k].to_numpy() if hib else wide[k].to_numpy(), axis=1)
+        assert rel.loc[k, "alpha"] == pytest.approx(krippendorff_alpha(r, "ordinal"))
+        kd = pytest.importorskip("krippendorff")
+        assert rel.loc[k, "alpha"] == pytest.approx(kd.alpha(reliability_data=r, level_of_measurement="ordinal"))
+    agr = pd.read_csv(store / "rep" / "agreement.csv")
+    a, b = wide["deletion"], -wide["toy_metric"]  # deletion: lower is better
+    ids = a.index.intersection(b.index)
+    rhos = [stats.spearmanr(-a.loc[i], -b.loc[i]).statistic for i in ids]
+    want = np.nanmean([r for r in rhos if np.isfinite(r)])
+    got = agr[(agr.kind == "ranking") & (agr.key_a == "deletion") & (agr.key_b == "toy_metric")]["spearman"]
+    assert got.iloc[0] == pytest.approx(want)
+
+
+def test_curves_read_their_x_positions_and_axis_labels(report):
+    from faithbench.report.plots import DEFAULT_X, curve_band, curve_keys, x_axis
+
+    b = report.sections[0].board
+    assert curve_keys(b) == ["deletion_curve", "insertion_curve", "toy_metric_curve", "toy_noise_curve"]
+    x, label = x_axis(b, "toy_noise_curve", 4)
+    assert x.tolist() == pytest.approx(LEVELS) and label == "noise sigma"
+    x, label = x_axis(b, "deletion_curve", 9)
+    assert np.allclose(x, np.arange(9) / 8) and label == DEFAULT_X
+    v = np.stack(b.frame("toy_method")["deletion_curve"].to_numpy()).astype(float)
+    mean, lo, hi, n = curve_band(v)
+    from scipy import stats
+
+    for t in range(v.shape[1]):
+        ci = stats.t.interval(0.95, len(v) - 1, loc=v[:, t].mean(), scale=stats.sem(v[:, t]))
+        assert mean[t] == pytest.approx(v[:, t].mean())
+        if np.isfinite(ci[0]):
+            assert (lo[t], hi[t]) == pytest.approx(ci)
+
+
+def test_published_numbers_logged_with_the_runs_are_compared(store):
+    c = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    r = [r for r in c.search_runs([c.get_experiment_by_name("t").experiment_id])
+         if r.data.tags.get("method") == "toy_center"][0]
+    c.log_param(r.info.run_id, "published.values.toy_model.toy_data.toy_center.toy_metric", "0.3")
+    c.log_param(r.info.run_id, "published.source", "a toy paper")
+    rep = build(opts(store, "pub", figures=False, log_mlflow=False))
+    p = rep.sections[0].published.set_index("method").loc["toy_center"]
+    measured = rep.sections[0].board.cells.set_index(["label", "key"]).loc[("toy_center", "toy_metric"), "mean"]
+    assert p["published"] == 0.3 and p["measured"] == measured and p["diff"] == measured - 0.3
+    assert p["source"] == "a toy paper"
+
+
+def test_shards_merge_to_the_unsharded_result_exactly(store):
+    kw = dict(figures=False, formats=("csv",), log_mlflow=False)
+    merged = build(opts(store, "m", experiments=["s"], **kw))
+    single = build(opts(store, "u", tags={"method": "toy_method"}, **kw))
+    (bm,), (bs,) = [s.board for s in merged.sections], [s.board for s in single.sections]
+    assert merged.runs["shards"].tolist() == [3] and single.runs["shards"].tolist() == [1]
+    pd.testing.assert_frame_equal(bm.frame("toy_method"), bs.frame("toy_method"), check_exact=True)
+    pd.testing.assert_frame_equal(bm.cells, bs.cells, check_exact=True)
+    assert not merged.problems and not single.problems
+
+
+def test_incomplete_shards_are_left_out_with_a_reason(store):
+    from faithbench.errors import ConfigError
+
+    c = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    runs = c.search_runs([c.get_experiment_by_name("s").experiment_id], "tags.shard = '1/3'")
+    c.set_tag(runs[0].info.run_id, "faithbench.superseded", "true")
+    try:
+        with pytest.raises(ConfigError, match=r"shards \[1\] of 3 are not finished"):
+            build(opts(store, "x", experiments=["s"], figures=False, log_mlflow=False))
+    finally:
+        c.set_tag(runs[0].info.run_id, "faithbench.superseded", "false")
+
+
+def test_report_run_is_logged_and_never_read_as_a_benchmark_run(store, report):
+    from faithbench.report.runs import select_runs
+
+    c = MlflowClient(f"sqlite:///{store / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("t").experiment_id
+    reps = c.search_runs([exp], "tags.`faithbench.kind` = 'report'")
+    assert len(reps) >= 1 and reps[0].info.status == "FINISHED"
+    assert "faithbench.run_key" not in reps[0].data.tags and "model" not in reps[0].data.tags
+    names = {a.path for a in c.list_artifacts(reps[0].info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/leaderboard.csv"} <= names
+    assert {r.run_id for r in select_runs(c, ["t"])} == set(report.runs["runs"].str.split().sum())
+
+
+def test_cli_options_select_and_fail_clearly(store, capsys):
+    from faithbench.report.cli import main
+
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    c = MlflowClient(uri)
+    for r in c.search_runs([c.get_experiment_by_name("t").experiment_id]):
+        if r.data.tags.get("method") in ("toy_method", "toy_center"):
+            c.set_tag(r.info.run_id, "faithbench.sweep", str(store / "sweeps" / "a"))
+    pub = store / "pub.yaml"
+    pub.write_text("published:\n  source: a paper\n  values:\n    toy_model:\n      toy_data:\n"
+                   "        toy_method:\n          toy_metric: 0.9\n"
+                   "          deletion: {value: 0.5, unverified: true}\n")
+    out = store / "cli"
+    rc = main(["--tracking-uri", uri, "--experiment", "t", "--sweep", str(store / "sweeps"),
+               "--out", str(out), "--formats", "md,csv", "--no-figures", "--no-mlflow",
+               "--keys", "deletion,toy_metric", "--correction", "bh", "--published", str(pub)])
+    assert rc == 0
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert set(lb["label"]) == {"toy_method", "toy_center"}
+    assert set(lb.loc[lb["shown"], "key"]) == {"deletion", "toy_metric"}
+    p = pd.read_csv(out / "published.csv").query("method == 'toy_method'").set_index("key")
+    measured = lb[(lb.label == "toy_method") & (lb.key == "toy_metric")]["mean"].iloc[0]
+    assert p.loc["toy_metric", "diff"] == pytest.approx(measured - 0.9)
+    assert bool(p.loc["deletion", "unverified"]) and not (out / "report.html").exists()
+    assert "Benjamini" in (out / "report.md").read_text()
+    assert main(["--tracking-uri", uri, "--experiment", "nope"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
+    assert main(["--tracking-uri", uri, "--experiment", "t", "--keys", "delet", "--no-mlflow"]) == 2
+    assert "unknown output 'delet'" in capsys.readouterr().err
+
+
+def test_latex_compiles(store, report, tmp_path):
+    engine = shutil.which("pdflatex") or shutil.which("lualatex")
+    if engine is None:
+        pytest.skip("no TeX engine (pdflatex/lualatex) installed")
+    doc = tmp_path / "doc.tex"
+    rep = store / "rep"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}\n"
+                   f"\\begin{{document}}\\input{{{rep / 'leaderboard.tex'}}}\n"
+                   f"\\begin{{table}}\\input{{{rep / 'tables' / 'toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\includegraphics[width=\\linewidth]{{{rep / 'figures' / 'curves_toy_model__toy_data.pdf'}}}\n"
+                   "\\end{document}\n")
+    res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+CHECK = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
+  document.body.setAttribute('data-check', JSON.stringify({imgs, tables: document.querySelectorAll('table').length,
+    text: document.body.innerText.length}));
+});</script></body>"""
+
+
+def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no Chromium installed (Debian package 'chromium'; .ci/run installs it where apt works)")
+    page = (store / "rep" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+    n_fig = sum(len(s.figures) for s in report.sections)
+    assert page.count("<img ") == n_fig == 4
+    probe = tmp_path / "page.html"
+    probe.write_text(page.replace("</body>", CHECK))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    res = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import re
+
+    m = re.search(r"data-check=\"([^\"]*)\"", res.stdout)
+    assert m, res.stdout[:500]
+    check = json.loads(m.group(1).replace("&quot;", '"'))
+    assert len(check["imgs"]) == n_fig
+    assert all(ok and w > 100 and h > 100 for ok, w, h in check["imgs"]), check["imgs"]
+    assert check["tables"] >= 5 and check["text"] > 500
+    shot = Path(os.environ.get("FAITHBENCH_REPORT_SHOT", tmp_path / "shot.png"))
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1300,2400",
+                    (store / "rep" / "report.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10000
