@@ -88,7 +88,7 @@ class COCODataset(BenchDataset):
                            hard_classes=hard_classes(self.flags, name, mask_labels))
 
 
-@register(needs_root=True)
+@register(needs_root=True, label_space="coco")
 def coco2014(preprocess: Preprocess, root: str | None = None, split: str = "val2014",
              annotations: str | None = None, difficult_file: str | None = None
              ) -> BenchDataset:

@@ -101,7 +101,7 @@ class ImageNetDataset(BenchDataset):
                            box_labels=labels)
 
 
-@register(needs_root=True)
+@register(needs_root=True, label_space="imagenet")
 def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
              boxes: str | None = None) -> BenchDataset:
     """Build the ILSVRC2012 validation set.

@@ -98,7 +98,7 @@ class VOCDataset(BenchDataset):
                            hard_classes=hard_classes(self.flags, name, labels.unique()))
 
 
-@register(needs_root=True)
+@register(needs_root=True, label_space="voc")
 def voc2007(preprocess: Preprocess, root: str | None = None, image_set: str = "test",
             difficult_file: str | None = None) -> BenchDataset:
     """Build PASCAL VOC 2007.
