@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +34,7 @@ def channel_map(name: str, reduce: str) -> Callable[[ChannelFn], ChannelFn]:
     return deco
 
 
-def input_gradient(model: nn.Module, x: Tensor, target: Tensor, rule: Rule | None = None,
-                   **_: Any) -> Tensor:
+def input_gradient(model: nn.Module, x: Tensor, target: Tensor, rule: Rule | None = None) -> Tensor:
     """d(sum_i logit_i[target_i]) / d x, i.e. per sample the gradient of its own target
     logit (samples are independent in eval mode) -> [B,C,H,W] float32.
 

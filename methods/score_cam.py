@@ -24,6 +24,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     n, k = acts.shape[:2]
     scores = torch.zeros(n, k, device=x.device)
     flat = torch.zeros(n, k, dtype=torch.bool, device=x.device)
+    act = "logit" if weighting == "channel_softmax" else activation
     with torch.no_grad():
         for b, c in chunk_pairs(n, k, chunk, x.device):
             # Eq. 3-4: H_k = s(Up(A_k)), the upsampled map min-max scaled to [0, 1],
@@ -32,7 +33,6 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
             mask = minmax_channels(up)
             flat[b, c] = mask.flatten(1).amax(1) == 0
             logits = model(x[b] * mask.to(x.dtype))
-            act = "logit" if weighting == "channel_softmax" else activation
             scores[b, c] = class_scores(logits.float(), target[b], act)
     if weighting == "channel_softmax":
         w = scores.softmax(1)
