@@ -46,7 +46,8 @@ def gallery(job: Job, rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """The first rows' images and maps, for figures drawn later without recomputing:
     ``images`` [N,H,W,3] uint8, ``maps`` [N,H,W] fp16 (raw / max|map|), ``ids``,
     ``target``, ``pred``, ground-truth ``boxes`` [M,4] xyxy in model-input pixels with
-    ``box_sample`` [M] (row of each box) and ``box_labels`` [M]. Maps come from the cache
+    ``box_sample`` [M] (row of each box) and ``box_labels`` [M], ``scale``/``offset``
+    [N,2] (y, x) back to original pixels, ``class_names``. Maps come from the cache
     when it is on; rows of another image size than the first are left out."""
     sc = job.scorer
     samples = [job.dataset[int(i)] for i in rows["index"]]
@@ -70,4 +71,6 @@ def gallery(job: Job, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         "pred": rows["pred"].to_numpy(dtype=np.int64),
         "boxes": np.concatenate(boxes), "box_sample": np.concatenate(box_sample),
         "box_labels": np.concatenate(box_labels),
+        "scale": batch.scale.numpy(), "offset": batch.offset.numpy(),
+        "class_names": np.asarray(sc.spec.class_names, dtype=str),
     }

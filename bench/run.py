@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from faithbench import datasets, methods, metrics, models
-from faithbench.aggregate import summarize
+from faithbench.aggregate import summarize_column
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, digest, entry_params, fill_context, flatten,
                                run_key, select_indices, to_dict)
@@ -197,8 +197,7 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
         for key, owner in job.scorer.outputs.items():
             if owner != m.name or ok[key].dtype == object:  # per-sample vectors: not averaged
                 continue
-            s = summarize(ok[key].to_numpy(dtype=float), ok["target"].to_numpy(),
-                          m.info.aggregate, seed=int(job.cfg.seed))
+            s = summarize_column(ok, key, m.info.aggregate, seed=int(job.cfg.seed))
             out[key] = s["mean"]
             out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s["ci_low"], s["ci_high"]
             out[f"{key}_n"] = float(s["n"])

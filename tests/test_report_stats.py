@@ -12,7 +12,7 @@ from scipy import stats
 
 from faithbench.errors import ConfigError
 from faithbench.report import published
-from faithbench.report.aggregates import curve_max
+from faithbench.aggregate import curve_max
 from faithbench.report.reliability import krippendorff_alpha, rowwise_spearman
 from faithbench.report.render import esc
 from faithbench.report.stats import adjust, benjamini_hochberg, holm, rank_biserial, ranks, wilcoxon

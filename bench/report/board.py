@@ -11,7 +11,7 @@ import pandas as pd
 
 from faithbench import metrics
 from faithbench.errors import ConfigError
-from faithbench.report.aggregates import summary
+from faithbench.aggregate import summarize_column
 from faithbench.report.merge import CORE, Group
 from faithbench.report.stats import ranks
 
@@ -115,7 +115,7 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
         for k in b.keys:
             if k.key not in f.columns:  # type: ignore[union-attr]
                 continue
-            st = summary(f, k.key, k.aggregate, n_resamples, s)  # type: ignore[arg-type]
+            st = summarize_column(f, k.key, k.aggregate, n_resamples, s)  # type: ignore[arg-type]
             recs.append({"label": g.label, "method": g.method, "key": k.key, **st})
     cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n"])
     cells["rank"], cells["best"] = np.nan, False

@@ -64,7 +64,7 @@ def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure
             img = first["images"][k] / 255.0
             axes[i, 0].imshow(img)
             image_axes(axes[i, 0])
-            axes[i, 0].set_ylabel(f"{sid}\nclass {int(first['target'][k])}", fontsize=6)
+            axes[i, 0].set_ylabel(f"{sid}\n{class_name(first, int(first['target'][k]))}", fontsize=6)
             for j, lab in enumerate(labels, start=1):
                 gal = gals[lab]
                 overlay(axes[i, j], img, gal["maps"][_row(gal, sid)].astype(np.float32), signed[lab])
@@ -142,8 +142,14 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> F
                 if j == 0:
                     ax.set_ylabel(lab, fontsize=7)
                 if i == 0:
-                    ax.set_title(f"{sid} (class {int(t)})", fontsize=6)
+                    ax.set_title(f"{sid} ({class_name(gal, int(t))})", fontsize=6)
         fig.legend(list(legend.values()), list(legend), loc="outside lower center",
                    ncol=min(4, len(legend)), frameon=False)
         fig.suptitle(f"{b.model} / {b.dataset}: localisation", fontsize=9)
     return fig
+
+
+def class_name(gal: dict[str, np.ndarray], t: int) -> str:
+    """The name of class ``t`` when the gallery carries class names, else ``class t``."""
+    names = gal.get("class_names")
+    return str(names[t]) if names is not None and 0 <= t < len(names) else f"class {t}"
