@@ -3,6 +3,7 @@ parts that make it resumable, logged as one MLflow run."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -204,12 +205,27 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def apply_method_params(cfg: DictConfig) -> DictConfig:
+    """Fold ``method_params.<method>`` (per-method overrides for sweeps over methods)
+    into ``cfg.method`` when it names the selected method, then drop the table, so a
+    run's key and params hold only what applies to its own method."""
+    table = to_dict(cfg.get("method_params") or {})
+    for name in table:
+        methods.get(name)  # a typo in the table is an error, not a silent no-op
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.method = OmegaConf.merge(cfg.method, table.get(cfg.method.name, {}))
+        cfg.pop("method_params", None)
+    return cfg
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one job (no Hydra needed): returns the logged aggregates
     (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_n``, ...)."""
     from faithbench import artifacts, tracking
 
     t0 = time.time()
+    cfg = apply_method_params(cfg)
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
     tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)

@@ -169,3 +169,14 @@ def test_multilabel_targets_expand_to_one_row_per_class(cfg, tmp_path, monkeypat
     ok = df[df.status == "ok"]
     assert len(ok) == 18 and ok["id"].is_unique
     assert res["n_samples"] == 18
+
+
+def test_method_params_apply_to_their_method_only(cfg, tmp_path):
+    cfg.method_params = {"toy_method": {"scale": 3.0}, "toy_counting_method": {}}
+    run(cfg)
+    client, runs = _runs(tmp_path)
+    assert runs[0].data.params["method.scale"] == "3.0"
+    assert not any(k.startswith("method_params") for k in runs[0].data.params)
+    cfg.method_params = {"toy_methd": {}}
+    with pytest.raises(ConfigError, match="unknown method 'toy_methd'"):
+        run(cfg)
