@@ -34,6 +34,13 @@ def schedule(n_pixels: int, step: float) -> Tensor:
     return (torch.arange(n_steps + 1) * s).clamp(max=n_pixels)
 
 
+def curve_x(x: Tensor, step: float) -> Tensor:
+    """Fraction of pixels perturbed at each curve point, [B,T] (the ``<curve>_x`` output
+    that report figures use as x positions; the last step may be partial)."""
+    n = x.shape[-2] * x.shape[-1]
+    return (schedule(n, step).to(x.device, torch.float32) / n).expand(x.shape[0], -1)
+
+
 def gaussian_kernel(size: int, sigma: float) -> Tensor:
     """RISE's blur kernel: ``scipy.ndimage.gaussian_filter`` of a centred delta in a
     ``size x size`` array (reflect boundary, truncate 4 sigma), written in torch.

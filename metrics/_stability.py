@@ -18,7 +18,7 @@ Transform = Callable[[Tensor, Tensor], tuple[Tensor, Tensor, Tensor | None]]
 
 def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
               explain: Explain, transforms: Sequence[Transform], topk: float,
-              absolute: bool, chunk: int) -> dict[str, Tensor]:
+              absolute: bool, chunk: int, levels: Sequence[float]) -> dict[str, Tensor]:
     """Per transform j: ``explain(x_j, target)`` vs the reference map, compared by
     Spearman, top-k IoU and (when the whole map is valid) SSIM; NaN where the model's
     top-1 class on x_j differs from that on x. The score ``name`` is the mean Spearman
@@ -27,7 +27,8 @@ def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: T
     Returns:
         ``name`` [B]; ``{name}_topk_iou`` [B]; ``{name}_ssim`` [B] (full-map transforms
         only); ``{name}_unchanged`` [B] share of transforms keeping the prediction;
-        ``{name}_curve``, ``{name}_topk_iou_curve`` (``{name}_ssim_curve``) [B,J].
+        ``{name}_curve``, ``{name}_topk_iou_curve`` (``{name}_ssim_curve``) [B,J], each
+        with its ``_x`` [B,J] = ``levels`` (noise level, angle, ...) for figures.
     """
     h, ok = clean(heatmap)
     pred = predictions(model, x, chunk).argmax(1)
@@ -51,7 +52,10 @@ def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: T
     if "ssim" in curves:
         out[f"{name}_ssim"] = curves["ssim"].nanmean(1)
         out[f"{name}_ssim_curve"] = curves["ssim"]
-    return {k: nan_where(v, ok) for k, v in out.items()}
+    out = {k: nan_where(v, ok) for k, v in out.items()}
+    xs = torch.tensor([float(v) for v in levels], device=x.device).expand(x.shape[0], -1)
+    out.update({f"{k}_x": xs for k in list(out) if k.endswith("_curve")})
+    return out
 
 
 def rotate(z: Tensor, degrees: float) -> Tensor:

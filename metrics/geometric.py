@@ -19,7 +19,8 @@ _SHIFTS = ([0.0, 0.05], [0.0, -0.05], [0.05, 0.0], [-0.05, 0.0])
 
 
 @register(higher_is_better=True, needs_explain=True,
-          outputs={"rotation_stability_topk_iou": True})
+          outputs={"rotation_stability_topk_iou": True},
+          curve_axes={f"rotation_stability{k}_curve": "rotation (degrees)" for k in ("", "_topk_iou")})
 def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                        batch: Batch | None = None, explain: Explain | None = None,
                        angles: Sequence[float] = (-10.0, -5.0, 5.0, 10.0),
@@ -35,7 +36,8 @@ def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
         absolute: compare |maps|. chunk: images per forward.
     Returns:
         ``rotation_stability`` [B] mean Spearman over angles; ``_topk_iou``,
-        ``_unchanged`` [B]; ``rotation_stability_curve``, ``_topk_iou_curve`` [B,A].
+        ``_unchanged`` [B]; ``rotation_stability_curve``, ``_topk_iou_curve`` [B,A] and
+        their ``_x`` (the angles).
         Costs A explanations and A+1 forwards per sample.
     """
     explain = need_explain(explain, "rotation_stability")
@@ -49,11 +51,14 @@ def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
         return make
 
     return stability("rotation_stability", model, x, heatmap, target, explain,
-                     [rotated(float(a)) for a in angles], topk, absolute, chunk)
+                     [rotated(float(a)) for a in angles], topk, absolute, chunk,
+                     levels=[float(a) for a in angles])
 
 
 @register(higher_is_better=True, needs_explain=True,
-          outputs={"translation_stability_topk_iou": True})
+          outputs={"translation_stability_topk_iou": True},
+          curve_axes={f"translation_stability{k}_curve": "shift (index in shifts)"
+                      for k in ("", "_topk_iou")})
 def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                           batch: Batch | None = None, explain: Explain | None = None,
                           shifts: Sequence[Sequence[float]] = _SHIFTS, topk: float = 0.1,
@@ -68,7 +73,8 @@ def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
         explain: ``explain(x, target) -> [B,H,W]``. shifts: ``[[dy, dx], ...]``.
     Returns:
         ``translation_stability`` [B] mean Spearman over shifts; ``_topk_iou``,
-        ``_unchanged`` [B]; ``translation_stability_curve``, ``_topk_iou_curve`` [B,S].
+        ``_unchanged`` [B]; ``translation_stability_curve``, ``_topk_iou_curve`` [B,S] and
+        their ``_x`` (the shift's index).
         Costs S explanations and S+1 forwards per sample.
     """
     explain = need_explain(explain, "translation_stability")
@@ -83,4 +89,5 @@ def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
 
     pixels = [(round(float(dy) * hh), round(float(dx) * ww)) for dy, dx in shifts]
     return stability("translation_stability", model, x, heatmap, target, explain,
-                     [shifted(dy, dx) for dy, dx in pixels], topk, absolute, chunk)
+                     [shifted(dy, dx) for dy, dx in pixels], topk, absolute, chunk,
+                     levels=list(range(len(pixels))))

@@ -120,7 +120,8 @@ def curve_max(curve: Tensor) -> tuple[float, int]:
     return float(acc[best]), best
 
 
-@register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max")
+@register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max",
+          curve_axes={"max_box_acc_curve": "threshold (share of the map's range)"})
 def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                 batch: Batch, num_thresholds: int = 100,
                 iou_threshold: float = 0.5) -> dict[str, Tensor]:
@@ -135,7 +136,8 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         heatmap: [B,H,W]; target: [B]; batch: boxes with class labels. Model unused.
     Returns:
         ``max_box_acc`` [B] NaN; ``max_box_acc_curve`` [B,T] hits (1/0), NaN rows where
-        the class has no box or the map is not finite. A constant map never hits.
+        the class has no box or the map is not finite, and ``max_box_acc_curve_x`` [B,T]
+        the thresholds. A constant map never hits.
     """
     if num_thresholds < 1:
         raise ConfigError(f"num_thresholds={num_thresholds!r} must be >= 1")
@@ -151,5 +153,6 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
             box = None if const[i] else component_box(s[i] >= tau)
             curve[i, j] = float(best_iou(box, gt) >= iou_threshold)
     dev = heatmap.device
+    xs = torch.tensor(taus, dtype=torch.float32, device=dev).expand(s.shape[0], -1)
     return {"max_box_acc": torch.full((s.shape[0],), NAN, device=dev),
-            "max_box_acc_curve": nan_where(curve.to(dev), ok)}
+            "max_box_acc_curve": nan_where(curve.to(dev), ok), "max_box_acc_curve_x": xs}

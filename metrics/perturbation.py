@@ -8,13 +8,16 @@ from torch import Tensor, nn
 
 from faithbench.metrics import register
 from faithbench.metrics._common import Activation, sample_ids
-from faithbench.metrics._perturb import Substitute, curves
+from faithbench.metrics._perturb import Substitute, curve_x, curves
 from faithbench.types import Batch
 
 RISE_STEP = 1 / 28  # 224*8 pixels per step at 224x224
 
 
-@register(higher_is_better=False)
+PERTURBED_AXIS = "fraction of the perturbation"  # x of the curves: share of pixels perturbed
+
+
+@register(higher_is_better=False, curve_axes={"deletion_curve": PERTURBED_AXIS})
 def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
              batch: Batch | None = None, step: float = RISE_STEP,
              substitute: Substitute = "zero", activation: Activation | None = None,
@@ -30,7 +33,8 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         step: fraction of pixels per step (default 1/28: RISE's 28 steps, 29 points).
         chunk: perturbed images per forward. seed: for ``substitute="noise"``.
     Returns:
-        ``deletion`` [B] AUC in [0,1]; ``deletion_curve`` [B,T] scores at each step.
+        ``deletion`` [B] AUC in [0,1]; ``deletion_curve`` [B,T] scores at each step;
+        ``deletion_curve_x`` [B,T] the fraction of pixels removed at each point.
         Costs T = ceil(1/step)+1 forwards per sample.
 
     Example:
@@ -44,10 +48,10 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                         step=step, substitute=substitute, activation=activation,
                         chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
                         blur_kernel=blur_kernel, blur_sigma=blur_sigma)
-    return {"deletion": auc, "deletion_curve": curve}
+    return {"deletion": auc, "deletion_curve": curve, "deletion_curve_x": curve_x(x, step)}
 
 
-@register(higher_is_better=True)
+@register(higher_is_better=True, curve_axes={"insertion_curve": PERTURBED_AXIS})
 def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
               batch: Batch | None = None, step: float = RISE_STEP,
               substitute: Substitute = "blur", activation: Activation | None = None,
@@ -60,17 +64,19 @@ def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
 
     Args: as ``deletion``.
     Returns:
-        ``insertion`` [B] AUC in [0,1]; ``insertion_curve`` [B,T].
+        ``insertion`` [B] AUC in [0,1]; ``insertion_curve`` [B,T] and its
+        ``insertion_curve_x`` [B,T] (fraction of pixels inserted).
         Costs T = ceil(1/step)+1 forwards per sample.
     """
     auc, curve = curves(model, x, heatmap, target, mode="insertion", order="morf",
                         step=step, substitute=substitute, activation=activation,
                         chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
                         blur_kernel=blur_kernel, blur_sigma=blur_sigma)
-    return {"insertion": auc, "insertion_curve": curve}
+    return {"insertion": auc, "insertion_curve": curve, "insertion_curve_x": curve_x(x, step)}
 
 
-@register(higher_is_better=True, outputs={"abpc_morf": False, "abpc_lerf": True})
+@register(higher_is_better=True, outputs={"abpc_morf": False, "abpc_lerf": True},
+          curve_axes={"abpc_morf_curve": PERTURBED_AXIS, "abpc_lerf_curve": PERTURBED_AXIS})
 def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
          batch: Batch | None = None, step: float = RISE_STEP,
          substitute: Substitute = "zero", activation: Activation | None = None,
@@ -85,7 +91,8 @@ def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args: as ``deletion``.
     Returns:
         ``abpc`` [B] in [-1,1]; ``abpc_morf``/``abpc_lerf`` [B] AUCs;
-        ``abpc_morf_curve``/``abpc_lerf_curve`` [B,T]. Costs 2T forwards per sample.
+        ``abpc_morf_curve``/``abpc_lerf_curve`` [B,T] with their ``_x`` [B,T].
+        Costs 2T forwards per sample.
     """
     kw = dict(mode="deletion", step=step, substitute=substitute, activation=activation,
               chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
@@ -93,4 +100,5 @@ def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     morf, morf_curve = curves(model, x, heatmap, target, order="morf", **kw)
     lerf, lerf_curve = curves(model, x, heatmap, target, order="lerf", **kw)
     return {"abpc": lerf - morf, "abpc_morf": morf, "abpc_lerf": lerf,
-            "abpc_morf_curve": morf_curve, "abpc_lerf_curve": lerf_curve}
+            "abpc_morf_curve": morf_curve, "abpc_lerf_curve": lerf_curve,
+            "abpc_morf_curve_x": curve_x(x, step), "abpc_lerf_curve_x": curve_x(x, step)}

@@ -18,8 +18,12 @@ from faithbench.types import Batch
 NOISE_STREAM, SENSITIVITY_STREAM = 100, 200  # distinct noise streams per metric
 
 
+_NOISE_AXIS = "noise level (std / image range)"
+
+
 @register(higher_is_better=True, needs_explain=True,
-          outputs={"noise_stability_ssim": True, "noise_stability_topk_iou": True})
+          outputs={"noise_stability_ssim": True, "noise_stability_topk_iou": True},
+          curve_axes={f"noise_stability{k}_curve": _NOISE_AXIS for k in ("", "_ssim", "_topk_iou")})
 def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                     batch: Batch | None = None, explain: Explain | None = None,
                     sigmas: Sequence[float] = (0.05, 0.1, 0.2), topk: float = 0.1,
@@ -39,7 +43,8 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
     Returns:
         ``noise_stability`` [B] mean Spearman over sigmas; ``noise_stability_ssim``,
         ``noise_stability_topk_iou``, ``noise_stability_unchanged`` [B]; curves
-        ``noise_stability_curve`` (Spearman), ``_ssim_curve``, ``_topk_iou_curve`` [B,S].
+        ``noise_stability_curve`` (Spearman), ``_ssim_curve``, ``_topk_iou_curve`` [B,S]
+        and their ``_x`` (the sigmas).
         Costs S explanations and S+1 forwards per sample.
     """
     explain = need_explain(explain, "noise_stability")
@@ -55,7 +60,7 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
 
     transforms = [noisy(j, float(s)) for j, s in enumerate(sigmas)]
     return stability("noise_stability", model, x, heatmap, target, explain, transforms,
-                     topk, absolute, chunk)
+                     topk, absolute, chunk, levels=[float(v) for v in sigmas])
 
 
 @register(higher_is_better=False, needs_explain=True, outputs={"max_sensitivity_mean": False})

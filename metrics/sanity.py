@@ -56,7 +56,9 @@ def reinitialise(model: nn.Module, names: Sequence[str], seed: int) -> None:
 
 
 @register(higher_is_better=False, needs_explain=True,
-          outputs={"model_randomisation_ssim": False, "model_randomisation_final": False})
+          outputs={"model_randomisation_ssim": False, "model_randomisation_final": False},
+          curve_axes={f"model_randomisation{k}_curve": "layers re-initialised (top down)"
+                      for k in ("", "_ssim")})
 def model_randomisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                         batch: Batch | None = None, explain: Explain | None = None,
                         layers: Sequence[str] | None = None, absolute: bool = True,
@@ -76,7 +78,8 @@ def model_randomisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Te
         ``model_randomisation`` [B] mean Spearman over the L steps (lower: the map
         depends more on the model); ``model_randomisation_ssim`` [B] mean SSIM;
         ``model_randomisation_final`` [B] Spearman with every layer randomised;
-        curves ``model_randomisation_curve`` (Spearman), ``_ssim_curve`` [B,L].
+        curves ``model_randomisation_curve`` (Spearman), ``_ssim_curve`` [B,L] and
+        their ``_x`` (1..L, the number of layers re-initialised).
         Costs L explanations per sample.
     """
     explain = need_explain(explain, "model_randomisation")
@@ -97,4 +100,8 @@ def model_randomisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Te
     out = {"model_randomisation": curve.mean(1), "model_randomisation_ssim": ssim_curve.mean(1),
            "model_randomisation_final": curve[:, -1], "model_randomisation_curve": curve,
            "model_randomisation_ssim_curve": ssim_curve}
-    return {k: nan_where(v, ok) for k, v in out.items()}
+    out = {k: nan_where(v, ok) for k, v in out.items()}
+    steps = torch.arange(1, len(groups) + 1, dtype=torch.float32, device=h.device)
+    for k in ("model_randomisation_curve_x", "model_randomisation_ssim_curve_x"):
+        out[k] = steps.expand(h.shape[0], -1)
+    return out

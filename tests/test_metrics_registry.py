@@ -97,7 +97,11 @@ def test_degenerate_maps_give_defined_outputs(name, tiny_cnn):
     info = metrics.get(name).info
     for k, v in out.items():
         assert v.shape[0] == 4 and v.dtype.is_floating_point, k
-        assert k == name or k.endswith("_curve") or k in info.outputs or v.dim() == 1, k
+        assert k == name or k.endswith(("_curve", "_curve_x")) or k in info.outputs or v.dim() == 1, k
+        if k.endswith("_curve_x"):
+            assert k[:-2] in out and out[k[:-2]].shape == v.shape and torch.isfinite(v).all(), k
+    for k in info.curve_axes:
+        assert k in out and k.endswith("_curve"), (name, k)
         if k in info.outputs or k == name:
             assert torch.isnan(v[1]).all(), (k, "a NaN map must give NaN")
     # Constant and all-zero maps give a number (documented per metric); only metrics
