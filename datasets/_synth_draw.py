@@ -85,7 +85,10 @@ def background(bgs: Sequence[Background], size: int) -> Tensor:
     base = torch.tensor([b.base for b in bgs])[:, :, None, None]
     f, ang, ph, amp = (torch.tensor(v)[:, None, None] for v in zip(*[b.stripes for b in bgs]))
     xs, ys = _grid(size)
-    stripes = amp * torch.sin(f * (xs * torch.cos(ang) + ys * torch.sin(ang)) + ph)
+    # sin(a + b) = sin a cos b + cos a sin b: transcendental functions only on [B,1,S] and
+    # [B,S,1] (cheap, and never big enough to wake a thread pool).
+    a, b = f * xs * torch.cos(ang), f * ys * torch.sin(ang) + ph
+    stripes = amp * (torch.sin(a) * torch.cos(b) + torch.cos(a) * torch.sin(b))
     blobs = torch.tensor([b.blobs for b in bgs]).view(-1, 3, GRID, GRID)
     blobs = F.interpolate(blobs, size=(size, size), mode="bilinear", align_corners=True)
     return base + stripes[:, None] + 0.15 * blobs
@@ -116,8 +119,8 @@ def distractor_masks(per_scene: Sequence[Sequence[Distractor]], size: int
     cos, sin = ang.cos()[..., None, None], ang.sin()[..., None, None]
     u, v = dx * cos + dy * sin, -dx * sin + dy * cos
     bar = (u.abs() <= length / 2) & (v.abs() <= width / 2)
-    rad = torch.sqrt(dx**2 + dy**2)
-    ring = (rad <= length) & (rad >= length - width)
+    rad2 = dx * dx + dy * dy  # squared radius: no sqrt over [B,D,S,S]
+    ring = (rad2 <= length * length) & (rad2 >= (length - width) ** 2)
     return torch.where(kind == 0, bar, ring) & (present > 0), col
 
 
