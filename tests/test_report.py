@@ -186,12 +186,16 @@ def test_win_reliability_and_agreement_follow_their_definitions(store, report):
         share = [(row[j] == row.min()) / (row == row.min()).sum() for row in drop]
         assert win[m] == pytest.approx(100 * np.mean(share))
     rel = pd.read_csv(store / "rep" / "reliability.csv").set_index("key")
+    try:
+        import krippendorff as kd
+    except ImportError:
+        kd = None
     for k in METRICS:
         hib = metrics.get(k).info.higher_is_better
         r = stats.rankdata(-wide[k].to_numpy() if hib else wide[k].to_numpy(), axis=1)
         assert rel.loc[k, "alpha"] == pytest.approx(krippendorff_alpha(r, "ordinal"))
-        kd = pytest.importorskip("krippendorff")
-        assert rel.loc[k, "alpha"] == pytest.approx(kd.alpha(reliability_data=r, level_of_measurement="ordinal"))
+        if kd is not None:  # the peer package, where installed (a test reference only)
+            assert rel.loc[k, "alpha"] == pytest.approx(kd.alpha(reliability_data=r, level_of_measurement="ordinal"))
     agr = pd.read_csv(store / "rep" / "agreement.csv")
     a, b = wide["deletion"], -wide["toy_metric"]  # deletion: lower is better
     ids = a.index.intersection(b.index)
