@@ -38,7 +38,7 @@ def entry_params(node: Any, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]
 def fill_context(fn: Callable[..., Any], params: dict[str, Any],
                  context: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Check ``params`` against ``fn``'s signature, then fill context parameters
-    (``layer``, ``seed``, ``activation``, ``explain``) that are absent or None."""
+    (``layer``, ``seed``, ``activation``, ``preprocess``, ``explain``) that are absent or None."""
     sig = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
     own = [n for n, p in sig.items() if p.kind is p.KEYWORD_ONLY or

@@ -99,7 +99,8 @@ def prepare(cfg: DictConfig) -> Job:
     check_pair(cfg, spec.label_space, ds.label_space)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
-    context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation}
+    context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
+               "preprocess": spec.preprocess}
     method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
                                  f"method {cfg.method.name!r}")
     if method_entry.info.needs_layer and not method_params.get("layer"):
