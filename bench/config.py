@@ -17,7 +17,7 @@ from faithbench.errors import ConfigError
 DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
 # Top-level keys that never change the numbers (performance, I/O, bookkeeping).
 NOT_IN_KEY = ("force", "device", "batch_size", "num_workers", "part_size", "cache",
-              "out_dir", "tracking", "figures", "hydra", "precision", "published")
+              "out_dir", "tracking", "figures", "hydra", "published", "channels_last")
 # Entry parameters that only trade speed for memory; results are invariant to them (tested).
 PERF_PARAMS = frozenset({"chunk", "internal_batch_size"})
 # Bump when a change in the harness changes the numbers of an unchanged config.

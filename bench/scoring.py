@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,8 @@ from torch import Tensor
 from faithbench.cache import HeatmapCache, quantize
 from faithbench.errors import ConfigError
 from faithbench.types import Batch, MetricInfo, ModelSpec
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -36,11 +39,19 @@ class Scorer:
     device: torch.device
     cache: HeatmapCache | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # output key -> metric name
+    precision: str = "fp32"  # fp32, or bf16 / fp16: methods and metrics under autocast
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Autocast for method and metric work at ``precision`` (a no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
 
     def explain(self, x: Tensor, target: Tensor, model: torch.nn.Module | None = None) -> Tensor:
         """The run's method with the run's params (metrics call it on perturbed inputs)."""
-        out = self.method_fn(model if model is not None else self.spec.model, x, target,
-                             **self.method_params)
+        with self.autocast():
+            out = self.method_fn(model if model is not None else self.spec.model, x, target,
+                                 **self.method_params)
         if out.shape != (x.shape[0], *x.shape[-2:]):
             raise ValueError(f"method {self.method!r} returned a map of shape "
                              f"{tuple(out.shape)}; expected {(x.shape[0], *x.shape[-2:])}")
@@ -90,7 +101,8 @@ class Scorer:
         cols["correct"] = (labels.gather(1, pred[:, None])[:, 0] > 0.5 if labels.ndim == 2
                            else pred == labels).cpu().numpy()
         for m in self.metrics:
-            out = m.fn(self.spec.model, expanded.images, heat, target, expanded, **m.params)
+            with self.autocast():
+                out = m.fn(self.spec.model, expanded.images, heat, target, expanded, **m.params)
             for k, v in out.items():
                 if v.shape[0] != len(ids) or v.ndim not in (1, 2):
                     raise ValueError(f"metric {m.name!r} output {k!r} has shape "

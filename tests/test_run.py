@@ -180,3 +180,27 @@ def test_method_params_apply_to_their_method_only(cfg, tmp_path):
     cfg.method_params = {"toy_methd": {}}
     with pytest.raises(ConfigError, match="unknown method 'toy_methd'"):
         run(cfg)
+
+
+def test_precision_puts_methods_and_metrics_under_autocast(cfg, tmp_path):
+    from faithbench import methods
+    entry = methods.METHODS._entries["toy_method"]
+    seen = []
+
+    def spy(model, x, target, **kw):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return entry.fn(model, x, target, **kw)
+
+    methods.METHODS._entries["toy_method"] = type(entry)("toy_method", spy, entry.info)
+    try:
+        run(cfg)
+        cfg.precision = "bf16"
+        run(cfg)  # a new run (precision is in the run key), not a skip of the fp32 one
+    finally:
+        methods.METHODS._entries["toy_method"] = entry
+    assert False in seen and torch.bfloat16 in seen
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 2 and len({r.data.tags["faithbench.run_key"] for r in runs}) == 2
+    cfg.precision = "fp8"
+    with pytest.raises(ConfigError, match=r"unknown precision 'fp8'.*bf16, fp16, fp32"):
+        run(cfg)
