@@ -114,6 +114,10 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
     rank = ranks(h, order).view(b, 1, hh, ww)
     sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
     start, finish = (x, sub) if mode == "deletion" else (sub, x)
+    # Ranks and step counts as floats (exact integers: float32 up to 2^24 pixels) make
+    # the comparison write the 0/1 weights directly.
+    exact = torch.float32 if hh * ww <= 2**24 else torch.float64
+    rank_f, counts_f = rank.to(exact), counts.to(exact).view(-1, 1, 1, 1)
     tgt = target.to(x.device).long()
 
     def make(rows: Tensor) -> Tensor:
@@ -125,7 +129,8 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
         out = x.new_empty((hi - lo, *x.shape[1:]))
         for i in range(lo // t, (hi - 1) // t + 1):
             a, z = max(lo, i * t), min(hi, (i + 1) * t)
-            w = (rank[i] < counts[a - i * t : z - i * t].view(-1, 1, 1, 1)).to(x.dtype)
+            w = x.new_empty((z - a, 1, hh, ww))
+            torch.lt(rank_f[i], counts_f[a - i * t : z - i * t], out=w)
             torch.lerp(start[i], finish[i], w, out=out[a - lo : z - lo])
         return out
 
