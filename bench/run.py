@@ -264,7 +264,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_artifacts(run_id, art)
         tracker.log_metrics(run_id, results)
         if job.scorer.cache is not None:
-            tracker.set_tags(run_id, {"faithbench.cache_corrupt": job.scorer.cache.corrupt})
+            size = job.scorer.cache.size_bytes()
+            tracker.set_tags(run_id, {"faithbench.cache_corrupt": job.scorer.cache.corrupt,
+                                      "faithbench.cache_bytes": size})
+            log.info("%s: heatmap cache %s holds %.1f MiB", job.name, job.scorer.cache.dir,
+                     size / 2**20)
         tracker.finish(run_id)
     except BaseException as e:
         tracker.finish(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")

@@ -47,6 +47,9 @@ def test_run_logs_one_finished_run_with_per_sample_rows(cfg, tmp_path):
     assert r.data.params["method.scale"] == "1.0" and r.data.params["metric.toy_metric.k"] == "4"
     for tag in ("faithbench.run_key", "torch", "device", "seed", "faithbench.git"):
         assert tag in r.data.tags
+    cache_files = list((tmp_path / "out" / "cache").rglob("*.fbh"))
+    assert len(cache_files) == 9  # one map per readable sample
+    assert int(r.data.tags["faithbench.cache_bytes"]) == sum(p.stat().st_size for p in cache_files)
     df = _samples(client, r)
     assert sorted(df["index"]) == list(range(10))
     assert (df["status"] == "unreadable").sum() == 1 and res["n_unreadable"] == 1
