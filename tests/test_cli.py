@@ -102,3 +102,15 @@ def test_cli_sweep_prints_table_skips_impossible_pairs_and_lists_failures(workdi
     assert "1 of 2 jobs failed" in out.stderr and "dataset.limit=-1" in out.stderr
     summaries = [json.loads(p.read_text()) for p in (workdir / "faithbench_out").rglob("summary.json")]
     assert {s["status"] for s in summaries} >= {"ok", "failed", "skipped"}
+
+
+@pytest.mark.parametrize("launcher,target", [
+    ("slurm", "SlurmLauncher"), ("local_gpus", "JoblibLauncher")])
+def test_launcher_presets_compose(launcher, target):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    with initialize_config_module("faithbench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 64
