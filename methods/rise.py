@@ -89,7 +89,11 @@ def rise(model: nn.Module, x: Tensor, target: Tensor, n_masks: int = 4000, cells
     with torch.no_grad():
         for b, i in chunk_pairs(n, int(n_masks), chunk, x.device):
             first = int(i[0])
-            m = masks(first, int(i[-1]) + 1)[i - first]  # pairs run mask-major: a short range
+            distinct = masks(first, int(i[-1]) + 1)  # pairs run mask-major: a short range
+            m = distinct[i - first]
             score = class_scores(model(x[b] * m[:, None].to(x.dtype)).float(), target[b], activation)
-            sal.index_add_(0, b, score[:, None] * m.flatten(1))
+            # sal[b] += score * mask as one matrix product over the chunk's distinct masks
+            weights = torch.zeros(n, distinct.shape[0], device=x.device)
+            weights.index_put_((b, i - first), score, accumulate=True)
+            sal.addmm_(weights, distinct.flatten(1))
     return (sal / (int(n_masks) * float(keep_prob))).view(n, h, w)

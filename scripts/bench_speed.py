@@ -24,6 +24,8 @@ Peers are optional: ``pip install "faithbench[compare]"``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import statistics
 import subprocess
@@ -58,17 +60,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], object], reps: int, device: torch.device) -> float:
-    """Median seconds of ``reps`` calls after one warm-up call."""
-    fn()
-    ts = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+def compare(calls: dict[str, Callable[[], object]], reps: int,
+            device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each entry: one warm-up each, then ``reps`` rounds
+    that call every entry in turn, so a change in the machine's load hits all of them.
+    Peers' progress bars and warnings are silenced."""
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    with contextlib.redirect_stderr(io.StringIO()):
+        for fn in calls.values():
+            fn()
+        for _ in range(reps):
+            for k, fn in calls.items():
+                sync(device)
+                t0 = time.perf_counter()
+                fn()
+                sync(device)
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def setup(name: str, dataset: str, n: int, device: torch.device) -> Setup:
@@ -109,9 +117,10 @@ def section_overhead(s: Setup, reps: int, device: torch.device, chunk: int) -> d
     heat = methods.get("grad_cam").fn(s.model, s.x, s.target, layer=s.layer)
     dele, ins = metrics.get("deletion").fn, metrics.get("insertion").fn
     t = dele(s.model, s.x, heat, s.target)["deletion_curve"].shape[1]
-    ours = timed(lambda: (dele(s.model, s.x, heat, s.target, chunk=chunk),
-                          ins(s.model, s.x, heat, s.target, chunk=chunk)), reps, device)
-    floor = timed(floor_forwards(s.model, s.x, 2 * t, chunk), reps, device)
+    got = compare({"ours": lambda: (dele(s.model, s.x, heat, s.target, chunk=chunk),
+                                    ins(s.model, s.x, heat, s.target, chunk=chunk)),
+                   "floor": floor_forwards(s.model, s.x, 2 * t, chunk)}, reps, device)
+    ours, floor = got["ours"], got["floor"]
     print(f"\n[1] overhead vs forward passes ({s.name}, {s.x.shape[0]} images "
           f"{tuple(s.x.shape[-2:])}, {2 * t} forwards per image, chunk {chunk})")
     print(f"    deletion+insertion {ours:8.3f} s   plain forwards {floor:8.3f} s   "
@@ -154,7 +163,8 @@ def section_quantus(s: Setup, reps: int, device: torch.device) -> dict[str, floa
         out.update(dele(s.model, s.x, heat, s.target, step=1 / n_steps, substitute="zero",
                         activation="softmax"))
 
-    tq, to = timed(peer, reps, device), timed(ours, reps, device)
+    got = compare({"quantus": peer, "ours": ours}, reps, device)
+    tq, to = got["quantus"], got["ours"]
     qc = torch.tensor(peer_curves, dtype=torch.float32)
     oc = out["deletion_curve"][:, 1:].cpu()  # Quantus skips the unperturbed point
     print(f"    {n_steps} steps: ours {to:8.3f} s   quantus {tq:8.3f} s   speed-up {tq / to:5.2f}x   "
@@ -212,7 +222,8 @@ def peers_for(name: str, s: Setup, x: Tensor, t: Tensor) -> dict[str, Callable[[
     return out
 
 
-def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int) -> list[dict]:
+def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int,
+                    batches: tuple[int, ...] = (1, 32)) -> list[dict]:
     print(f"\n[3] methods vs peers ({s.name}, {tuple(s.x.shape[-2:])}; peer time / ours, "
           f"> 1 means faithbench is faster)")
     h = s.x.shape[-2]
@@ -221,28 +232,30 @@ def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int) -> 
           "occlusion": {"window": max(4, h // 8), "stride": max(2, h // 16), "chunk": 64},
           "rise": {"n_masks": n_masks, "chunk": 64}}
     rows = []
-    for bs in (1, 32):
+    for bs in batches:
         x, t = s.x[:bs], s.target[:bs]
         for name, params in kw.items():
             fn = methods.get(name).fn
-            ours = timed(lambda: fn(s.model, x, t, **params), reps, device)
-            peers = peers_for(name, s, x, t)
+            calls = {"ours": lambda fn=fn, params=params: fn(s.model, x, t, **params)}
+            calls.update(peers_for(name, s, x, t))
             if name == "rise":  # no peer library has RISE: compare with its forwards
-                peers["forward floor"] = floor_forwards(s.model, x, n_masks, 64)
+                calls["forward floor"] = floor_forwards(s.model, x, n_masks, 64)
             cells = []
-            for peer, call in peers.items():
-                needs_grad = peer in ("pytorch-grad-cam", "torchcam") and name == "grad_cam"
-                s.model.requires_grad_(needs_grad)  # these peers backpropagate into weights
-                try:
-                    tp = timed(call, reps, device)
-                    cells.append(f"{peer} {tp / ours:5.2f}x")
-                    rows.append({"batch": bs, "method": name, "peer": peer, "ours_s": ours,
-                                 "peer_s": tp, "ratio": tp / ours})
-                except Exception as e:  # a peer failing must not hide the others
-                    cells.append(f"{peer} failed ({type(e).__name__}: {str(e)[:60]})")
-                finally:
-                    s.model.requires_grad_(False)
-            print(f"    B={bs:<3d}{name:22s} ours {ours:8.4f} s   " + "   ".join(cells))
+            # pytorch-grad-cam and torchcam backpropagate into the weights; ours never does
+            s.model.requires_grad_(name == "grad_cam")
+            try:
+                got = compare(calls, reps, device)
+            except Exception as e:  # a peer failing must not hide the others
+                got = {"ours": compare({"ours": calls["ours"]}, reps, device)["ours"]}
+                cells.append(f"a peer failed ({type(e).__name__}: {str(e)[:80]})")
+            finally:
+                s.model.requires_grad_(False)
+            ours = got.pop("ours")
+            for peer, tp in got.items():
+                cells.append(f"{peer} {tp / ours:5.2f}x")
+                rows.append({"batch": bs, "method": name, "peer": peer, "ours_s": ours,
+                             "peer_s": tp, "ratio": tp / ours})
+            print(f"    B={bs:<3d}{name:22s} ours {ours:8.4f} s   " + "   ".join(cells), flush=True)
     return rows
 
 
@@ -293,7 +306,7 @@ def section_autocast(s: Setup, reps: int, device: torch.device) -> dict[str, flo
                 with torch.autocast(device.type, dtype=dtype, enabled=mode == "amp"):
                     return dele(s.model, s.x, heat, s.target)["deletion"]
             per[mode].append(go().float().cpu())
-            times[mode] += timed(go, max(1, reps // 2), device)
+            times[mode] += compare({"go": go}, max(1, reps // 2), device)["go"]
     a, b = torch.cat(per["fp32"]), torch.cat(per["amp"])
     rho = spearmanr(a, b)[0]
     means = [float(m.mean()) for m in per["fp32"]], [float(m.mean()) for m in per["amp"]]
@@ -313,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=0, help="images for sections 1, 2, 5")
     p.add_argument("--chunk", type=int, default=128, help="perturbed images per forward")
     p.add_argument("--sections", default="1,2,3,4,5")
+    p.add_argument("--batches", default="1,32", help="batch sizes of section 3")
     p.add_argument("--json", help="write the figures to this file")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
@@ -336,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             res.update(section_autocast(s, a.reps, device))
     if "3" in want:
         s = setup(small, ds.get(small, "photos"), 32, device)
-        res["methods"] = section_methods(s, a.reps, device, n_masks=1000 if not cuda else 4000)
+        res["methods"] = section_methods(s, a.reps, device, n_masks=1000 if not cuda else 4000,
+                                         batches=tuple(int(b) for b in a.batches.split(",")))
     if "4" in want:
         mem_model = "shapes_cnn" if small == "resnet50_random" else small
         res.update(section_memory(mem_model, ds.get(mem_model, "photos"), device))
