@@ -72,15 +72,17 @@ class Preprocess:
         if self.resize == "stretch":
             return Geometry((h, w), (self.size, self.size), 0, 0, (self.size, self.size))
         short = self.size / self.crop_pct if self.resize == "center_crop" else self.size
-        m = min(h, w)
-        # short * h / m (not h * (short / m)): exact for integer sizes, so floor is exact
-        side = (lambda n: math.floor(short * n / m)) if self.size_rounding == "floor" \
-            else (lambda n: round(n * (short / m)))
-        rh, rw = max(1, side(h)), max(1, side(w))
+        rh, rw = self._side(h, short, min(h, w)), self._side(w, short, min(h, w))
         if self.resize == "shorter_side":
             return Geometry((h, w), (rh, rw), 0, 0, (rh, rw))
         top, left = (rh - self.size) // 2, (rw - self.size) // 2
         return Geometry((h, w), (rh, rw), top, left, (self.size, self.size))
+
+    def _side(self, n: int, short: float, m: int) -> int:
+        """A side of ``n`` pixels resized by ``short / m`` (``m``: the shorter side)."""
+        if self.size_rounding == "floor":  # short * n / m is exact for integer sizes
+            return max(1, math.floor(short * n / m))
+        return max(1, round(n * (short / m)))
 
     def image(self, img: Tensor, g: Geometry) -> Tensor:
         """Raw RGB [3,h,w] in [0,1] -> normalised model input [3,H,W]."""
@@ -124,8 +126,6 @@ class Preprocess:
             return torch.zeros(0, *g.size, dtype=torch.bool)
         m = F.interpolate(masks[:, None].float(), size=g.resized, mode="nearest")[:, 0]
         return m[:, g.top : g.top + g.size[0], g.left : g.left + g.size[1]] > 0.5
-
-
 
 
 CHOICES = {"resize": ("center_crop", "stretch", "shorter_side"),
