@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from faithbench.errors import ConfigError, unknown_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,6 +51,10 @@ class Preprocess:
         mean, std: per-channel normalisation in the model's channel order and scale.
         bgr: the model takes BGR channels (Caffe checkpoints).
         pixel_scale: 255 for models that take 0-255 pixels.
+        antialias: low-pass before downsampling (PIL / torchvision tensors); False is a
+            plain ``F.interpolate`` (TorchRay's transform, Torch's ``image.scale``).
+        size_rounding: how the resized sides are rounded: "round" (nearest), or "floor"
+            (TorchRay's ``int(size * long / short)``).
     """
 
     size: int = 224
@@ -56,22 +65,29 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     bgr: bool = False
     pixel_scale: float = 1.0
+    antialias: bool = True
+    size_rounding: Literal["round", "floor"] = "round"
 
     def geometry(self, h: int, w: int) -> Geometry:
         if self.resize == "stretch":
             return Geometry((h, w), (self.size, self.size), 0, 0, (self.size, self.size))
         short = self.size / self.crop_pct if self.resize == "center_crop" else self.size
-        r = short / min(h, w)
-        rh, rw = max(1, round(h * r)), max(1, round(w * r))
+        rh, rw = self._side(h, short, min(h, w)), self._side(w, short, min(h, w))
         if self.resize == "shorter_side":
             return Geometry((h, w), (rh, rw), 0, 0, (rh, rw))
         top, left = (rh - self.size) // 2, (rw - self.size) // 2
         return Geometry((h, w), (rh, rw), top, left, (self.size, self.size))
 
+    def _side(self, n: int, short: float, m: int) -> int:
+        """A side of ``n`` pixels resized by ``short / m`` (``m``: the shorter side)."""
+        if self.size_rounding == "floor":  # short * n / m is exact for integer sizes
+            return max(1, math.floor(short * n / m))
+        return max(1, round(n * (short / m)))
+
     def image(self, img: Tensor, g: Geometry) -> Tensor:
         """Raw RGB [3,h,w] in [0,1] -> normalised model input [3,H,W]."""
         x = F.interpolate(img[None].float(), size=g.resized, mode=self.interpolation,
-                          antialias=True, align_corners=False)[0]
+                          antialias=self.antialias, align_corners=False)[0]
         x = x[:, g.top : g.top + g.size[0], g.left : g.left + g.size[1]].clamp(0, 1)
         return self.normalize(x)
 
@@ -112,3 +128,34 @@ class Preprocess:
         return m[:, g.top : g.top + g.size[0], g.left : g.left + g.size[1]] > 0.5
 
 
+CHOICES = {"resize": ("center_crop", "stretch", "shorter_side"),
+           "interpolation": ("bilinear", "bicubic"), "size_rounding": ("round", "floor")}
+
+
+def with_overrides(pre: Preprocess, overrides: Mapping[str, Any] | None) -> Preprocess:
+    """``pre`` with some fields replaced (``model.preprocess`` in a config: a preset that
+    replays a paper's input pipeline on a model whose own transform differs).
+
+    Args:
+        pre: the model's own preprocessing.
+        overrides: field -> value; lists become tuples (``mean``, ``std``).
+    Returns:
+        a new Preprocess; ``pre`` itself when ``overrides`` is empty or None.
+    Raises:
+        ConfigError: an unknown field or choice, naming the valid ones.
+    """
+    if not overrides:
+        return pre
+    fields = [f.name for f in dataclasses.fields(Preprocess)]
+    out: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if k not in fields:
+            raise ConfigError(f"model.preprocess has no field {k!r}. Valid fields: {', '.join(fields)}.")
+        if k in CHOICES and v not in CHOICES[k]:
+            raise unknown_choice(f"model.preprocess.{k}", v, CHOICES[k])
+        if k in ("mean", "std"):
+            if len(v) != 3:
+                raise ConfigError(f"model.preprocess.{k} needs 3 values, got {list(v)}")
+            v = tuple(float(c) for c in v)
+        out[k] = v
+    return dataclasses.replace(pre, **out)

@@ -23,7 +23,10 @@ def read_flags(path: str | Path, num_classes: int) -> dict[str, Tensor]:
     """Image name -> the class ids [J] int64 flagged difficult for that image."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"difficult flag file {str(path)!r} does not exist")
+        raise ConfigError(f"difficult flag file {str(path)!r} does not exist. TorchRay ships "
+                          "pointing_game_ebp_voc07_difficult.txt and pointing_game_ebp_coco_"
+                          "difficult.txt in torchray/benchmark/; or set dataset.difficult_file="
+                          "null to score the full set only")
     out: dict[str, Tensor] = {}
     for n, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.metrics import register
-from faithbench.metrics._common import check_choice, clean, nan_where, resize
+from faithbench.metrics._common import check_choice, check_range, clean, nan_where, resize
 from faithbench.types import Batch, boxes_to_mask
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
@@ -49,6 +49,21 @@ def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
     return boxes_to_mask(b, size)
 
 
+def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
+    """TorchRay's ``imsmooth(m, sigma, padding_mode="replicate")``: a separable Gaussian
+    with taps i = -W..W, W = ceil(4 sigma), weights exp(-i^2 / (2 sigma^2)) summing to 1,
+    borders replicated. [h,w] -> [h,w]; ``sigma <= 0`` returns ``m``."""
+    if sigma <= 0:
+        return m
+    w = math.ceil(4 * sigma)
+    i = torch.arange(-w, w + 1, dtype=torch.float32, device=m.device)
+    k = torch.exp(-0.5 * (i / sigma) ** 2)
+    k = k / k.sum()
+    x = F.pad(m[None, None].float(), (w, w, w, w), mode="replicate")
+    x = F.conv2d(F.conv2d(x, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
+    return x[0, 0]
+
+
 def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
     """(scale (y, x), size of the input's footprint in original pixels)."""
     if batch.scale.shape[0] > i:
@@ -62,7 +77,7 @@ def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float
           outputs={"pointing_game_difficult": True})
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch, tolerance: float = 15.0,
-                  ground_truth: GroundTruthChoice = "auto") -> dict[str, Tensor]:
+                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0) -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
@@ -74,19 +89,24 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
             ``scale``/``offset`` back to original pixels. The model is not used.
         tolerance: in original pixels. ground_truth: ``auto`` | ``masks`` | ``boxes``.
+        smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
+            maps: the map at original size is Gaussian-smoothed with sigma =
+            ``smooth * max(h, w)`` (TorchRay uses 0.02; replicate borders) before its
+            argmax is taken. 0 (default) leaves it as is.
     Returns:
         ``pointing_game`` [B] 1 hit / 0 miss / NaN (no ground truth for the class);
         ``pointing_game_difficult`` [B]: the same where the target is in
         ``batch.hard_classes[i]``, NaN elsewhere; ``pointing_game_y``/``_x`` [B]: the
         point in original pixels. No forward passes.
     """
+    check_range("smooth", smooth, 0.0, 1.0)
     h, ok = clean(heatmap)
     n, hw = h.shape[0], tuple(h.shape[-2:])
     hit, py, px = (torch.full((n,), NAN) for _ in range(3))
     r = math.ceil(tolerance)
     for i, t in enumerate(target.tolist()):
         scale, size = frame(batch, i, hw)
-        sal = resize(h[i], size)
+        sal = gaussian_smooth(resize(h[i], size), smooth * max(size))
         idx = int(sal.flatten().argmax())  # torch returns the first maximal index
         v, u = divmod(idx, size[1])
         off = batch.offset[i].tolist() if batch.offset.shape[0] > i else [0.0, 0.0]

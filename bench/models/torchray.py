@@ -17,6 +17,13 @@ Checkpoint layout (read from TorchRay's ``benchmark/models.py``; our fixtures fo
 Weights are kept in BGR order and fed BGR input (TorchRay instead flips ``conv1`` and
 feeds RGB: the same function). Max-pools use ceil mode. Preprocessing: 0-255 pixels,
 Caffe mean [103.939, 116.779, 123.68] (BGR), std 1, shorter side 224, no crop.
+``fully_convolutional=True`` builds the networks TorchRay's pointing benchmark runs
+(see ``_fully_conv``): on non-square inputs their logits are a log-sum-exp over a class
+score map instead of a 7x7 adaptive pool.
+
+``checkpoint`` is the file, or a folder holding it under TorchRay's name
+(``vgg16_voc-b050e8c3.pth.tar`` ...); null looks in torch hub's cache
+(``$TORCH_HOME/hub/checkpoints``), where TorchRay's own download puts it.
 """
 
 from __future__ import annotations
@@ -30,11 +37,16 @@ from faithbench.checkpoint import load_state_dict
 from faithbench.errors import ConfigError
 from faithbench.models import register
 from faithbench.models._cam import check_layer
+from faithbench.models._fully_conv import FullyConvResNet, FullyConvVGG
 from faithbench.models._weights import tensors_sha256
 from faithbench.models._label_names import COCO_CLASSES, VOC_CLASSES
 from faithbench.preprocess import Preprocess
 from faithbench.types import ModelSpec
 
+URL = "https://dl.fbaipublicfiles.com/torchray/"
+FILES = {"vgg16_voc": "vgg16_voc-b050e8c3.pth.tar", "vgg16_coco": "vgg16_coco-d82c8150.pth.tar",
+         "resnet50_voc": "resnet50_voc-9ca920d6.pth.tar",
+         "resnet50_coco": "resnet50_coco-e99468c5.pth.tar"}
 CAFFE = Preprocess(size=224, resize="shorter_side", interpolation="bilinear",
                    mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), bgr=True,
                    pixel_scale=255.0)
@@ -96,12 +108,27 @@ def _load(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
                           f"model expects: {str(e).splitlines()[0]} ...") from None
 
 
-def _build(arch: str, dataset: str, checkpoint: str | None, cam_layer: str | None) -> ModelSpec:
+def find_checkpoint(name: str, checkpoint: str | None) -> Path:
+    """The checkpoint file of model ``name``: ``checkpoint`` itself, TorchRay's file name
+    inside the folder ``checkpoint``, or (null) that name in torch hub's cache."""
+    import torch
+
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / FILES[name]
+    path = Path(checkpoint).expanduser() if checkpoint else hub
+    if path.is_dir():
+        path = path / FILES[name]
+    if not path.is_file():
+        raise ConfigError(f"{name} needs model.checkpoint=/path/to/{FILES[name]} (or its folder): "
+                          f"TorchRay's pointing-game checkpoint {URL}{FILES[name]}, not shipped "
+                          f"or downloaded; {str(path)!r} does not exist (by default it is "
+                          f"looked for in torch hub's cache, {hub.parent})")
+    return path
+
+
+def _build(arch: str, dataset: str, checkpoint: str | None, cam_layer: str | None,
+           fully_convolutional: bool = False) -> ModelSpec:
     name = f"{arch}_{dataset}"
-    if not checkpoint:
-        raise ConfigError(f"{name} needs model.checkpoint=/path/to/{name}-*.pth.tar (TorchRay's "
-                          "pointing-game checkpoint; it is not shipped or downloaded)")
-    path = Path(checkpoint).expanduser()
+    path = find_checkpoint(name, checkpoint)
     raw = load_state_dict(path)
     classes = VOC_CLASSES if dataset == "voc" else COCO_CLASSES
     if arch == "vgg16":
@@ -109,31 +136,39 @@ def _build(arch: str, dataset: str, checkpoint: str | None, cam_layer: str | Non
     else:
         model, state, default = caffe_resnet50(len(classes)), resnet50_keys(raw), "layer4"
     _load(model, state, path)
+    weights_id = tensors_sha256(raw)
+    if fully_convolutional:  # another function of the same weights: its own cache identity
+        model = FullyConvVGG(model) if arch == "vgg16" else FullyConvResNet(model)
+        weights_id += "+fully_convolutional"
     # The benchmark scores each class present independently: sigmoid outputs.
     return ModelSpec(name=name, model=model.eval(), preprocess=CAFFE, class_names=list(classes),
-                     label_space=dataset, weights_id=tensors_sha256(raw),
+                     label_space=dataset, weights_id=weights_id,
                      cam_layer=check_layer(model, cam_layer or default), multilabel=True)
 
 
 @register(label_space="voc")
-def vgg16_voc(checkpoint: str | None = None, cam_layer: str | None = None) -> ModelSpec:
+def vgg16_voc(checkpoint: str | None = None, cam_layer: str | None = None,
+              fully_convolutional: bool = False) -> ModelSpec:
     """VGG16 fine-tuned on VOC 2007 (TorchRay ``vgg16_voc-b050e8c3.pth.tar``)."""
-    return _build("vgg16", "voc", checkpoint, cam_layer)
+    return _build("vgg16", "voc", checkpoint, cam_layer, fully_convolutional)
 
 
 @register(label_space="coco")
-def vgg16_coco(checkpoint: str | None = None, cam_layer: str | None = None) -> ModelSpec:
+def vgg16_coco(checkpoint: str | None = None, cam_layer: str | None = None,
+               fully_convolutional: bool = False) -> ModelSpec:
     """VGG16 fine-tuned on COCO 2014 (TorchRay ``vgg16_coco-d82c8150.pth.tar``)."""
-    return _build("vgg16", "coco", checkpoint, cam_layer)
+    return _build("vgg16", "coco", checkpoint, cam_layer, fully_convolutional)
 
 
 @register(label_space="voc")
-def resnet50_voc(checkpoint: str | None = None, cam_layer: str | None = None) -> ModelSpec:
+def resnet50_voc(checkpoint: str | None = None, cam_layer: str | None = None,
+                 fully_convolutional: bool = False) -> ModelSpec:
     """ResNet50 fine-tuned on VOC 2007 (TorchRay ``resnet50_voc-9ca920d6.pth.tar``)."""
-    return _build("resnet50", "voc", checkpoint, cam_layer)
+    return _build("resnet50", "voc", checkpoint, cam_layer, fully_convolutional)
 
 
 @register(label_space="coco")
-def resnet50_coco(checkpoint: str | None = None, cam_layer: str | None = None) -> ModelSpec:
+def resnet50_coco(checkpoint: str | None = None, cam_layer: str | None = None,
+                  fully_convolutional: bool = False) -> ModelSpec:
     """ResNet50 fine-tuned on COCO 2014 (TorchRay ``resnet50_coco-e99468c5.pth.tar``)."""
-    return _build("resnet50", "coco", checkpoint, cam_layer)
+    return _build("resnet50", "coco", checkpoint, cam_layer, fully_convolutional)
