@@ -128,7 +128,8 @@ def section_overhead(s: Setup, reps: int, device: torch.device, chunk: int) -> d
     return {"overhead_ratio": ours / floor, "delins_s": ours, "floor_s": floor}
 
 
-def section_quantus(s: Setup, reps: int, device: torch.device) -> dict[str, float]:
+def section_quantus(s: Setup, reps: int, device: torch.device, n: int) -> dict[str, float]:
+    s = Setup(s.name, s.model, s.x[:n], s.target[:n], s.layer)
     print(f"\n[2] deletion vs Quantus PixelFlipping ({s.name}, {s.x.shape[0]} images, "
           "same steps, baseline 0, softmax)")
     try:
@@ -177,7 +178,7 @@ def peers_for(name: str, s: Setup, x: Tensor, t: Tensor) -> dict[str, Callable[[
     out: dict[str, Callable[[], object]] = {}
     layer = s.model.get_submodule(s.layer)
     h, w = x.shape[-2:]
-    win, stride = max(4, h // 8), max(2, h // 16)
+    win, stride = max(4, h // 4), max(2, h // 8)
     try:
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -229,7 +230,7 @@ def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int,
     h = s.x.shape[-2]
     kw = {"grad_cam": {"layer": s.layer}, "score_cam": {"layer": s.layer, "chunk": 64},
           "integrated_gradients": {"n_steps": 50, "internal_batch_size": 64},
-          "occlusion": {"window": max(4, h // 8), "stride": max(2, h // 16), "chunk": 64},
+          "occlusion": {"window": max(4, h // 4), "stride": max(2, h // 8), "chunk": 64},
           "rise": {"n_masks": n_masks, "chunk": 64}}
     rows = []
     for bs in batches:
@@ -345,12 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         if "1" in want:
             res.update(section_overhead(s, a.reps, device, a.chunk))
         if "2" in want:
-            res.update(section_quantus(s, a.reps, device))
+            res.update(section_quantus(s, a.reps, device, n=n if cuda else 4))
         if "5" in want:
             res.update(section_autocast(s, a.reps, device))
     if "3" in want:
         s = setup(small, ds.get(small, "photos"), 32, device)
-        res["methods"] = section_methods(s, a.reps, device, n_masks=1000 if not cuda else 4000,
+        res["methods"] = section_methods(s, a.reps, device, n_masks=300 if not cuda else 4000,
                                          batches=tuple(int(b) for b in a.batches.split(",")))
     if "4" in want:
         mem_model = "shapes_cnn" if small == "resnet50_random" else small
