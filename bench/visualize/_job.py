@@ -76,7 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_params(run_id, flatten({k: v for k, v in to_dict(cfg).items()
                                             if k not in ("hydra",)}))
         result = entry.fn(ctx, **params)
-        out = Path(str(cfg.figures_dir))
+        out = Path(str(cfg.figures_dir)).resolve()
         paths = [save_png(fig, out / f"{stem}.png", int(cfg.dpi))
                  for stem, fig in result.figures.items()]
         metrics = {**result.metrics, "seconds": time.time() - t0}

@@ -167,8 +167,7 @@ def feature_maps(ctx: VizContext, layer: str | None = None, image: int | str = 0
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 3.6), width_ratios=(1, 2.4))
     a0.imshow(to_numpy_image(ctx.rgb(x)[0]))
     a0.set_title("input", fontsize=7)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     a1.imshow(grid.cpu().numpy(), cmap=cmap, interpolation="nearest", vmin=0, vmax=1)
     a1.set_title(f"{layer}: {maps.shape[0]} of {a.shape[0]} channels, strongest first "
                  f"({scale} colour scale)", fontsize=7)
