@@ -76,7 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         tracker.log_params(run_id, flatten({k: v for k, v in to_dict(cfg).items()
                                             if k not in ("hydra",)}))
         result = entry.fn(ctx, **params)
-        out = Path(str(cfg.figures_dir)).resolve()
+        out = figures_dir(cfg, ctx.dataset is not None)
         paths = [save_png(fig, out / f"{stem}.png", int(cfg.dpi))
                  for stem, fig in result.figures.items()]
         metrics = {**result.metrics, "seconds": time.time() - t0}
@@ -89,6 +89,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for p in paths:
         log.info("wrote %s", p)
     return {"figures": paths, "run_id": run_id, "metrics": metrics}
+
+
+def figures_dir(cfg: DictConfig, uses_dataset: bool) -> Path:
+    """``cfg.figures_dir``, else out_dir/visualize/<model>[/<dataset>]/<viz>; absolute."""
+    if cfg.get("figures_dir"):
+        return Path(str(cfg.figures_dir)).expanduser().resolve()
+    parts = [cfg.model.name, *([cfg.dataset.name] if uses_dataset else []), cfg.viz.name]
+    return Path(str(cfg.out_dir), "visualize", *parts).resolve()
 
 
 def _tags(cfg: DictConfig, ctx: Any) -> dict[str, str]:

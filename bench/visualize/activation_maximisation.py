@@ -104,14 +104,14 @@ def activation_maximisation(ctx: VizContext, classes: Sequence[int | str] | None
                                                   range(min(6, len(ctx.spec.class_names))))]
         objective = class_objective(m, torch.tensor(ids, device=ctx.device))
         titles = [class_label(ctx.spec, i) for i in ids]
-        what = "class logit"
+        what, stem = "class logit", "classes"
     else:
         if classes is not None:
             raise ConfigError("set either viz.classes (class logits) or viz.layer (units), not both")
         ids = list(units) if units is not None else list(range(6))
         objective = unit_objective(m, layer, torch.tensor(ids, device=ctx.device))
         titles = [f"{layer} unit {u}" for u in ids]
-        what = "mean activation"
+        what, stem = "mean activation", f"units_{layer}"
     side = size or ctx.spec.preprocess.size
     x0 = initial_image((len(ids), 3, side, side), ctx.spec.preprocess, init, ctx.seed, ctx.device)
     x, _ = maximise_activation(objective, x0, ctx.spec.preprocess, steps, lr, decay, jitter,
@@ -120,5 +120,5 @@ def activation_maximisation(ctx: VizContext, classes: Sequence[int | str] | None
         start, end = objective(x0), objective(x)
     fig = image_row(list(ctx.rgb(x)), [f"{t}\n{what} {v:.3g}" for t, v in zip(titles, end.tolist())],
                     suptitle=f"{ctx.spec.name}: activation maximisation, {steps} steps from {init}")
-    return VizResult({"activation_maximisation": fig},
+    return VizResult({stem: fig},
                      {"objective_start": start.mean().item(), "objective_end": end.mean().item()})
