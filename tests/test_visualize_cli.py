@@ -92,6 +92,8 @@ def test_bad_parameters_and_pairs_are_clear_errors(workdir):
         run(_cfg(["viz=feature_maps", "dataset=photos"], n=None))
     with pytest.raises(ConfigError, match="unknown class of shapes_cnn 'circel'. Did you mean 'circle'"):
         run(_cfg(["viz=activation_maximisation", "viz.classes=[circel]", "viz.steps=1"]))
+    with pytest.raises(ConfigError, match="unit 999 is outside 0..63 of layer 'block3'"):
+        run(_cfg(["viz=top_patches", "viz.units=[999]", "dataset.limit=4"]))
     with pytest.raises(ConfigError, match="unknown reduction 'umap'"):
         run(_cfg(["viz=embedding", "viz.methods=[umap]"]))
 
@@ -105,15 +107,16 @@ def test_command_line_end_to_end(workdir):
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     base = tmp_path / "out" / "visualize" / "shapes_cnn"
-    assert (base / "filters" / "filters.png").read_bytes()[:8] == PNG  # reads no dataset
-    assert (base / "shapes" / "feature_maps" / "feature_maps.png").read_bytes()[:8] == PNG
+    assert (base / "filters" / "filters_block1.0.png").read_bytes()[:8] == PNG  # reads no dataset
+    assert (base / "shapes" / "feature_maps" / "feature_maps_block3.png").read_bytes()[:8] == PNG
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("faithbench_visualize")
     runs = client.search_runs([exp.experiment_id])
     assert sorted(r.data.tags["viz"] for r in runs) == ["feature_maps", "filters"]
     for r in runs:
         arts = [a.path for a in client.list_artifacts(r.info.run_id)]
-        assert arts == [f"{'filters' if r.data.tags['viz'] == 'filters' else 'feature_maps'}.png"]
+        assert arts == [{"filters": "filters_block1.0.png",
+                         "feature_maps": "feature_maps_block3.png"}[r.data.tags["viz"]]]
     bad = subprocess.run([sys.executable, "-m", "faithbench", "visualize", "viz=filters",
                           "viz.layer=nope", "device=cpu", f"tracking.uri={uri}"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)

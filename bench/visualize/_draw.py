@@ -47,7 +47,7 @@ def unit_scale(x: Tensor, dims: tuple[int, ...] = (-3, -2, -1)) -> Tensor:
     return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), torch.full_like(x, 0.5))
 
 
-def image_row(images: list[Tensor], titles: list[str], size: float = 1.8,
+def image_row(images: list[Tensor], titles: list[str], size: float = 2.2,
               suptitle: str | None = None) -> Figure:
     """Images [3,H,W] (RGB in [0,1]) or maps [H,W] side by side with titles."""
     fig, axes = plt.subplots(1, len(images), figsize=(size * len(images), size + 0.35),
@@ -57,9 +57,12 @@ def image_row(images: list[Tensor], titles: list[str], size: float = 1.8,
                   interpolation="nearest" if im.shape[-1] < 96 else "antialiased")
         ax.set_title(t, fontsize=7)
         image_axes(ax)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=8)
     fig.tight_layout()
+    if suptitle:  # a band of 0.3 in above the panel titles
+        h = size + 0.35
+        fig.subplots_adjust(top=fig.subplotpars.top * h / (h + 0.3))
+        fig.set_size_inches(fig.get_size_inches()[0], h + 0.3)
+        fig.suptitle(suptitle, fontsize=8, y=0.995)
     return fig
 
 

@@ -8,13 +8,18 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
 
 from faithbench.config import DATASET_KEYS, digest, entry_params, flatten, select_indices, to_dict
 from faithbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from faithbench.registry import Entry
+    from faithbench.visualize import VizInfo
+    from faithbench.visualize._context import VizContext
 
 log = logging.getLogger("faithbench")
 
@@ -28,7 +33,7 @@ def check_params(fn: Any, params: dict[str, Any], name: str) -> None:
                           f"Valid parameters: {', '.join(own)}.")
 
 
-def prepare(cfg: DictConfig) -> tuple[Any, dict[str, Any], Any]:
+def prepare(cfg: DictConfig) -> tuple[Entry[VizInfo], dict[str, Any], VizContext]:
     """Resolve and check the entry, load the model and (if used) the dataset."""
     from faithbench import datasets, models, visualize
     from faithbench.run import check_pair, pick_device
@@ -99,7 +104,7 @@ def figures_dir(cfg: DictConfig, uses_dataset: bool) -> Path:
     return Path(str(cfg.out_dir), "visualize", *parts).resolve()
 
 
-def _tags(cfg: DictConfig, ctx: Any) -> dict[str, str]:
+def _tags(cfg: DictConfig, ctx: VizContext) -> dict[str, str]:
     import platform
 
     from faithbench import __version__

@@ -116,12 +116,14 @@ def top_patches(ctx: VizContext, layer: str | None = None, units: list[int] | No
     layer = layer or ctx.spec.cam_layer
     if layer is None:
         raise ConfigError(f"model {ctx.spec.name!r} has no default layer: set viz.layer=<module>")
+    if units is not None:  # checked before the pass over the data
+        n = layer_output(ctx.model, ctx.gather(ctx.indices[:1]).images, layer).shape[1]
+        bad = [u for u in units if not 0 <= u < n]
+        if bad:
+            raise ConfigError(f"unit {bad[0]} is outside 0..{n - 1} of layer {layer!r}")
     top = top_activations(ctx.model, ctx.batches(), layer, k, per_image)
     if units is None:
         units = top.mean_max.topk(min(num_units, top.mean_max.numel())).indices.tolist()
-    bad = [u for u in units if not 0 <= u < top.values.shape[0]]
-    if bad:
-        raise ConfigError(f"unit {bad[0]} is outside 0..{top.values.shape[0] - 1} of layer {layer!r}")
     wanted = sorted(set(top.index[units].flatten().tolist()))
     batch = ctx.gather(wanted)
     field = receptive_field(ctx.model, layer, tuple(batch.images.shape[-2:]))
@@ -131,10 +133,10 @@ def top_patches(ctx: VizContext, layer: str | None = None, units: list[int] | No
         crop(rgb[where[int(top.index[u, j])]], field, int(top.y[u, j]), int(top.x[u, j]))
         for j in range(top.values.shape[1])]) for u in units])
     title = (f"{ctx.spec.name} {layer}: top {top.values.shape[1]} patches per unit over "
-             f"{len(ctx.indices)} images (receptive field {field.size[0]}x{field.size[1]} px, "
-             "grey = outside the image)")
+             f"{len(ctx.indices)} images\nreceptive field {field.size[0]}x{field.size[1]} px "
+             "(grey: outside the image)")
     fig = top_patches_figure(patches, units, top.values[units], title)
-    return VizResult({"top_patches": fig}, {"receptive_field": float(field.size[0])})
+    return VizResult({f"top_patches_{layer}": fig}, {"receptive_field": float(field.size[0])})
 
 
 @register()
@@ -164,7 +166,9 @@ def feature_maps(ctx: VizContext, layer: str | None = None, image: int | str = 0
     maps = (maps - lo) / (hi - lo).clamp_min(1e-12)
     ncol = min(8, maps.shape[0])
     grid = tile(maps[:, None], ncol, pad=1, pad_value=float("nan"))[0]
-    fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 3.6), width_ratios=(1, 2.4))
+    nrows = -(-maps.shape[0] // ncol)
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, max(2.2, 0.62 * nrows + 0.6)),
+                                 width_ratios=(1, 2.4))
     a0.imshow(to_numpy_image(ctx.rgb(x)[0]))
     a0.set_title("input", fontsize=7)
     cmap = plt.get_cmap("viridis").with_extremes(bad="white")
@@ -174,4 +178,4 @@ def feature_maps(ctx: VizContext, layer: str | None = None, image: int | str = 0
     for ax in (a0, a1):
         image_axes(ax)
     fig.tight_layout()
-    return VizResult({"feature_maps": fig}, {"channels": float(a.shape[0])})
+    return VizResult({f"feature_maps_{layer}": fig}, {"channels": float(a.shape[0])})

@@ -97,4 +97,4 @@ def deep_dream(ctx: VizContext, layer: str | None = None, image: int | str = 0,
     fig = image_row([ctx.rgb(x)[0], ctx.rgb(out)[0]],
                     ["input", f"dream at {layer}\nmean a² {e0:.3g} -> {e1:.3g}"], size=3.2,
                     suptitle=f"{ctx.spec.name}: DeepDream, {octaves} octaves x {steps} steps")
-    return VizResult({"deep_dream": fig}, {"energy_start": e0, "energy_end": e1})
+    return VizResult({f"deep_dream_{layer}": fig}, {"energy_start": e0, "energy_end": e1})

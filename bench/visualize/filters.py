@@ -89,5 +89,5 @@ def filters(ctx: VizContext, layer: str | None = None, max_filters: int = 64,
         grid = tile(imgs, cols, pad)[0]
         title = desc + (f"; rows: outputs, columns: first {cols} inputs" if n_in > 1 else "")
         fig = mosaic_figure(grid, title + " (grey = 0)", width=min(8.0, 0.35 * cols + 2))
-    return VizResult({"filters": fig}, {"n_filters": float(n_out)})
+    return VizResult({f"filters_{layer}": fig}, {"n_filters": float(n_out)})
 

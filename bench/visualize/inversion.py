@@ -81,7 +81,7 @@ def inversion(ctx: VizContext, layers: list[str] | None = None, image: int | str
     if not names:
         raise ConfigError("no layers to invert")
     outs, titles, metrics = [ctx.rgb(ref)[0]], ["reference"], {}
-    for i, name in enumerate(names):
+    for name in names:
         x0 = initial_image(tuple(ref.shape), ctx.spec.preprocess, init, ctx.seed, ctx.device)
         x, _ = invert(ctx.model, name, ref, x0, ctx.spec.preprocess, steps, lr, tv_weight,
                       alpha_weight=alpha_weight, jitter=jitter, seed=ctx.seed)
@@ -91,7 +91,7 @@ def inversion(ctx: VizContext, layers: list[str] | None = None, image: int | str
             d1 = feature_distance(ctx.model, name, x, target).item()
         outs.append(ctx.rgb(x)[0])
         titles.append(f"from {name}\ndistance {d0:.2g} -> {d1:.2g}")
-        metrics[f"distance_start_{i}"], metrics[f"distance_end_{i}"] = d0, d1
+        metrics[f"distance_start_{name}"], metrics[f"distance_end_{name}"] = d0, d1
     fig = image_row(outs, titles, suptitle=f"{ctx.spec.name}: inversion ({steps} Adam steps "
                                            f"from {init}, TV weight {tv_weight})")
     return VizResult({"inversion": fig}, metrics)

@@ -39,7 +39,7 @@ def neighbour_figure(rows: list[list[Tensor]], titles: list[list[str]], heads: l
     """One row per query: the query, then neighbour groups; ``heads`` title each group
     (the first group is the query column). Images are RGB [3,H,W] in [0,1]."""
     n_rows, n_cols = len(rows), len(rows[0])
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.05 * n_cols, 1.2 * n_rows + 0.3),
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.8 * n_cols, 0.95 * n_rows + 0.3),
                              squeeze=False)
     for r in range(n_rows):
         for c in range(n_cols):

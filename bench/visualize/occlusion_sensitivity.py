@@ -56,17 +56,17 @@ def occlusion_sensitivity(ctx: VizContext, images: Sequence[int] = (0, 1, 2, 3),
     rgb = ctx.rgb(x)
     n = len(x)
     fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 4.1), squeeze=False)
-    lim = float(maps.abs().max()) or 1.0
     for i in range(n):
         img = to_numpy_image(rgb[i])
         axes[0][i].imshow(img)
         axes[0][i].set_title(f"{class_label(ctx.spec, int(t[i]))}\n{act} {score[i]:.3g}", fontsize=7)
         m = maps[i].cpu().numpy()
-        axes[1][i].imshow(blend(img, m / lim, signed=True))
+        axes[1][i].imshow(blend(img, m, signed=True))  # each map on its own scale
         axes[1][i].set_title(f"max drop {m.max():.3g}", fontsize=7)
         for ax in axes[:, i]:
             image_axes(ax)
     fig.suptitle(f"{ctx.spec.name}: occlusion sensitivity, {win} px window, stride {step} "
-                 "(red: the score drops when hidden, blue: it rises)", fontsize=8)
+                 "\n(red: the score drops when hidden, blue: it rises; each map on its own scale)",
+                 fontsize=8)
     fig.tight_layout()
     return VizResult({"occlusion": fig}, {"mean_max_drop": float(maps.flatten(1).amax(1).mean())})
