@@ -79,8 +79,22 @@ def test_every_visualisation_writes_pngs_and_logs_them(workdir, name):
     r = client.get_run(res["run_id"])
     assert r.info.status == "FINISHED" and r.data.tags["viz"] == name
     assert r.data.tags["faithbench.kind"] == "visualize"
+    assert r.data.tags["dataset"] == ("shapes" if uses_data else "")
     assert {a.path for a in client.list_artifacts(r.info.run_id)} == {p.name for p in res["figures"]}
     assert r.data.params["viz.name"] == name and "seconds" in r.data.metrics
+
+
+def test_image_files_need_no_dataset(workdir):
+    from PIL import Image
+
+    path = workdir / "scene.png"
+    Image.new("RGB", (80, 80), (200, 40, 90)).save(path)
+    # photos do not fit shapes_cnn's label space, but no dataset is read
+    res = run(_cfg(["viz=deep_dream", "dataset=photos", f"viz.image={path}", "viz.steps=2",
+                    "viz.octaves=1"], n=None))
+    assert res["figures"][0].parent == workdir.resolve() / "faithbench_out" / "visualize" / "shapes_cnn" / "deep_dream"
+    r = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(res["run_id"])
+    assert r.data.tags["dataset"] == ""
 
 
 def test_bad_parameters_and_pairs_are_clear_errors(workdir):

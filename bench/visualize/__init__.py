@@ -19,7 +19,7 @@ from faithbench.registry import Entry, Registry
 class VizInfo:
     """What a visualisation needs, read by the job and shown by ``faithbench list``."""
 
-    uses_dataset: bool = True  # reads images of the selected dataset
+    uses_dataset: bool = True  # may read the selected dataset (built on first use)
     optimises: bool = False  # optimises an image by gradient steps (cost: steps x backward)
     dataset_wide: bool = False  # passes over every selected sample (limit it for speed)
 

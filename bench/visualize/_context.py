@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,9 @@ class VizContext:
     """A loaded model on its device and the selected samples of a dataset.
 
     ``indices`` are the dataset positions the job selected (limit, subset, shard
-    applied); ``image=<int>`` parameters are positions in the dataset itself.
+    applied); ``image=<int>`` parameters are positions in the dataset itself. The job
+    passes ``load`` instead of a dataset: it is built (and its label space checked) on
+    first use only, so a visualisation of image files never reads a dataset.
     """
 
     spec: ModelSpec
@@ -36,25 +38,29 @@ class VizContext:
     indices: list[int] = field(default_factory=list)
     seed: int = 0
     batch_size: int = 32
+    load: Callable[[], tuple[BenchDataset, list[int]]] | None = None
 
     @property
     def model(self) -> torch.nn.Module:
         return self.spec.model
 
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return (self.spec.preprocess.size, self.spec.preprocess.size)
-
     def _need_dataset(self) -> BenchDataset:
+        if self.dataset is None and self.load is not None:
+            self.dataset, self.indices = self.load()
         if self.dataset is None:
             raise ConfigError("this visualisation needs a dataset (dataset=<name>)")
         return self.dataset
+
+    def selection(self) -> list[int]:
+        """The selected dataset positions (the dataset is loaded if it is not yet)."""
+        self._need_dataset()
+        return self.indices
 
     def batches(self, indices: Sequence[int] | None = None) -> Iterator[Batch]:
         """The samples at ``indices`` (default: the selection) in batches of one image
         size, on the device; unreadable samples are skipped."""
         ds = self._need_dataset()
-        todo = list(self.indices if indices is None else indices)
+        todo = list(self.selection() if indices is None else indices)
         for s in range(0, len(todo), self.batch_size):
             chunk = todo[s : s + self.batch_size]
             good = [(i, ds[i]) for i in chunk]

@@ -37,25 +37,27 @@ def prepare(cfg: DictConfig) -> tuple[Entry[VizInfo], dict[str, Any], VizContext
     """Resolve and check the entry, load the model and (if used) the dataset."""
     from faithbench import datasets, models, visualize
     from faithbench.run import check_pair, pick_device
+    from faithbench.types import BenchDataset
     from faithbench.visualize._context import VizContext
 
     entry = visualize.get(cfg.viz.name)
     params = entry_params(cfg.viz)
     check_params(entry.fn, params, cfg.viz.name)
-    model_entry = models.get(cfg.model.name)
     device = pick_device(str(cfg.device))
-    ds, indices = None, []
-    if entry.info.uses_dataset:
-        check_pair(cfg, model_entry.info.label_space, datasets.get(cfg.dataset.name).info.label_space)
     spec = models.load(cfg.model.name, **entry_params(cfg.model))
     spec.model.to(device)
-    if entry.info.uses_dataset:
+
+    def load() -> tuple[BenchDataset, list[int]]:
+        """The dataset and its selection, built when a visualisation first reads it."""
+        check_pair(cfg, spec.label_space, datasets.get(cfg.dataset.name).info.label_space)
         node = to_dict(cfg.dataset)
         ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(node, DATASET_KEYS))
         check_pair(cfg, spec.label_space, ds.label_space)
-        indices = select_indices(len(ds), node.get("limit"), node.get("subset_seed"),
-                                 int(node.get("shard", 0)), int(node.get("num_shards", 1)))
-    ctx = VizContext(spec, device, ds, indices, int(cfg.seed), int(cfg.batch_size))
+        return ds, select_indices(len(ds), node.get("limit"), node.get("subset_seed"),
+                                  int(node.get("shard", 0)), int(node.get("num_shards", 1)))
+
+    ctx = VizContext(spec, device, seed=int(cfg.seed), batch_size=int(cfg.batch_size),
+                     load=load if entry.info.uses_dataset else None)
     return entry, params, ctx
 
 
@@ -71,7 +73,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.time()
     torch.manual_seed(int(cfg.seed))
     entry, params, ctx = prepare(cfg)
-    name = f"{cfg.model.name}/{cfg.viz.name}" + (f"/{cfg.dataset.name}" if ctx.dataset else "")
+    name = f"{cfg.model.name}/{cfg.viz.name}"
     log.info("%s: %s(%s)", name, cfg.viz.name, ", ".join(f"{k}={v}" for k, v in params.items()))
     tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
     key = digest([to_dict(cfg.viz), to_dict(cfg.model), to_dict(cfg.dataset), int(cfg.seed),
@@ -85,6 +87,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         paths = [save_png(fig, out / f"{stem}.png", int(cfg.dpi))
                  for stem, fig in result.figures.items()]
         metrics = {**result.metrics, "seconds": time.time() - t0}
+        if ctx.dataset is not None:  # known once the visualisation has run
+            tracker.set_tags(run_id, {"dataset": cfg.dataset.name})
         tracker.log_metrics(run_id, metrics)
         tracker.log_artifacts(run_id, paths)
         tracker.finish(run_id)
@@ -115,7 +119,7 @@ def _tags(cfg: DictConfig, ctx: VizContext) -> dict[str, str]:
             "faithbench.git": git_revision() or "unknown", "torch": torch.__version__,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
             "seed": str(cfg.seed), "model": cfg.model.name, "viz": cfg.viz.name,
-            "dataset": cfg.dataset.name if ctx.dataset is not None else "",
+            "dataset": "",
             "weights_id": ctx.spec.weights_id}
 
 

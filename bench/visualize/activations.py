@@ -117,7 +117,7 @@ def top_patches(ctx: VizContext, layer: str | None = None, units: list[int] | No
     if layer is None:
         raise ConfigError(f"model {ctx.spec.name!r} has no default layer: set viz.layer=<module>")
     if units is not None:  # checked before the pass over the data
-        n = layer_output(ctx.model, ctx.gather(ctx.indices[:1]).images, layer).shape[1]
+        n = layer_output(ctx.model, ctx.gather(ctx.selection()[:1]).images, layer).shape[1]
         bad = [u for u in units if not 0 <= u < n]
         if bad:
             raise ConfigError(f"unit {bad[0]} is outside 0..{n - 1} of layer {layer!r}")
@@ -133,7 +133,7 @@ def top_patches(ctx: VizContext, layer: str | None = None, units: list[int] | No
         crop(rgb[where[int(top.index[u, j])]], field, int(top.y[u, j]), int(top.x[u, j]))
         for j in range(top.values.shape[1])]) for u in units])
     title = (f"{ctx.spec.name} {layer}: top {top.values.shape[1]} patches per unit over "
-             f"{len(ctx.indices)} images\nreceptive field {field.size[0]}x{field.size[1]} px "
+             f"{len(ctx.selection())} images\nreceptive field {field.size[0]}x{field.size[1]} px "
              "(grey: outside the image)")
     fig = top_patches_figure(patches, units, top.values[units], title)
     return VizResult({f"top_patches_{layer}": fig}, {"receptive_field": float(field.size[0])})
