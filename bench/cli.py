@@ -120,10 +120,10 @@ def list_names(argv: list[str]) -> int:
     """``faithbench list [kind]``: registered names with their metadata."""
     from importlib import resources
 
-    from faithbench import datasets, methods, metrics, models
+    from faithbench import datasets, methods, metrics, models, visualize
 
-    kinds = argv or ["models", "methods", "metrics", "datasets", "experiments"]
-    valid = ["models", "methods", "metrics", "datasets", "experiments"]
+    valid = ["models", "methods", "metrics", "datasets", "experiments", "visualizations"]
+    kinds = argv or valid
     for kind in kinds:
         if kind not in valid:
             print(f"faithbench: error: unknown kind {kind!r}; valid: {', '.join(valid)}", file=sys.stderr)
@@ -135,7 +135,8 @@ def list_names(argv: list[str]) -> int:
                 print(f"  {f[:-5]}")
             continue
         reg = {"models": models.MODELS, "methods": methods.METHODS,
-               "metrics": metrics.METRICS, "datasets": datasets.DATASETS}[kind]
+               "metrics": metrics.METRICS, "datasets": datasets.DATASETS,
+               "visualizations": visualize.VISUALIZATIONS}[kind]
         for n in reg.names():
             info = reg.get(n).info
             flags = ", ".join(f"{k}={v}" for k, v in vars(info).items()
@@ -157,6 +158,10 @@ def main(argv: list[str] | None = None) -> None:
         from faithbench.report.cli import main as report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv and argv[0] == "visualize":
+        from faithbench.visualize._job import main as visualize_main
+
+        sys.exit(visualize_main(argv[1:]))
     _hydra_main()
     if _FAILED:
         sys.exit(1)
