@@ -2,7 +2,12 @@
 
 Every scene (``datasets/_synth.py`` with ``marker=True``) holds a class shape (circle,
 square, triangle, star, cross) and, clear of it, a small coloured square marker (red,
-green, blue, yellow), drawn independently. The same images can be labelled by either
+green, blue, yellow), drawn independently. The generator gives the shape a colour at
+least 0.5 (RGB distance) from the background's base colour but draws the marker's colour
+regardless of it; a marker one can hardly see is no cue, so scenes whose marker is
+closer than ``min_marker_contrast`` to the base colour are passed over (about 14% at
+0.5): the dataset's item ``i`` is the ``i``-th scene index that passes, its id
+``cues/<seed>/<scene index>``. The same images can be labelled by either
 cue: ``rule="shape"`` labels by the shape, ``rule="marker"`` by the marker's colour. A
 model trained on one rule uses that cue; the runner checks it by intervention before
 scoring (``faithbench.truth``), with the re-renders this dataset provides.
@@ -18,6 +23,7 @@ Methods with Relative Feature Importance", 2019): same images, two label rules.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -45,6 +51,27 @@ def label_space(rule: str) -> str:
     return f"cues:rule={rule}"
 
 
+def marker_contrast(scene: Scene) -> float:
+    """RGB distance between the marker's colour and the background's base colour."""
+    assert scene.marker is not None
+    colour = list(MARKER_COLOURS.values())[scene.marker.colour]
+    return math.dist(colour, scene.background.base)
+
+
+def scene_indices(seed: int, n: int, size: int = 64, max_distractors: int = 3,
+                  min_marker_contrast: float = 0.5) -> list[int]:
+    """The first ``n`` scene indices of ``seed`` whose marker contrasts enough."""
+    out, k = [], 0
+    while len(out) < n:
+        if k > 100 * n + 1000:
+            raise ConfigError(f"cues: hardly any scene has a marker at least "
+                              f"{min_marker_contrast} from its background; lower min_marker_contrast")
+        if marker_contrast(sample_scene(seed, k, size, max_distractors, marker=True)) >= min_marker_contrast:
+            out.append(k)
+        k += 1
+    return out
+
+
 def cue_values(scene: Scene) -> dict[str, int]:
     """The class index of each cue of a scene."""
     assert scene.marker is not None
@@ -58,9 +85,11 @@ class CuesDataset(BenchDataset):
     ground_truth = frozenset({"boxes", "masks"})
 
     def __init__(self, preprocess: Preprocess, n: int, seed: int, size: int,
-                 max_distractors: int, rule: str, min_used_flip: float,
-                 max_other_flip: float) -> None:
+                 max_distractors: int, rule: str, min_marker_contrast: float,
+                 min_used_flip: float, max_other_flip: float) -> None:
         self.pre, self.n, self.seed, self.size = preprocess, n, seed, size
+        self.min_marker_contrast = min_marker_contrast
+        self.scenes = scene_indices(seed, n, size, max_distractors, min_marker_contrast)
         self.max_distractors, self.rule = max_distractors, rule
         self.other = next(c for c in CUES if c != rule)
         self.min_used_flip, self.max_other_flip = min_used_flip, max_other_flip
@@ -73,7 +102,8 @@ class CuesDataset(BenchDataset):
     def scene(self, index: int) -> Scene:
         if not 0 <= index < self.n:
             raise IndexError(index)
-        return sample_scene(self.seed, index, self.size, self.max_distractors, marker=True)
+        k = self.scenes[index]
+        return sample_scene(self.seed, k, self.size, self.max_distractors, marker=True)
 
     def __getitem__(self, index: int) -> Sample:
         scene = self.scene(index)
@@ -83,7 +113,7 @@ class CuesDataset(BenchDataset):
         masks = torch.cat([r.shape_mask, r.marker_mask])  # [2,S,S] in CUES order
         mask_labels = torch.tensor([values[c] if c == self.rule else -1 - values[c] for c in CUES])
         used = masks[CUES.index(self.rule)]
-        return self._sample(r.image[0], label, f"cues/{self.seed}/{index}",
+        return self._sample(r.image[0], label, f"cues/{self.seed}/{self.scenes[index]}",
                             boxes=mask_box(used)[None], box_labels=label[None],
                             masks=masks, mask_labels=mask_labels)
 
@@ -93,7 +123,7 @@ class CuesDataset(BenchDataset):
     def identity(self) -> tuple[object, ...]:
         """What fixes the images and labels (for caching a verification)."""
         return ("cues", self.seed, self.n, self.size, self.max_distractors, self.rule,
-                repr(self.pre))
+                self.min_marker_contrast, repr(self.pre))
 
     def interventions(self, indices: Sequence[int]) -> dict[str, Tensor]:
         """The scenes at ``indices`` as model input [N,3,H,W] three ways: ``clean``,
@@ -110,8 +140,8 @@ class CuesDataset(BenchDataset):
 
 @register(needs_root=False, label_space=None, interventions=True)
 def cues(preprocess: Preprocess, n: int = 1000, seed: int = 0, size: int = 64,
-         max_distractors: int = 3, rule: str = "shape", min_used_flip: float = 0.9,
-         max_other_flip: float = 0.05) -> BenchDataset:
+         max_distractors: int = 3, rule: str = "shape", min_marker_contrast: float = 0.5,
+         min_used_flip: float = 0.9, max_other_flip: float = 0.05) -> BenchDataset:
     """Build the two-cue set labelled by ``rule``.
 
     Args:
@@ -120,6 +150,8 @@ def cues(preprocess: Preprocess, n: int = 1000, seed: int = 0, size: int = 64,
             0 is held out). size: image side. max_distractors: 0..N bars and rings.
         rule: ``shape`` or ``marker``: which cue labels the images; it must be the cue
             the model was trained on (the label spaces ``cues:rule=<rule>`` must match).
+        min_marker_contrast: scenes whose marker colour is closer than this (RGB
+            distance) to the background's base colour are passed over; in [0, sqrt(3)).
         min_used_flip: verification threshold: removing the used cue must change at
             least this share of the model's predictions.
         max_other_flip: removing the other cue may change at most this share.
@@ -129,8 +161,10 @@ def cues(preprocess: Preprocess, n: int = 1000, seed: int = 0, size: int = 64,
     if n < 1 or size < 16 or max_distractors < 0:
         raise ConfigError(f"cues: need n >= 1, size >= 16, max_distractors >= 0; got "
                           f"n={n}, size={size}, max_distractors={max_distractors}")
-    for name, v in (("min_used_flip", min_used_flip), ("max_other_flip", max_other_flip)):
-        if not 0.0 <= v <= 1.0:
-            raise ConfigError(f"cues: {name}={v!r} is out of range; valid: [0, 1]")
-    return CuesDataset(preprocess, n, seed, size, max_distractors, rule, min_used_flip,
-                       max_other_flip)
+    for name, v, hi in (("min_used_flip", min_used_flip, 1.0),
+                        ("max_other_flip", max_other_flip, 1.0),
+                        ("min_marker_contrast", min_marker_contrast, 1.5)):
+        if not 0.0 <= v <= hi:
+            raise ConfigError(f"cues: {name}={v!r} is out of range; valid: [0, {hi}]")
+    return CuesDataset(preprocess, n, seed, size, max_distractors, rule, min_marker_contrast,
+                       min_used_flip, max_other_flip)

@@ -2,14 +2,18 @@
 
     python scripts/train_cue_models.py            # both rules -> bench/models/weights/
 
-Both models see the same images: ``--n-train`` two-cue scenes of seed 777, each drawn
+Both models see the same images: the first ``--n-train`` scenes of seed 777 of the
+``cues`` dataset (default contrast filter of its marker), each drawn
 three ways (as is, without its shape, without its marker). Only the labels differ:
 the shape model labels a scene by its shape and the marker model by its marker's
 colour; a scene without the model's own cue is labelled ``none``, a scene without the
 other cue keeps its label. So each model is taught that its cue decides and the other
-cue does not matter; the held-out check (seed 0, the benchmark's default) measures both
-by intervention, as the runner does, and the script refuses to save a model below
-``--min-acc`` or outside the verification thresholds of ``conf/dataset/cues.yaml``.
+cue does not matter. Both start from the conv blocks of the bundled ``shapes_cnn``
+(trained on ``shapes`` scenes without markers; final layer fresh), which cuts training
+to a few hundred steps (``--init ''`` trains from scratch). The held-out check (seed 0,
+the benchmark's default) measures both by intervention, as the runner does, and the
+script refuses to save a model below ``--min-acc`` or outside the verification
+thresholds of ``conf/dataset/cues.yaml``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from faithbench.datasets._synth import render, sample_scene
-from faithbench.datasets.cues import CLASSES, RULES, cue_values
+from faithbench.datasets.cues import CLASSES, RULES, cue_values, scene_indices
 from faithbench.models.cue_cnn import build
 from faithbench.models.shapes_cnn import PREPROCESS
 
@@ -35,8 +39,9 @@ def make_set(seed: int, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     labels [3n] (``none`` where the rule's cue was removed)."""
     xs: list[list[torch.Tensor]] = [[] for _ in VIEWS]
     vals: dict[str, list[int]] = {r: [] for r in RULES}
+    keep = scene_indices(seed, n)  # the cues dataset's scenes (markers that can be seen)
     for start in range(0, n, 256):
-        scenes = [sample_scene(seed, i, 64, 3, marker=True) for i in range(start, min(start + 256, n))]
+        scenes = [sample_scene(seed, i, 64, 3, marker=True) for i in keep[start:start + 256]]
         for v, view in enumerate(VIEWS):
             img = render(scenes, drop=() if view == "clean" else {view}).image
             xs[v].append((img * 255).round().to(torch.uint8))
@@ -77,6 +82,10 @@ def train(rule: str, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor,
           y_test: torch.Tensor, args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, float]]:
     torch.manual_seed(0)
     model = build(rule)
+    if args.init:  # the conv blocks of a trained shapes_cnn; a fresh final layer
+        state = torch.load(args.init, weights_only=True)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")},
+                              strict=False)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps, pct_start=0.1)
     g = torch.Generator().manual_seed(0)
@@ -101,22 +110,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench/models/weights"))
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=RULES)
+    ap.add_argument("--init", type=Path, default=Path("bench/models/weights/shapes_cnn.pt"),
+                    help="start from this shapes_cnn state dict (conv blocks); '' = from scratch")
     ap.add_argument("--n-train", type=int, default=6000)
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--eval-every", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--min-acc", type=float, default=0.97)
     ap.add_argument("--min-used-flip", type=float, default=0.9)
     ap.add_argument("--max-other-flip", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data-cache", type=Path, default=None,
+                    help="keep the rendered scenes here and reuse them")
     args = ap.parse_args()
+    args.init = args.init if args.init and str(args.init) not in ("", ".") else None
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    x_test, y_test = make_set(0, args.n_test)
-    x, y = make_set(TRAIN_SEED, args.n_train)
+    if args.data_cache and args.data_cache.is_file():
+        x_test, y_test, x, y = torch.load(args.data_cache, weights_only=True)
+    else:
+        x_test, y_test = make_set(0, args.n_test)
+        x, y = make_set(TRAIN_SEED, args.n_train)
+        if args.data_cache:
+            torch.save((x_test, y_test, x, y), args.data_cache)
+    if len(x) != 3 * args.n_train or len(x_test) != 3 * args.n_test:
+        raise SystemExit(f"{args.data_cache} holds other set sizes than --n-train/--n-test")
     print(f"rendered 3 x {args.n_train} train / 3 x {args.n_test} test scenes in "
           f"{time.time() - t0:.0f}s", flush=True)
     for rule in args.rules:

@@ -21,8 +21,9 @@ def test_both_rules_label_the_same_images_with_their_own_cue():
     a, b = build("shape"), build("marker")
     for i in range(len(a)):
         sa, sb = a[i], b[i]
-        scene = sample_scene(0, i, 64, 3, marker=True)
-        assert sa.id == sb.id == f"cues/0/{i}"
+        scene = a.scene(i)
+        assert scene == sample_scene(0, a.scenes[i], 64, 3, marker=True)
+        assert sa.id == sb.id == f"cues/0/{a.scenes[i]}"
         assert torch.equal(sa.image, sb.image) and torch.equal(sa.masks, sb.masks)
         assert sa.label.item() == scene.shape.kind and sb.label.item() == scene.marker.colour
         # masks in CUES order; the used cue carries the class, the other -1 - its value
@@ -64,3 +65,19 @@ def test_label_spaces_and_class_names_match_the_models():
 def test_bad_parameters_are_config_errors(kw, match):
     with pytest.raises(ConfigError, match=match):
         datasets.build("cues", PREPROCESS, **kw)
+
+
+def test_scenes_with_a_marker_too_close_to_the_background_are_passed_over():
+    import math
+
+    from faithbench.datasets.cues import marker_contrast, scene_indices
+
+    keep = scene_indices(0, 50)
+    assert keep == sorted(keep) and len(keep) == 50
+    for k in range(keep[-1] + 1):
+        c = marker_contrast(sample_scene(0, k, 64, 3, marker=True))
+        assert (k in keep) == (c >= 0.5)
+    scene = sample_scene(0, keep[0], 64, 3, marker=True)
+    colour = list(MARKER_COLOURS.values())[scene.marker.colour]
+    assert marker_contrast(scene) == math.dist(colour, scene.background.base)
+    assert scene_indices(0, 5, min_marker_contrast=0.0) == [0, 1, 2, 3, 4]

@@ -5,7 +5,8 @@ with different label rules (the known-truth track, after BAM, Yang & Kim 2019).
 of its small marker; each also has a ``none`` class, taught on the same scenes re-drawn
 without its cue, so that removing the cue it uses changes its prediction (the runner
 verifies this by intervention before scoring). Architecture: ``ShapesCNN`` (conv blocks,
-global average pooling, one linear layer; CAM layer ``block3``). Weights:
+global average pooling, one linear layer; CAM layer ``block3``), both fine-tuned from
+the conv blocks of ``shapes_cnn`` with a fresh final layer. Weights:
 ``weights/cue_shape_cnn.pt`` and ``weights/cue_marker_cnn.pt``, made by
 ``scripts/train_cue_models.py``.
 """
