@@ -18,7 +18,7 @@ from faithbench.truth import VerificationError, verify
 from faithbench.types import stack
 
 RULES = ("shape", "marker")
-N = 48  # scenes scored per model in the method test (seed 0: held out from training)
+N = 32  # scenes scored per model in the method test (seed 0: held out from training)
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,12 @@ def specs():
 
 @pytest.fixture(scope="module")
 def data(specs):
-    return {r: datasets.build("cues", specs[r].preprocess, n=400, rule=r) for r in RULES}
+    return {r: datasets.build("cues", specs[r].preprocess, n=300, rule=r) for r in RULES}
 
 
 def test_shipped_models_pass_their_verification(specs, data):
     for r in RULES:
-        v = verify(specs[r], data[r], range(400), torch.device("cpu"))
+        v = verify(specs[r], data[r], range(300), torch.device("cpu"))
         assert v.used_rate >= 0.97 and v.other_rate <= 0.02, (r, v.summary())
 
 
@@ -85,6 +85,8 @@ def scores(specs, data):
         for r in RULES:
             batch = stack([data[r][i] for i in range(N)], list(range(N)))
             kw = {"seed": 0} if entry.info.stochastic else {}
+            if name == "integrated_gradients":
+                kw["n_steps"] = 16  # Gauss-Legendre: close to the 50-step default, faster
             if entry.info.needs_layer:
                 kw["layer"] = specs[r].cam_layer
             h = entry.fn(specs[r].model, batch.images, batch.labels, **kw).detach()
@@ -112,8 +114,13 @@ def test_controls_score_at_chance(scores):
 
 def test_faithful_methods_score_well_above_chance(scores):
     for name in ("grad_cam", "integrated_gradients"):
-        assert contrast(scores[name]).mean() > 0.3, name
+        # the mass contrast is bounded by how much of a map fits on a small cue: a
+        # 16x16 Grad-CAM holds about a third of its mass on the shape, a seventh on
+        # the 6-pixel marker (numbers in docs/truth.md)
+        assert contrast(scores[name]).mean() > 0.15, name
+        assert contrast(scores[name], "cue_pointing_game").mean() > 0.6, name
         for r in RULES:
             s = scores[name][r]
             assert s["cue_mass"].mean() > 4 * s["cue_mass_chance"].mean(), (name, r)
             assert s["cue_mass"].mean() > 3 * s["cue_mass_other"].mean(), (name, r)
+
