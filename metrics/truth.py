@@ -38,9 +38,12 @@ def cue_regions(batch: Batch, i: int, t: int, device: torch.device) -> tuple[Ten
 @register(higher_is_better=True, needs={"masks"}, outputs={"cue_mass_other": False})
 def cue_mass(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
              batch: Batch) -> dict[str, Tensor]:
-    """Share of the map's positive mass on the used cue, ``sum(relu(map) on cue) /
-    sum(relu(map))`` (the energy pointing game of Wang et al., Score-CAM, CVPRW 2020, on
-    the verified cue); also on the unused cue. A map with no positive mass (all-zero,
+    """Share of the map's positive mass on the used cue, ``sum(e on cue) / sum(e)`` with
+    ``e = relu(map) - min(relu(map))`` (the energy pointing game of Wang et al.,
+    Score-CAM, CVPRW 2020, on the verified cue); also on the unused cue. Less the minimum,
+    as BAM (Yang & Kim 2019) normalises maps: a constant offset (RISE's maps carry the
+    mean score everywhere) says nothing about where, and would spread mass by area; for
+    maps that reach 0 (most) ``e = relu(map)``. A map with no mass left (constant,
     all-negative) counts as uniform and scores the regions' area fractions.
 
     Args:
@@ -53,6 +56,7 @@ def cue_mass(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     """
     h, ok = clean(heatmap)
     e = h.clamp(min=0).flatten(1)
+    e = e - e.min(1, keepdim=True).values
     n = h.shape[0]
     out = {k: torch.full((n,), NAN, device=h.device) for k in ("used", "other", "chance")}
     for i, t in enumerate(target.tolist()):

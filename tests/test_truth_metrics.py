@@ -50,7 +50,7 @@ def test_cue_mass_by_hand(one):
 
 def test_cue_mass_degenerate_maps_and_missing_ground_truth(one):
     x, t = one.images, torch.tensor([2])
-    for h in (torch.zeros(1, 4, 4), -torch.ones(1, 4, 4)):  # no positive mass: uniform
+    for h in (torch.zeros(1, 4, 4), -torch.ones(1, 4, 4), torch.full((1, 4, 4), 2.0)):  # uniform
         out = cue_mass(None, x, h, t, one)
         assert out["cue_mass"].item() == pytest.approx(2 / 16)
         assert out["cue_mass_other"].item() == pytest.approx(1 / 16)
@@ -62,12 +62,26 @@ def test_cue_mass_degenerate_maps_and_missing_ground_truth(one):
     assert not math.isnan(out["cue_mass_other"].item())
 
 
+def test_cue_mass_ignores_a_constant_offset(one):
+    g = torch.Generator().manual_seed(3)
+    h = torch.rand(1, 4, 4, generator=g)
+    h[0, 2, 3] = 0.0  # the map reaches 0: relu(map) - min = relu(map)
+    x, t = one.images, torch.tensor([2])
+    ref = cue_mass(None, x, h, t, one)
+    for shifted in (h + 5.0, h.clamp(min=0) + 0.25):
+        out = cue_mass(None, x, shifted, t, one)
+        torch.testing.assert_close(out["cue_mass"], ref["cue_mass"])
+        torch.testing.assert_close(out["cue_mass_other"], ref["cue_mass_other"])
+    e = h[0].clamp(min=0)  # by hand: the share on (0,0),(0,1)
+    assert ref["cue_mass"].item() == pytest.approx(float((e[0, 0] + e[0, 1]) / e.sum()), rel=1e-6)
+
+
 def test_cue_mass_equals_the_energy_pointing_game_on_the_used_cue():
     g = torch.Generator().manual_seed(0)
     masks = [torch.rand(2, 8, 8, generator=g) > 0.7 for _ in range(5)]
     b = toy_batch(masks, [[1, -2], [-1, 0], [3, -4], [-5, 2], [0, -1]], hw=8)
     target = torch.tensor([1, 0, 3, 2, 0])
-    h = torch.randn(5, 8, 8, generator=g)
+    h = torch.randn(5, 8, 8, generator=g)  # every row has negatives: min(relu) = 0
     ours = cue_mass(None, b.images, h, target, b)["cue_mass"]
     ref = energy_pointing_game(None, b.images, h, target, b, ground_truth="masks")["energy_pointing_game"]
     torch.testing.assert_close(ours, ref)

@@ -44,7 +44,7 @@ def test_contrast_pairs_the_two_rules_per_method_on_correct_images():
     b = tr.board.set_index("method")
     # image 2 is left out (the marker model is wrong there)
     want = np.mean([((0.6 - 0.2) + (0.3 - 0.1)) / 2, ((0.8 - 0.1) + (0.5 - 0.0)) / 2])
-    assert b.loc["good", "contrast"] == pytest.approx(want) and b.loc["good", "n pairs"] == 2
+    assert b.loc["good", "contrast"] == pytest.approx(want) and b.loc["good", "n_pairs"] == 2
     assert b.loc["same", "contrast"] == 0.0  # the same map whatever the model
     assert b.loc["good", "cue_mass (shape model)"] == pytest.approx(np.mean([0.6, 0.8, 0.9]))
     assert list(b.index[:2]) == ["good", "same"]  # best contrast first

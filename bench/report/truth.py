@@ -103,12 +103,16 @@ def build_truth(groups: list[Group], problems: list[str], n_resamples: int = 100
                 st = _stat(c, seed, n_resamples)
                 row.update({name: st["mean"], f"{name} ci_low": st["ci_low"],
                             f"{name} ci_high": st["ci_high"]})
-                row["n pairs"] = st["n"]
+                row["n_pairs"] = st["n"]
         else:
             problems.append(f"known truth: {key[-1]} on {key[0]} has no run for the "
                             f"{'marker' if 'shape' in by_rule else 'shape'} rule: no contrast")
         rows.append(row)
     board = pd.DataFrame(rows)
+    front = [c for c in ("method", "contrast", "contrast ci_low", "contrast ci_high",
+                         "pointing contrast", "pointing contrast ci_low",
+                         "pointing contrast ci_high", "n_pairs") if c in board.columns]
+    board = board[front + [c for c in board.columns if c not in front]]
     if "contrast" in board.columns:
         board = board.sort_values("contrast", ascending=False, kind="stable", na_position="last")
     return TruthReport(pd.DataFrame(list(ver.values())), board.reset_index(drop=True),
