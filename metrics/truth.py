@@ -89,9 +89,9 @@ def cue_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tens
     """Pointing game on the used cue (after Zhang et al., Excitation Backprop, ECCV
     2016): the point is the map's argmax at input resolution (the first in raster order
     on ties); a hit when a used-cue pixel lies within ``tolerance`` input pixels
-    (``du^2 + dv^2 <= tol^2``; 0: on the cue). TorchRay's 15 original pixels would cover
-    a quarter of a 64-pixel scene, so the tolerance is in input pixels and small (1.5:
-    the 8 neighbours). A constant map points at the top-left pixel.
+    (``du^2 + dv^2 <= tol^2``; 0: on the cue). TorchRay's 15-pixel disc would cover 17%
+    of a 64-pixel scene, so the tolerance is in input pixels and small (1.5: the 8
+    neighbours). A constant map points at the top-left pixel.
 
     Args:
         heatmap: [B,H,W]; target: [B] int64; batch: cue masks at input resolution.
