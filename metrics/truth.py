@@ -100,7 +100,8 @@ def cue_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tens
         ``cue_pointing_game`` [B] 1 hit / 0 miss / NaN (no used-cue mask);
         ``cue_pointing_game_other`` [B]: the point hits the unused cue (lower is better);
         ``cue_pointing_game_chance`` [B]: the share of pixels that would hit, what a
-        uniformly random point scores; ``cue_pointing_game_point`` [B,2] (y, x).
+        uniformly random point scores; ``cue_pointing_game_y``/``_x`` [B]: the point in
+        original pixels, ``(input + offset) * scale`` (the input's own for ``cues``).
     """
     check_range("tolerance", tolerance, 0.0, float("inf"))
     h, ok = clean(heatmap)
@@ -117,7 +118,11 @@ def cue_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tens
                 out[key][i] = float(zone[y, xx])
                 if key == "used":
                     out["chance"][i] = zone.float().mean()
+    scale = batch.scale.to(h.device) if batch.scale.shape[0] == n else torch.ones(n, 2, device=h.device)
+    offset = batch.offset.to(h.device) if batch.offset.shape[0] == n else torch.zeros(n, 2, device=h.device)
+    orig = (point.float() + offset) * scale
     return {"cue_pointing_game": nan_where(out["used"], ok),
             "cue_pointing_game_other": nan_where(out["other"], ok),
             "cue_pointing_game_chance": nan_where(out["chance"], ok),
-            "cue_pointing_game_point": nan_where(point.float(), ok)}
+            "cue_pointing_game_y": nan_where(orig[:, 0], ok),
+            "cue_pointing_game_x": nan_where(orig[:, 1], ok)}

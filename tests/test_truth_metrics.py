@@ -93,7 +93,7 @@ def test_cue_pointing_game_by_hand(one):
     h[0, 1, 2] = 1.0  # point (1,2): sqrt(2) from the cue pixel (0,1)
     out = cue_pointing_game(None, x, h, t, one, tolerance=1.5)
     assert out["cue_pointing_game"].item() == 1.0
-    assert out["cue_pointing_game_point"].tolist() == [[1.0, 2.0]]
+    assert (out["cue_pointing_game_y"].item(), out["cue_pointing_game_x"].item()) == (1.0, 2.0)
     assert cue_pointing_game(None, x, h, t, one, tolerance=1.0)["cue_pointing_game"].item() == 0.0
     # within 1.5 of the cue: rows 0-1, columns 0-2 (6 pixels) of 16
     assert out["cue_pointing_game_chance"].item() == pytest.approx(6 / 16)
@@ -104,8 +104,11 @@ def test_cue_pointing_game_by_hand(one):
     assert out["cue_pointing_game"].item() == 0.0 and out["cue_pointing_game_other"].item() == 1.0
     assert out["cue_pointing_game_chance"].item() == pytest.approx(2 / 16)
     const = cue_pointing_game(None, x, torch.ones(1, 4, 4), t, one, tolerance=0.0)
-    assert const["cue_pointing_game_point"].tolist() == [[0.0, 0.0]]  # first pixel on ties
+    assert const["cue_pointing_game_y"].item() == 0.0 == const["cue_pointing_game_x"].item()  # ties
     assert const["cue_pointing_game"].item() == 1.0
+    one.scale, one.offset = torch.tensor([[2.0, 3.0]]), torch.tensor([[1.0, 0.5]])
+    moved = cue_pointing_game(None, x, h, t, one)  # point (3,3) in original pixels
+    assert (moved["cue_pointing_game_y"].item(), moved["cue_pointing_game_x"].item()) == (8.0, 10.5)
     with pytest.raises(ConfigError, match="tolerance"):
         cue_pointing_game(None, x, h, t, one, tolerance=-1.0)
 
