@@ -115,6 +115,10 @@ def prepare(cfg: DictConfig) -> Job:
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")
     scorer = Scorer(spec, cfg.method.name, method_entry.fn, method_params, [], cfg.target, device,
                     precision=precision)
+    if datasets.get(cfg.dataset.name).info.interventions:  # known truth: verified before scoring
+        from faithbench.truth import verify_job  # refuses a model that fails; logs the rates
+
+        scorer.metrics.append(verify_job(spec, ds, indices, device))
     context["explain"] = scorer.explain
     for name, entry in zip(cfg.metrics, metric_entries):
         missing = entry.info.needs - ds.ground_truth

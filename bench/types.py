@@ -224,3 +224,6 @@ class DatasetInfo:
 
     needs_root: bool = False
     label_space: str | None = None  # None: known once built (set by a parameter)
+    # The built dataset re-renders samples without a cue (``interventions(indices)``): the
+    # runner verifies which cue the model uses before scoring (``faithbench.truth``).
+    interventions: bool = False

@@ -17,6 +17,7 @@ from faithbench.report.board import Board, make_board
 from faithbench.report.merge import Group, group_runs, label_groups, load_frame
 from faithbench.report.runs import ArtifactStore, RunInfo, select_runs
 from faithbench.report.stats import CORRECTIONS
+from faithbench.report.truth import TruthReport, build_truth
 
 log = logging.getLogger("faithbench.report")
 FORMATS = ("md", "tex", "csv", "html")
@@ -81,6 +82,7 @@ class Report:
     problems: list[str]
     experiment_id: str | None = None
     store: ArtifactStore | None = None  # where run artifacts were downloaded
+    truth: TruthReport | None = None  # the known-truth track's section, when it has runs
 
 
 def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
@@ -136,7 +138,9 @@ def build(opts: Options, scratch: Path | None = None) -> Report:
         sections.append(section(b, opts, pub))
     if not sections:
         raise ConfigError("no complete run to report on: " + "; ".join(problems))
-    return Report(opts, uri, sections, _sources(groups), problems, runs[0].experiment_id, store)
+    truth = build_truth(groups, problems, opts.n_resamples, 0 if opts.seed is None else opts.seed)
+    return Report(opts, uri, sections, _sources(groups), problems, runs[0].experiment_id, store,
+                  truth)
 
 
 def _check_logged(b: Board, problems: list[str]) -> None:

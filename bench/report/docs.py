@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from faithbench.report import truth
 from faithbench.report.build import Report, Section
 from faithbench.report.render import (Markup, esc, frame_rows, html_table, leaderboard,
                                       markdown_table)
@@ -99,6 +100,10 @@ def markdown(rep: Report, out: Path) -> str:
         for cap, paths in s.figures.items():
             rel = paths[0].relative_to(out).as_posix()
             lines += [f"![{cap}]({rel})", f"*{cap}* ([PDF]({paths[1].relative_to(out).as_posix()}))", ""]
+    if rep.truth is not None:
+        lines += ["## Known truth", "", truth.NOTE, ""]
+        for title, table in truth.tables(rep.truth, rep.options.digits, "md").items():
+            lines += [f"### {title}", "", markdown_table(*table), ""]
     lines += ["## Runs", "", markdown_table(*frame_rows(rep.runs, 0, "md")), ""]
     return "\n".join(lines)
 
@@ -136,6 +141,11 @@ def html_page(rep: Report) -> str:
         for cap, paths in s.figures.items():
             parts.append(f'<figure><img src="{_img(paths[0])}" alt="{e(cap)}">'
                          f"<figcaption>{e(cap)}</figcaption></figure>")
+        parts.append("</section>")
+    if rep.truth is not None:
+        parts.append(f'<section id="known-truth"><h2>Known truth</h2><p class=note>{e(truth.NOTE)}</p>')
+        for title, table in truth.tables(rep.truth, rep.options.digits, "html").items():
+            parts.append(f"<h3>{e(title)}</h3>" + html_table(*table))
         parts.append("</section>")
     parts.append("<h2>Runs</h2>" + html_table(*frame_rows(rep.runs, 0, "html"), cls="runs"))
     parts.append("</body></html>")

@@ -75,6 +75,10 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
         df.to_csv(paths[-1], index=False)
     paths.append(out / "runs.csv")
     rep.runs.to_csv(paths[-1], index=False)
+    if rep.truth is not None:  # the known-truth section, full precision
+        paths += [out / "truth.csv", out / "truth_verification.csv"]
+        rep.truth.board.to_csv(paths[-2], index=False)
+        rep.truth.verification.to_csv(paths[-1], index=False)
     return paths
 
 
