@@ -16,7 +16,7 @@ CPU defaults: efficientnet_lite0 on the bundled photos for 1, 2 and 5 (the real
 stays within minutes on two cores). On CUDA every section uses a torchvision ResNet-50
 with random weights at 224x224 (no download) unless ``--model`` says otherwise.
 
-    python scripts/bench_speed.py                      # about 6 minutes on a 2-core CPU
+    python scripts/bench_speed.py                      # 12-15 minutes on a 2-core CPU
     python scripts/bench_speed.py --device cuda --json perf.json
 Peers are optional: ``pip install "faithbench[compare]"``.
 """
