@@ -17,7 +17,8 @@ from faithbench.errors import ConfigError
 DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
 # Top-level keys that never change the numbers (performance, I/O, bookkeeping).
 NOT_IN_KEY = ("force", "device", "batch_size", "num_workers", "part_size", "cache",
-              "out_dir", "tracking", "figures", "hydra", "published", "channels_last")
+              "out_dir", "tracking", "figures", "hydra", "published", "channels_last",
+              "cpu_chunk")
 # Entry parameters that only trade speed for memory; results are invariant to them (tested).
 PERF_PARAMS = frozenset({"chunk", "internal_batch_size"})
 # Bump when a change in the harness changes the numbers of an unchanged config.
@@ -51,6 +52,24 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
     for k, v in context.items():
         if k in sig and out.get(k) is None:
             out[k] = v
+    return out
+
+
+def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) -> dict[str, Any]:
+    """``params`` with every performance parameter of ``fn`` (``chunk``,
+    ``internal_batch_size``; the signature's default when unset) at most ``cap``.
+    The runner applies it on CPU, where convolutions are fastest on batches small enough
+    to stay in cache; results do not depend on these parameters (tested)."""
+    if cap is None:
+        return params
+    if isinstance(cap, bool) or int(cap) < 1:
+        raise ConfigError(f"cpu_chunk={cap!r} must be a positive number of images or null")
+    sig = inspect.signature(fn).parameters
+    out = dict(params)
+    for k in PERF_PARAMS & sig.keys():
+        v = out.get(k, sig[k].default)
+        if isinstance(v, int) and not isinstance(v, bool) and v > int(cap):
+            out[k] = int(cap)
     return out
 
 

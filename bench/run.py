@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from faithbench import datasets, methods, metrics, models
 from faithbench.aggregate import summarize_column
 from faithbench.cache import HeatmapCache
-from faithbench.config import (DATASET_KEYS, digest, entry_params, fill_context, flatten,
-                               run_key, select_indices, to_dict)
+from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
+                               flatten, run_key, select_indices, strip_perf, to_dict)
 from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
 from faithbench.types import BenchDataset, ModelSpec, stack
@@ -110,6 +110,8 @@ def prepare(cfg: DictConfig) -> Job:
                "preprocess": spec.preprocess}
     method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
                                  f"method {cfg.method.name!r}")
+    cap = cfg.get("cpu_chunk") if device.type == "cpu" else None
+    method_params = cap_perf(method_entry.fn, method_params, cap)
     if method_entry.info.needs_layer and not method_params.get("layer"):
         raise ConfigError(f"method {cfg.method.name!r} needs a layer and model "
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")
@@ -127,12 +129,12 @@ def prepare(cfg: DictConfig) -> Job:
                      " or ".join(sorted(missing)))
             continue
         params = entry_params(cfg.get("metric", {}).get(name, {}))
-        params = fill_context(entry.fn, params, context, f"metric {name!r}")
+        params = cap_perf(entry.fn, fill_context(entry.fn, params, context, f"metric {name!r}"), cap)
         scorer.metrics.append(MetricJob(name, entry.fn, params, entry.info))
     key = run_key(cfg, spec.weights_id)
     if cfg.cache:
         transform = digest([entry_params(ds_node, DATASET_KEYS), repr(spec.preprocess)])
-        ns = digest([spec.weights_id, cfg.method.name, method_params, transform,
+        ns = digest([spec.weights_id, cfg.method.name, strip_perf(method_params), transform,
                      str(device.type), precision])[:20]
         scorer.cache = HeatmapCache(Path(cfg.out_dir) / "cache" / cfg.method.name, ns)
     name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from faithbench import datasets, methods, metrics, models
+from faithbench.cli import compose
 from faithbench.types import stack
 
 warnings.filterwarnings("ignore")
@@ -128,10 +129,11 @@ def section_overhead(s: Setup, reps: int, device: torch.device, chunk: int) -> d
     return {"overhead_ratio": ours / floor, "delins_s": ours, "floor_s": floor}
 
 
-def section_quantus(s: Setup, reps: int, device: torch.device, n: int) -> dict[str, float]:
+def section_quantus(s: Setup, reps: int, device: torch.device, n: int,
+                    chunk: int) -> dict[str, float]:
     s = Setup(s.name, s.model, s.x[:n], s.target[:n], s.layer)
     print(f"\n[2] deletion vs Quantus PixelFlipping ({s.name}, {s.x.shape[0]} images, "
-          "same steps, baseline 0, softmax)")
+          f"same steps, baseline 0, softmax; ours chunk {chunk})")
     try:
         import quantus
     except ImportError:
@@ -162,7 +164,7 @@ def section_quantus(s: Setup, reps: int, device: torch.device, n: int) -> dict[s
 
     def ours() -> None:
         out.update(dele(s.model, s.x, heat, s.target, step=1 / n_steps, substitute="zero",
-                        activation="softmax"))
+                        activation="softmax", chunk=chunk))
 
     got = compare({"quantus": peer, "ours": ours}, reps, device)
     tq, to = got["quantus"], got["ours"]
@@ -224,14 +226,14 @@ def peers_for(name: str, s: Setup, x: Tensor, t: Tensor) -> dict[str, Callable[[
 
 
 def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int,
-                    batches: tuple[int, ...] = (1, 32)) -> list[dict]:
-    print(f"\n[3] methods vs peers ({s.name}, {tuple(s.x.shape[-2:])}; peer time / ours, "
-          f"> 1 means faithbench is faster)")
+                    batches: tuple[int, ...] = (1, 32), chunk: int = 64) -> list[dict]:
+    print(f"\n[3] methods vs peers ({s.name}, {tuple(s.x.shape[-2:])}; ours chunk {chunk}, "
+          f"peers 64; peer time / ours, > 1 means faithbench is faster)")
     h = s.x.shape[-2]
-    kw = {"grad_cam": {"layer": s.layer}, "score_cam": {"layer": s.layer, "chunk": 64},
-          "integrated_gradients": {"n_steps": 50, "internal_batch_size": 64},
-          "occlusion": {"window": max(4, h // 4), "stride": max(2, h // 8), "chunk": 64},
-          "rise": {"n_masks": n_masks, "chunk": 64}}
+    kw = {"grad_cam": {"layer": s.layer}, "score_cam": {"layer": s.layer, "chunk": chunk},
+          "integrated_gradients": {"n_steps": 50, "internal_batch_size": chunk},
+          "occlusion": {"window": max(4, h // 4), "stride": max(2, h // 8), "chunk": chunk},
+          "rise": {"n_masks": n_masks, "chunk": chunk}}
     rows = []
     for bs in batches:
         x, t = s.x[:bs], s.target[:bs]
@@ -240,7 +242,7 @@ def section_methods(s: Setup, reps: int, device: torch.device, n_masks: int,
             calls = {"ours": lambda fn=fn, params=params: fn(s.model, x, t, **params)}
             calls.update(peers_for(name, s, x, t))
             if name == "rise":  # no peer library has RISE: compare with its forwards
-                calls["forward floor"] = floor_forwards(s.model, x, n_masks, 64)
+                calls["forward floor"] = floor_forwards(s.model, x, n_masks, chunk)
             cells = []
             # pytorch-grad-cam and torchcam backpropagate into the weights; ours never does
             s.model.requires_grad_(name == "grad_cam")
@@ -291,7 +293,7 @@ def section_memory(model: str, dataset: str, device: torch.device) -> dict[str, 
     return {"mem_100_mib": res[100], "mem_1000_mib": res[1000], "mem_ratio": res[1000] / res[100]}
 
 
-def section_autocast(s: Setup, reps: int, device: torch.device) -> dict[str, float]:
+def section_autocast(s: Setup, reps: int, device: torch.device, chunk: int) -> dict[str, float]:
     from scipy.stats import spearmanr
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     print(f"\n[5] autocast {str(dtype).split('.')[1]} vs fp32 ({s.name}, {s.x.shape[0]} images)")
@@ -305,7 +307,7 @@ def section_autocast(s: Setup, reps: int, device: torch.device) -> dict[str, flo
         for mode in per:
             def go() -> Tensor:
                 with torch.autocast(device.type, dtype=dtype, enabled=mode == "amp"):
-                    return dele(s.model, s.x, heat, s.target)["deletion"]
+                    return dele(s.model, s.x, heat, s.target, chunk=chunk)["deletion"]
             per[mode].append(go().float().cpu())
             times[mode] += compare({"go": go}, max(1, reps // 2), device)["go"]
     a, b = torch.cat(per["fp32"]), torch.cat(per["amp"])
@@ -325,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--model", help="one model for every section (default: by device)")
     p.add_argument("--images", type=int, default=0, help="images for sections 1, 2, 5")
-    p.add_argument("--chunk", type=int, default=128, help="perturbed images per forward")
+    p.add_argument("--chunk", type=int, help="metric chunk (default: the runner's, 128 on "
+                   "GPU, cpu_chunk on CPU; methods use min(64, chunk))")
     p.add_argument("--sections", default="1,2,3,4,5")
     p.add_argument("--batches", default="1,32", help="batch sizes of section 3")
     p.add_argument("--json", help="write the figures to this file")
@@ -335,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda = device.type == "cuda"
     big = a.model or ("resnet50_random" if cuda else "efficientnet_lite0")
     small = a.model or ("resnet50_random" if cuda else "shapes_cnn")
+    chunk = a.chunk or (128 if cuda else int(compose([])["cpu_chunk"] or 128))
     ds = {"shapes_cnn": "shapes"}
     n = a.images or (64 if cuda else 8)
     print(f"faithbench speed benchmark: torch {torch.__version__}, device {device}"
@@ -344,15 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     if want & {"1", "2", "5"}:
         s = setup(big, ds.get(big, "photos"), n, device)
         if "1" in want:
-            res.update(section_overhead(s, a.reps, device, a.chunk))
+            res.update(section_overhead(s, a.reps, device, chunk))
         if "2" in want:
-            res.update(section_quantus(s, a.reps, device, n=n if cuda else 4))
+            res.update(section_quantus(s, a.reps, device, n=n if cuda else 4, chunk=chunk))
         if "5" in want:
-            res.update(section_autocast(s, a.reps, device))
+            res.update(section_autocast(s, a.reps, device, chunk))
     if "3" in want:
         s = setup(small, ds.get(small, "photos"), 32, device)
         res["methods"] = section_methods(s, a.reps, device, n_masks=300 if not cuda else 4000,
-                                         batches=tuple(int(b) for b in a.batches.split(",")))
+                                         batches=tuple(int(b) for b in a.batches.split(",")),
+                                         chunk=min(64, chunk))
     if "4" in want:
         mem_model = "shapes_cnn" if small == "resnet50_random" else small
         res.update(section_memory(mem_model, ds.get(mem_model, "photos"), device))

@@ -207,3 +207,42 @@ def test_precision_puts_methods_and_metrics_under_autocast(cfg, tmp_path):
     cfg.precision = "fp8"
     with pytest.raises(ConfigError, match=r"unknown precision 'fp8'.*bf16, fp16, fp32"):
         run(cfg)
+
+
+def test_cap_perf_caps_only_performance_parameters():
+    from faithbench.config import cap_perf
+
+    def fn(model, x, target, chunk: int = 64, internal_batch_size: int = 4, n_masks: int = 500):
+        return x
+
+    assert cap_perf(fn, {"n_masks": 500}, 8) == {"n_masks": 500, "chunk": 8}
+    assert cap_perf(fn, {"chunk": 200, "n_masks": 500}, None) == {"chunk": 200, "n_masks": 500}
+    assert cap_perf(fn, {"chunk": 2}, 8) == {"chunk": 2}  # below the cap: kept
+    with pytest.raises(ConfigError, match="cpu_chunk=0"):
+        cap_perf(fn, {}, 0)
+
+
+def test_cpu_chunk_caps_the_method_chunk_without_changing_the_run(cfg, tmp_path):
+    from faithbench import methods
+    entry = methods.METHODS._entries["toy_method"]
+    seen = []
+
+    def spy(model, x, target, scale: float = 1.0, chunk: int = 64):
+        seen.append(chunk)
+        return entry.fn(model, x, target, scale=scale)
+
+    methods.METHODS._entries["toy_method"] = type(entry)("toy_method", spy, entry.info)
+    try:
+        cfg.cpu_chunk, cfg.cache = 8, False
+        first = run(cfg)
+        assert set(seen) == {8}
+        seen.clear()
+        cfg.cpu_chunk = None
+        cfg.force = True
+        second = run(cfg)  # same run key: the finished run is redone in place, not added
+        assert set(seen) == {64}
+    finally:
+        methods.METHODS._entries["toy_method"] = entry
+    assert first["toy_metric"] == pytest.approx(second["toy_metric"])
+    _, runs = _runs(tmp_path)
+    assert len({r.data.tags["faithbench.run_key"] for r in runs}) == 1
