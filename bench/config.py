@@ -58,12 +58,10 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
 def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) -> dict[str, Any]:
     """``params`` with every performance parameter of ``fn`` (``chunk``,
     ``internal_batch_size``; the signature's default when unset) at most ``cap``.
-    The runner applies it on CPU, where convolutions are fastest on batches small enough
-    to stay in cache; results do not depend on these parameters (tested)."""
+    The runner applies it on CPU (see ``run.cpu_chunk_cap``); results do not depend on
+    these parameters (tested)."""
     if cap is None:
         return params
-    if isinstance(cap, bool) or int(cap) < 1:
-        raise ConfigError(f"cpu_chunk={cap!r} must be a positive number of images or null")
     sig = inspect.signature(fn).parameters
     out = dict(params)
     for k in PERF_PARAMS & sig.keys():

@@ -71,6 +71,20 @@ def load_model(node: Any, device: torch.device, channels_last: bool = True) -> M
     return _MODELS[k]
 
 
+def cpu_chunk_cap(images_224: Any, device: torch.device, size: int) -> int | None:
+    """The cap on every ``chunk`` on CPU: ``cpu_chunk`` 224x224 images' worth of pixels at
+    the model's input ``size`` (8 at 224, 98 at 64). CPU convolutions run fastest on
+    batches whose activations stay in cache (1.5-2x for efficientnet_lite0 at 8 images
+    rather than 128); tiny inputs need larger batches to amortise per-call overhead.
+    None off CPU or when ``cpu_chunk`` is null."""
+    if images_224 is None or device.type != "cpu":
+        return None
+    if isinstance(images_224, bool) or not isinstance(images_224, int) or images_224 < 1:
+        raise ConfigError(f"cpu_chunk={images_224!r} must be a positive number of "
+                          "224x224 images or null")
+    return max(1, images_224 * 224 * 224 // (size * size))
+
+
 def pick_device(name: str) -> torch.device:
     """``auto``: CUDA when present; on a multi-GPU host, the jobs of a sweep take the
     GPUs in turn (job number modulo GPU count), so parallel launchers spread out."""
@@ -110,7 +124,7 @@ def prepare(cfg: DictConfig) -> Job:
                "preprocess": spec.preprocess}
     method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
                                  f"method {cfg.method.name!r}")
-    cap = cfg.get("cpu_chunk") if device.type == "cpu" else None
+    cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
     method_params = cap_perf(method_entry.fn, method_params, cap)
     if method_entry.info.needs_layer and not method_params.get("layer"):
         raise ConfigError(f"method {cfg.method.name!r} needs a layer and model "

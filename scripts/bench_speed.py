@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from faithbench import datasets, methods, metrics, models
 from faithbench.cli import compose
+from faithbench.run import cpu_chunk_cap
 from faithbench.types import stack
 
 warnings.filterwarnings("ignore")
@@ -268,8 +269,17 @@ from faithbench.cli import compose
 from faithbench.run import run
 cfg = compose(sys.argv[2:])
 run(cfg)
-peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+def host_peak():
+    # VmHWM belongs to this process image; ru_maxrss survives exec and would report the
+    # parent's peak at fork time.
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else host_peak()
 json.dump({"peak_bytes": peak}, open(sys.argv[1], "w"))
 """
 
@@ -327,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--model", help="one model for every section (default: by device)")
     p.add_argument("--images", type=int, default=0, help="images for sections 1, 2, 5")
-    p.add_argument("--chunk", type=int, help="metric chunk (default: the runner's, 128 on "
-                   "GPU, cpu_chunk on CPU; methods use min(64, chunk))")
+    p.add_argument("--chunk", type=int, help="metric chunk (default: the runner's: 128, "
+                   "capped by cpu_chunk on CPU; methods use min(64, chunk))")
     p.add_argument("--sections", default="1,2,3,4,5")
     p.add_argument("--batches", default="1,32", help="batch sizes of section 3")
     p.add_argument("--json", help="write the figures to this file")
@@ -338,7 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     cuda = device.type == "cuda"
     big = a.model or ("resnet50_random" if cuda else "efficientnet_lite0")
     small = a.model or ("resnet50_random" if cuda else "shapes_cnn")
-    chunk = a.chunk or (128 if cuda else int(compose([])["cpu_chunk"] or 128))
+    cpu_chunk = compose([])["cpu_chunk"]
+
+    def chunk_for(s: Setup) -> int:  # the runner's default for this device and input size
+        cap = cpu_chunk_cap(cpu_chunk, device, s.x.shape[-1])
+        return a.chunk or min(128, cap or 128)
     ds = {"shapes_cnn": "shapes"}
     n = a.images or (64 if cuda else 8)
     print(f"faithbench speed benchmark: torch {torch.__version__}, device {device}"
@@ -347,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     want, res = set(a.sections.split(",")), {}
     if want & {"1", "2", "5"}:
         s = setup(big, ds.get(big, "photos"), n, device)
+        chunk = chunk_for(s)
         if "1" in want:
             res.update(section_overhead(s, a.reps, device, chunk))
         if "2" in want:
@@ -357,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         s = setup(small, ds.get(small, "photos"), 32, device)
         res["methods"] = section_methods(s, a.reps, device, n_masks=300 if not cuda else 4000,
                                          batches=tuple(int(b) for b in a.batches.split(",")),
-                                         chunk=min(64, chunk))
+                                         chunk=min(64, chunk_for(s)))
     if "4" in want:
         mem_model = "shapes_cnn" if small == "resnet50_random" else small
         res.update(section_memory(mem_model, ds.get(mem_model, "photos"), device))

@@ -218,8 +218,19 @@ def test_cap_perf_caps_only_performance_parameters():
     assert cap_perf(fn, {"n_masks": 500}, 8) == {"n_masks": 500, "chunk": 8}
     assert cap_perf(fn, {"chunk": 200, "n_masks": 500}, None) == {"chunk": 200, "n_masks": 500}
     assert cap_perf(fn, {"chunk": 2}, 8) == {"chunk": 2}  # below the cap: kept
-    with pytest.raises(ConfigError, match="cpu_chunk=0"):
-        cap_perf(fn, {}, 0)
+
+
+def test_cpu_chunk_cap_scales_with_input_pixels():
+    from faithbench.run import cpu_chunk_cap
+    cpu = torch.device("cpu")
+    assert cpu_chunk_cap(8, cpu, 224) == 8
+    assert cpu_chunk_cap(8, cpu, 64) == 8 * 224 * 224 // (64 * 64) == 98
+    assert cpu_chunk_cap(8, cpu, 448) == 2 and cpu_chunk_cap(1, cpu, 448) == 1
+    assert cpu_chunk_cap(None, cpu, 224) is None
+    assert cpu_chunk_cap(8, torch.device("meta"), 224) is None  # off CPU: no cap
+    for bad in (0, -1, "8", True):
+        with pytest.raises(ConfigError, match=f"cpu_chunk={bad!r}"):
+            cpu_chunk_cap(bad, cpu, 224)
 
 
 def test_cpu_chunk_caps_the_method_chunk_without_changing_the_run(cfg, tmp_path):
@@ -227,7 +238,7 @@ def test_cpu_chunk_caps_the_method_chunk_without_changing_the_run(cfg, tmp_path)
     entry = methods.METHODS._entries["toy_method"]
     seen = []
 
-    def spy(model, x, target, scale: float = 1.0, chunk: int = 64):
+    def spy(model, x, target, scale: float = 1.0, chunk: int = 4096):
         seen.append(chunk)
         return entry.fn(model, x, target, scale=scale)
 
@@ -235,12 +246,12 @@ def test_cpu_chunk_caps_the_method_chunk_without_changing_the_run(cfg, tmp_path)
     try:
         cfg.cpu_chunk, cfg.cache = 8, False
         first = run(cfg)
-        assert set(seen) == {8}
+        assert set(seen) == {8 * 224 * 224 // (16 * 16)}  # the toy model's input is 16x16
         seen.clear()
         cfg.cpu_chunk = None
         cfg.force = True
         second = run(cfg)  # same run key: the finished run is redone in place, not added
-        assert set(seen) == {64}
+        assert set(seen) == {4096}
     finally:
         methods.METHODS._entries["toy_method"] = entry
     assert first["toy_metric"] == pytest.approx(second["toy_metric"])
