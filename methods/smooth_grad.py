@@ -19,7 +19,7 @@ from faithbench.methods._grad import CHANNEL_MAPS
 def smooth_grad(
     model: nn.Module, x: Tensor, target: Tensor, base: str = "saliency", noise_level: float = 0.15,
     n_samples: int = 50, seed: int | None = None, base_params: dict[str, Any] | None = None,
-    layer: str | None = None,
+    layer: str | None = None, chunk: int = 64,
 ) -> Tensor:
     """Average of a method's maps over noisy copies of the input (Eq. 2 of the paper):
     M(x) = 1/n sum_i M_base(x + N(0, sigma^2)), sigma = noise_level * (max(x) - min(x)).
@@ -40,6 +40,9 @@ def smooth_grad(
             map does not depend on the rest of the batch.
         base_params: parameters for the base method.
         layer: passed to the base when it takes a layer.
+        chunk: images per call of the base: ``max(1, chunk // B)`` noisy copies of the
+            batch go through the base together (the same noise and maps as one copy at
+            a time, up to float rounding).
 
     Returns:
         [B,H,W] float32.
@@ -64,12 +67,21 @@ def smooth_grad(
     chan = CHANNEL_MAPS.get(base)
     reduce = params.pop("reduce", chan.reduce) if chan else None
     sigma = noise_level * (x.amax((1, 2, 3)) - x.amin((1, 2, 3)))
+    if int(chunk) < 1:
+        raise ConfigError(f"chunk must be a positive number of images per call, got {chunk}")
+    fn = chan.fn if chan else entry.fn
+    b, n = x.shape[0], int(n_samples)
+    per_call = max(1, int(chunk) // b)
     gen = make_generator(seed)
     total: Tensor | None = None
-    for _ in range(int(n_samples)):
-        noise = torch.randn(x.shape[1:], generator=gen).to(x.device, x.dtype)
-        xn = x + sigma[:, None, None, None] * noise
-        out = chan.fn(model, xn, target, **params) if chan else entry.fn(model, xn, target, **params)
-        total = out.float() if total is None else total + out.float()
-    mean = total / int(n_samples)
+    for start in range(0, n, per_call):
+        k = min(per_call, n - start)
+        # drawn one copy at a time, so the noise does not depend on chunk
+        noise = torch.stack([torch.randn(x.shape[1:], generator=gen) for _ in range(k)])
+        noise = noise.to(x.device, x.dtype)
+        xn = x[None] + sigma[None, :, None, None, None] * noise[:, None]  # [k,B,3,H,W]
+        out = fn(model, xn.flatten(0, 1), target.repeat(k), **params).float()
+        out = out.unflatten(0, (k, b)).sum(0)
+        total = out if total is None else total + out
+    mean = total / n
     return reduce_channels(mean, reduce) if chan else mean
