@@ -81,6 +81,13 @@ def reduce_channels(a: Tensor, how: str) -> Tensor:
     return out.float()
 
 
+def check_chunk(chunk: int) -> int:
+    """``chunk`` as an int, or a ConfigError when it is not a positive number of images."""
+    if int(chunk) < 1:
+        raise ConfigError(f"chunk must be a positive number of images per forward, got {chunk}")
+    return int(chunk)
+
+
 def chunk_pairs(batch: int, n: int, chunk: int, device: torch.device) -> Iterable[tuple[Tensor, Tensor]]:
     """(sample, perturbation) index pairs in chunks of at most ``chunk``.
 
@@ -90,11 +97,10 @@ def chunk_pairs(batch: int, n: int, chunk: int, device: torch.device) -> Iterabl
     Yields:
         (b [n], p [n]) int64 tensors on ``device``.
     """
-    if int(chunk) < 1:
-        raise ConfigError(f"chunk must be a positive number of images per forward, got {chunk}")
+    chunk = check_chunk(chunk)
     total = batch * n
-    for start in range(0, total, int(chunk)):
-        j = torch.arange(start, min(start + int(chunk), total), device=device)
+    for start in range(0, total, chunk):
+        j = torch.arange(start, min(start + chunk, total), device=device)
         yield j % batch, j // batch
 
 

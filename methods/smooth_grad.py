@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import get, register
-from faithbench.methods._common import check_inputs, make_generator, reduce_channels
+from faithbench.methods._common import check_chunk, check_inputs, make_generator, reduce_channels
 from faithbench.methods._grad import CHANNEL_MAPS
 
 
@@ -67,11 +67,9 @@ def smooth_grad(
     chan = CHANNEL_MAPS.get(base)
     reduce = params.pop("reduce", chan.reduce) if chan else None
     sigma = noise_level * (x.amax((1, 2, 3)) - x.amin((1, 2, 3)))
-    if int(chunk) < 1:
-        raise ConfigError(f"chunk must be a positive number of images per call, got {chunk}")
     fn = chan.fn if chan else entry.fn
     b, n = x.shape[0], int(n_samples)
-    per_call = max(1, int(chunk) // b)
+    per_call = max(1, check_chunk(chunk) // b)
     gen = make_generator(seed)
     total: Tensor | None = None
     for start in range(0, n, per_call):

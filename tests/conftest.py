@@ -84,3 +84,12 @@ def tiny_resnet() -> nn.Module:
 def images() -> torch.Tensor:
     """A batch of 4 random normalised images [4,3,32,32]."""
     return torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def one_thread():
+    """Small convolutions run fastest on one thread when other jobs share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

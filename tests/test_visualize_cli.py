@@ -9,7 +9,6 @@ import sys
 from importlib import resources
 
 import pytest
-import torch
 import yaml
 from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
@@ -33,12 +32,7 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _files() -> dict[str, dict]:

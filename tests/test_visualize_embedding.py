@@ -14,12 +14,7 @@ from faithbench.visualize.embedding import (collect, features, pca_2d, reduce_2d
 from faithbench.visualize.neighbours import nearest
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
