@@ -85,6 +85,12 @@ def cpu_chunk_cap(images_224: Any, device: torch.device, size: int) -> int | Non
     return max(1, images_224 * 224 * 224 // (size * size))
 
 
+def check_count(key: str, value: Any, least: int) -> None:
+    """``value`` must be an integer >= ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(f"{key}={value!r} must be an integer >= {least}")
+
+
 def pick_device(name: str) -> torch.device:
     """``auto``: CUDA when present; on a multi-GPU host, the jobs of a sweep take the
     GPUs in turn (job number modulo GPU count), so parallel launchers spread out."""
@@ -109,6 +115,8 @@ def prepare(cfg: DictConfig) -> Job:
     ds_space = datasets.get(cfg.dataset.name).info.label_space
     if cfg.target not in ("label", "pred"):
         raise unknown_choice("target", cfg.target, ["label", "pred"])
+    for key, least in (("batch_size", 1), ("part_size", 1), ("num_workers", 0)):
+        check_count(key, cfg.get(key), least)
     check_pair(cfg, model_entry.info.label_space, ds_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))

@@ -136,6 +136,9 @@ def test_shards_partition_the_dataset(cfg, tmp_path):
     ("device", "tpu", r"unknown device 'tpu'"),
     ("method.bogus", 3, r"method 'toy_method' has no parameter 'bogus'. Valid parameters: scale, seed"),
     ("dataset.shard", 5, r"dataset.shard=5 is not in \[0, dataset.num_shards=1\)"),
+    ("batch_size", 0, r"batch_size=0 must be an integer >= 1"),
+    ("part_size", 2.5, r"part_size=2.5 must be an integer >= 1"),
+    ("num_workers", -1, r"num_workers=-1 must be an integer >= 0"),
 ])
 def test_bad_input_fails_before_any_run(cfg, tmp_path, key, value, match):
     OmegaConf.update(cfg, key, value, force_add=True)
