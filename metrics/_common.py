@@ -45,6 +45,12 @@ def need_explain(explain: Explain | None, metric: str) -> Explain:
     return explain
 
 
+def need_batch(batch: Batch | None, metric: str) -> Batch:
+    if batch is None:
+        raise ConfigError(f"metric {metric!r} needs the batch's ground truth (boxes or masks); got batch=None")
+    return batch
+
+
 def finite_rows(heatmap: Tensor) -> Tensor:
     """[B,H,W] -> [B] bool: True where the whole map is finite."""
     return torch.isfinite(heatmap).flatten(1).all(1)

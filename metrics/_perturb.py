@@ -71,6 +71,11 @@ def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
     if kind == "mean":
         return x.mean((2, 3), keepdim=True).expand_as(x)
     if kind == "blur":
+        if isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1 \
+                or blur_kernel % 2 == 0:
+            raise ConfigError(f"blur_kernel={blur_kernel!r} must be an odd positive integer (e.g. 11)")
+        if not blur_sigma > 0:
+            raise ConfigError(f"blur_sigma={blur_sigma!r} must be > 0")
         c = x.shape[1]
         k = gaussian_kernel(blur_kernel, blur_sigma).to(x)
         return F.conv2d(x, k.expand(c, 1, -1, -1), padding=blur_kernel // 2, groups=c)

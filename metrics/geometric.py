@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from faithbench.errors import ConfigError
 from faithbench.metrics import register
 from faithbench.metrics._common import Explain, check_range, need_explain
 from faithbench.metrics._stability import Transform, rotate, shift, stability
@@ -87,6 +88,9 @@ def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
             return shift(z, dy, dx), shift(h, dy, dx), shift(ones, dy, dx)
         return make
 
+    if any(not hasattr(s, "__len__") or len(s) != 2 for s in shifts):
+        raise ConfigError(f"shifts={[list(s) for s in shifts]!r} must be [dy, dx] pairs "
+                          "(fractions of the image's height and width)")
     pixels = [(round(float(dy) * hh), round(float(dx) * ww)) for dy, dx in shifts]
     return stability("translation_stability", model, x, heatmap, target, explain,
                      [shifted(dy, dx) for dy, dx in pixels], topk, absolute, chunk,

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.metrics import register
-from faithbench.metrics._common import check_range, clean, minmax, nan_where, predictions
+from faithbench.metrics._common import check_range, clean, minmax, nan_where, need_batch, predictions
 from faithbench.types import Batch
 
 NAN = float("nan")
@@ -81,6 +81,7 @@ def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
     """
     check_range("threshold", threshold, 0.0, 1.0)
     check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    batch = need_batch(batch, "box_localisation")
     s, const, ok = normalised_maps(heatmap)
     logits = predictions(model, x, chunk)
     tgt = target.to(logits.device).long()
@@ -142,6 +143,7 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     if num_thresholds < 1:
         raise ConfigError(f"num_thresholds={num_thresholds!r} must be >= 1")
     check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    batch = need_batch(batch, "max_box_acc")
     s, const, ok = normalised_maps(heatmap)
     taus = np.arange(num_thresholds) / num_thresholds
     curve = torch.full((s.shape[0], num_thresholds), NAN)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.metrics import register
-from faithbench.metrics._common import check_choice, check_range, clean, nan_where, resize
+from faithbench.errors import ConfigError
+from faithbench.metrics._common import check_choice, check_range, clean, nan_where, need_batch, resize
 from faithbench.types import Batch, boxes_to_mask
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
@@ -28,6 +29,10 @@ def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
     ``skip_difficult``, only VOC "difficult" boxes)."""
     check_choice("ground_truth", ground_truth, ["auto", "masks", "boxes"])
     use_masks = ground_truth == "masks" or (ground_truth == "auto" and batch.masks is not None)
+    if ground_truth != "auto" and getattr(batch, ground_truth) is None:
+        have = [k for k in ("masks", "boxes") if getattr(batch, k) is not None]
+        raise ConfigError(f"ground_truth={ground_truth!r} but the batch has no {ground_truth}; "
+                          f"valid here: {', '.join(['auto', *have])}")
     if use_masks:
         if batch.masks is None or batch.mask_labels is None:
             return None
@@ -88,7 +93,9 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args:
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
             ``scale``/``offset`` back to original pixels. The model is not used.
-        tolerance: in original pixels. ground_truth: ``auto`` | ``masks`` | ``boxes``.
+        tolerance: in original pixels, > 0 (0.5: only the point's own pixel counts).
+        ground_truth: ``auto`` | ``masks`` | ``boxes`` (an explicit choice the batch
+            lacks is an error).
         smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
             maps: the map at original size is Gaussian-smoothed with sigma =
             ``smooth * max(h, w)`` (TorchRay uses 0.02; replicate borders) before its
@@ -100,6 +107,8 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         point in original pixels. No forward passes.
     """
     check_range("smooth", smooth, 0.0, 1.0)
+    check_range("tolerance", tolerance, 0.0, float("inf"), lo_open=True)
+    batch = need_batch(batch, "pointing_game")
     h, ok = clean(heatmap)
     n, hw = h.shape[0], tuple(h.shape[-2:])
     hit, py, px = (torch.full((n,), NAN) for _ in range(3))
@@ -145,6 +154,7 @@ def energy_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: T
         ``energy_pointing_game`` [B] in [0,1], NaN where the class has no ground truth.
         No forward passes.
     """
+    batch = need_batch(batch, "energy_pointing_game")
     h, ok = clean(heatmap)
     e = h.clamp(min=0).flatten(1)
     hw = tuple(h.shape[-2:])

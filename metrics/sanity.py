@@ -76,7 +76,9 @@ def model_randomisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Te
         absolute: compare |maps|. seed: null for the run seed.
     Returns:
         ``model_randomisation`` [B] mean Spearman over the L steps (lower: the map
-        depends more on the model); ``model_randomisation_ssim`` [B] mean SSIM;
+        depends more on the model; a step whose map is not finite is NaN in the curve
+        and left out of the mean, as in the stability metrics); ``model_randomisation_ssim``
+        [B] mean SSIM;
         ``model_randomisation_final`` [B] Spearman with every layer randomised;
         curves ``model_randomisation_curve`` (Spearman), ``_ssim_curve`` [B,L] and
         their ``_x`` (1..L, the number of layers re-initialised).
@@ -97,7 +99,7 @@ def model_randomisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Te
         rho.append(torch.where(good, s["spearman"], nan))
         sim.append(torch.where(good, s["ssim"], nan))
     curve, ssim_curve = torch.stack(rho, 1), torch.stack(sim, 1)
-    out = {"model_randomisation": curve.mean(1), "model_randomisation_ssim": ssim_curve.mean(1),
+    out = {"model_randomisation": curve.nanmean(1), "model_randomisation_ssim": ssim_curve.nanmean(1),
            "model_randomisation_final": curve[:, -1], "model_randomisation_curve": curve,
            "model_randomisation_ssim_curve": ssim_curve}
     out = {k: nan_where(v, ok) for k, v in out.items()}

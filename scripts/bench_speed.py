@@ -379,6 +379,10 @@ def main(argv: list[str] | None = None) -> int:
             res.update(section_quantus(s, a.reps, device, n=n if cuda else 4, chunk=chunk))
         if "5" in want:
             res.update(section_autocast(s, a.reps, device, chunk))
+    if "2" in want and small != big:  # where forwards are cheap, Quantus's own work shows
+        s = setup(small, ds.get(small, "photos"), 4, device)
+        got = section_quantus(s, a.reps, device, n=4, chunk=chunk_for(s))
+        res.update({f"{k}_{small}": v for k, v in got.items()})
     if "3" in want:
         s = setup(small, ds.get(small, "photos"), 32, device)
         res["methods"] = section_methods(s, a.reps, device, n_masks=300 if not cuda else 4000,

@@ -152,3 +152,6 @@ def test_degenerate_maps_and_bad_thresholds(tiny_cnn):
     assert (curve[:2] == 0).all() and torch.isnan(curve[2]).all()
     with pytest.raises(ConfigError, match="threshold=1.5"):
         loc(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), batch, threshold=1.5)
+    for fn in (loc, mba):
+        with pytest.raises(ConfigError, match="needs the batch's ground truth"):
+            fn(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), None)

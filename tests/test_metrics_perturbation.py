@@ -197,6 +197,10 @@ def test_bad_parameters_are_config_errors(tiny_cnn, images):
         run("deletion", tiny_cnn, images, h, t, step=0)
     with pytest.raises(ConfigError, match="activation"):
         run("insertion", tiny_cnn, images, h, t, activation="softplus")
+    with pytest.raises(ConfigError, match="blur_kernel=10 must be an odd positive integer"):
+        run("insertion", tiny_cnn, images, h, t, blur_kernel=10)
+    with pytest.raises(ConfigError, match="blur_sigma=0"):
+        run("abpc", tiny_cnn, images, h, t, substitute="blur", blur_sigma=0)
 
 
 # --- peer: Quantus PixelFlipping ---------------------------------------------------------

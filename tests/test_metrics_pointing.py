@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from faithbench.errors import ConfigError
 from faithbench.metrics import get
 from faithbench.types import Batch
 
@@ -185,3 +186,19 @@ def test_energy_pointing_game_by_hand_and_against_quantus():
                                              disable_warnings=True)(
         model=None, x_batch=xb.numpy(), y_batch=np.zeros(6, dtype=int), a_batch=sal[:, None].numpy(), s_batch=s)
     assert np.abs(ours - np.asarray(theirs)).max() < 1e-6
+
+
+def test_bad_tolerance_missing_batch_and_missing_ground_truth_are_errors():
+    x = torch.zeros(2, 3, 12, 16)
+    h, t = torch.rand(2, 12, 16), torch.tensor([0, 1])
+    b = make_batch(x, boxes=[torch.tensor([[0.0, 0.0, 16.0, 12.0]])] * 2,
+                   labels=[torch.tensor([0]), torch.tensor([1])])
+    assert pg(None, x, h, t, b, tolerance=0.5)["pointing_game"].tolist() == [1.0, 1.0]
+    for tol in (0.0, -5.0):  # TorchRay's strict d^2 < tol^2 would silently miss everything
+        with pytest.raises(ConfigError, match=f"tolerance={tol}"):
+            pg(None, x, h, t, b, tolerance=tol)
+    for fn in (pg, epg):
+        with pytest.raises(ConfigError, match="needs the batch's ground truth"):
+            fn(None, x, h, t, None)
+        with pytest.raises(ConfigError, match="ground_truth='masks' but the batch has no masks; valid here: auto, boxes"):
+            fn(None, x, h, t, b, ground_truth="masks")

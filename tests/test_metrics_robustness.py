@@ -215,3 +215,14 @@ def test_max_sensitivity_matches_captum(tiny_cnn, images):
 def test_missing_explain_is_a_config_error(images):
     with pytest.raises(ConfigError, match="needs explain"):
         get("max_sensitivity").fn(None, images, images[:, 0], torch.zeros(4, dtype=torch.long))
+
+
+def test_empty_levels_and_malformed_shifts_are_config_errors(tiny_cnn, images):
+    explain = lambda z, t, model=None: z.sum(1)  # noqa: E731
+    h, t = images.sum(1), torch.zeros(4, dtype=torch.long)
+    for name, kw in (("noise_stability", {"sigmas": ()}), ("rotation_stability", {"angles": ()}),
+                     ("translation_stability", {"shifts": []})):
+        with pytest.raises(ConfigError, match=f"{name} needs at least one"):
+            get(name).fn(tiny_cnn, images, h, t, explain=explain, **kw)
+    with pytest.raises(ConfigError, match=r"shifts=\[\[0.5\]\] must be \[dy, dx\] pairs"):
+        get("translation_stability").fn(tiny_cnn, images, h, t, explain=explain, shifts=[[0.5]])

@@ -100,3 +100,20 @@ def test_needs_explain(tiny_cnn, images):
         mr(tiny_cnn, images, images[:, 0], torch.zeros(4, dtype=torch.long))
     assert np.isnan(mr(tiny_cnn, images, images[:, 0] * float("nan"), torch.zeros(4, dtype=torch.long),
                        explain=lambda z, t, model=None: z[:, 0])["model_randomisation"]).all()
+
+
+def test_a_failed_step_is_left_out_of_the_mean(tiny_cnn, images):
+    calls = []
+
+    def explain(z, t, model=None):
+        calls.append(1)
+        out = z.sum(1).clone()
+        if len(calls) == 1:  # the first re-initialised model fails on sample 0
+            out[0, 0, 0] = float("nan")
+        return out
+    t = torch.zeros(4, dtype=torch.long)
+    out = mr(tiny_cnn, images, images.sum(1), t, explain=explain)
+    curve = out["model_randomisation_curve"]
+    assert torch.isnan(curve[0, 0]) and not torch.isnan(curve[0, 1:]).any()
+    assert torch.allclose(out["model_randomisation"][0], curve[0, 1:].mean())
+    assert torch.allclose(out["model_randomisation"][1:], curve[1:].mean(1))
