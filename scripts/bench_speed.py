@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench import datasets, methods, metrics, models
@@ -63,6 +64,7 @@ def sync(device: torch.device) -> None:
 
 
 SLOW_S = 10.0
+FAST_S, FAST_REPS = 0.1, 15
 
 
 def compare(calls: dict[str, Callable[[], object]], reps: int,
@@ -70,17 +72,19 @@ def compare(calls: dict[str, Callable[[], object]], reps: int,
     """Median seconds per call of each entry: one warm-up each, then ``reps`` rounds
     that call every entry in turn, so a change in the machine's load hits all of them.
     An entry whose warm-up took over ``SLOW_S`` is timed in the first round only (its
-    noise is small next to its size; this keeps the benchmark within minutes).
-    Peers' progress bars and warnings are silenced."""
+    noise is small next to its size; this keeps the benchmark within minutes); when every
+    entry is faster than ``FAST_S``, there are at least ``FAST_REPS`` rounds (a median
+    of milliseconds needs more samples). Peers' progress bars and warnings are silenced."""
     times: dict[str, list[float]] = {k: [] for k in calls}
-    slow = set()
+    warm: dict[str, float] = {}
     with contextlib.redirect_stderr(io.StringIO()):
         for k, fn in calls.items():
             t0 = time.perf_counter()
             fn()
-            if time.perf_counter() - t0 > SLOW_S:
-                slow.add(k)
-        for r in range(reps):
+            warm[k] = time.perf_counter() - t0
+        slow = {k for k, v in warm.items() if v > SLOW_S}
+        rounds = max(reps, FAST_REPS) if max(warm.values()) < FAST_S else reps
+        for r in range(rounds):
             for k, fn in calls.items():
                 if r and k in slow:
                     continue
@@ -209,15 +213,12 @@ def peers_for(name: str, s: Setup, x: Tensor, t: Tensor) -> dict[str, Callable[[
         import torchcam.methods as tcm
         kind = {"grad_cam": tcm.GradCAM, "score_cam": tcm.ScoreCAM}.get(name)
         if kind is not None:
-            def tc() -> object:
+            def tc() -> object:  # torchcam stops at layer resolution: upsample like ours
                 kw = {"batch_size": 64} if name == "score_cam" else {}
                 with kind(s.model, target_layer=s.layer, **kw) as ext:
-                    if name == "score_cam":
-                        with torch.no_grad():
-                            scores = s.model(x)
-                        return [ext(int(c), scores[i : i + 1]) for i, c in enumerate(t)] if len(t) > 1 \
-                            else ext(int(t[0]), scores)
-                    return ext(t.tolist(), s.model(x))
+                    with torch.set_grad_enabled(name == "grad_cam"):
+                        cams = ext(t.tolist(), s.model(x))[0]
+                return F.interpolate(cams[:, None], size=(h, w), mode="bilinear", align_corners=False)
             out["torchcam"] = tc
     except ImportError:
         pass
