@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.metrics import register
 from faithbench.errors import ConfigError
+from faithbench.metrics import register
 from faithbench.metrics._common import check_choice, check_range, clean, nan_where, need_batch, resize
 from faithbench.types import Batch, boxes_to_mask
 
