@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -56,20 +57,35 @@ class _Retrying:
         return call
 
 
+def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
+    """An inter-process lock around creating a SQLite store: MLflow builds a new file's
+    schema with alembic migrations that are not safe to run concurrently (parallel jobs
+    of a sweep into a fresh ``mlflow.db`` failed with "table ... already exists").
+    Other stores (servers, file stores) need no lock."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock  # a dependency of torch
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(db) + ".lock")
+
+
 class Tracker:
     """A thin layer over MlflowClient for the runner's life cycle."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
         self.uri = resolve_uri(uri)
-        self.client = _Retrying(MlflowClient(tracking_uri=self.uri))
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            try:
-                self.experiment_id = self.client.create_experiment(experiment)
-            except mlflow.exceptions.MlflowException:  # created concurrently
-                self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
+        with store_lock(self.uri):  # the first call creates the store's schema
+            self.client = _Retrying(MlflowClient(tracking_uri=self.uri))
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                try:
+                    self.experiment_id = self.client.create_experiment(experiment)
+                except mlflow.exceptions.MlflowException:  # created concurrently (a server)
+                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
+            else:
+                self.experiment_id = exp.experiment_id
 
     def find(self, key: str) -> mlflow.entities.Run | None:
         """The finished run with this key if any, else the latest unfinished one."""

@@ -41,6 +41,10 @@ def _finished(cwd: Path, experiment: str = "faithbench") -> dict[str, pd.DataFra
         client.download_artifacts(r.info.run_id, "samples.parquet")) for r in runs}
 
 
+def _parts(cwd: Path) -> set[Path]:
+    return set((cwd / "faithbench_out" / "runs").glob("*/part-*.parquet"))
+
+
 def test_sweep_killed_at_random_moments_ends_equal_to_an_uninterrupted_one(workdir, tmp_path_factory):
     ref_dir = tmp_path_factory.mktemp("reference")
     (ref_dir / "mlflow.db").write_bytes((workdir / "mlflow.db").read_bytes())
@@ -51,8 +55,15 @@ def test_sweep_killed_at_random_moments_ends_equal_to_an_uninterrupted_one(workd
     rng = random.Random(0)
     kills = 0
     for _ in range(4):
+        # Kill at a random moment after the try has written a new part, so that every
+        # try is cut mid-sweep however fast the machine is (a fixed sleep let a fast
+        # machine finish the sweep before the second kill).
+        before = _parts(workdir)
         p = _faithbench(SWEEP, workdir)
-        time.sleep(rng.uniform(4, 14))
+        deadline = time.monotonic() + 300
+        while p.poll() is None and not _parts(workdir) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 1.5))
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             kills += 1
