@@ -12,6 +12,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from faithbench.errors import ConfigError
+from faithbench.params import check_params
 
 # Keys of a dataset node that the runner applies itself (all datasets share them).
 DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
@@ -38,7 +39,8 @@ def entry_params(node: Any, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]
 
 def fill_context(fn: Callable[..., Any], params: dict[str, Any],
                  context: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Check ``params`` against ``fn``'s signature, then fill context parameters
+    """Check ``params`` against ``fn``'s signature and its declared checks (unknown
+    names, types, choices, ranges: ``faithbench.params``), then fill context parameters
     (``layer``, ``seed``, ``activation``, ``preprocess``, ``explain``) that are absent or None."""
     sig = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
@@ -48,6 +50,7 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
     bad = [k for k in params if k not in sig and not takes_any]
     if bad:
         raise ConfigError(f"{what} has no parameter {bad[0]!r}. Valid parameters: {', '.join(own)}.")
+    check_params(fn, params, what)  # the declared checks, before any run is opened
     out = dict(params)
     for k, v in context.items():
         if k in sig and out.get(k) is None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import inspect
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from faithbench.errors import unknown_choice
+from faithbench.params import checked
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -38,12 +40,16 @@ class Registry(Generic[M]):
     _loaded: bool = False
 
     def register(self, name: str | None = None, **info: Any) -> Callable[[F], F]:
+        """Register ``fn`` under ``name`` (default: its own name). The function returned
+        (and registered) runs ``fn``'s declared parameter checks on every call (see
+        ``faithbench.params``)."""
         def decorator(fn: F) -> F:
             key = name or fn.__name__
-            if key in self._entries and self._entries[key].fn is not fn:
+            if key in self._entries and inspect.unwrap(self._entries[key].fn) is not fn:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
-            self._entries[key] = Entry(key, fn, self.info_type(**info))
-            return fn
+            wrapped = checked(fn, f"{self.kind} {key!r}")
+            self._entries[key] = Entry(key, wrapped, self.info_type(**info))
+            return wrapped  # type: ignore[return-value]
 
         return decorator
 

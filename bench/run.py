@@ -145,13 +145,13 @@ def prepare(cfg: DictConfig) -> Job:
         scorer.metrics.append(verify_job(spec, ds, indices, device))
     context["explain"] = scorer.explain
     for name, entry in zip(cfg.metrics, metric_entries):
+        params = entry_params(cfg.get("metric", {}).get(name, {}))
+        params = cap_perf(entry.fn, fill_context(entry.fn, params, context, f"metric {name!r}"), cap)
         missing = entry.info.needs - ds.ground_truth
         if missing:
             log.info("metric %s skipped: dataset %s has no %s", name, cfg.dataset.name,
                      " or ".join(sorted(missing)))
             continue
-        params = entry_params(cfg.get("metric", {}).get(name, {}))
-        params = cap_perf(entry.fn, fill_context(entry.fn, params, context, f"metric {name!r}"), cap)
         scorer.metrics.append(MetricJob(name, entry.fn, params, entry.info))
     key = run_key(cfg, spec.weights_id)
     if cfg.cache:

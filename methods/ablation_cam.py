@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from faithbench.methods import register
 from faithbench.methods._cam import capture, combine, hook_output, resolve_layer, upsample
 from faithbench.methods._common import check_inputs, chunk_pairs
+from faithbench.params import Count
 
 
 def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
@@ -39,7 +40,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
 
 @register(needs_layer=True, needs_grad=False, cost="perturbation")
 def ablation_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
-                 chunk: int = 64) -> Tensor:
+                 chunk: Count = 64) -> Tensor:
     """Activation maps weighted by how much the target logit drops when the channel is
     set to zero (one forward per channel and sample).
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._common import check_inputs
+from faithbench.params import Positive
 
 
 @register(needs_grad=False, cost="free", model_free=True)
-def center(model: nn.Module | None, x: Tensor, target: Tensor, sigma: float = 0.25) -> Tensor:
+def center(model: nn.Module | None, x: Tensor, target: Tensor, sigma: Positive = 0.25) -> Tensor:
     """The same centred isotropic Gaussian for every image; it ignores the model.
 
     Args:
@@ -25,8 +25,6 @@ def center(model: nn.Module | None, x: Tensor, target: Tensor, sigma: float = 0.
         [B,H,W] float32, 1 at the centre.
     """
     check_inputs(x, target)
-    if sigma <= 0:
-        raise ConfigError(f"center sigma must be positive, got {sigma}")
     n, _, h, w = x.shape
     s = sigma * min(h, w)
     y = torch.arange(h, device=x.device, dtype=torch.float32) - (h - 1) / 2

@@ -13,6 +13,7 @@ from faithbench.methods import register
 from faithbench.methods._baselines import check_steps, make_baseline
 from faithbench.methods._common import Reduce, check_choice, check_inputs, chunk_pairs, reduce_channels
 from faithbench.methods._grad import channel_map, input_gradient
+from faithbench.params import Count, Positive
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -55,8 +56,8 @@ def integrated_gradients_channels(
 @register(needs_grad=True, cost="backward")
 def integrated_gradients(
     model: nn.Module, x: Tensor, target: Tensor, baseline: str | float | Tensor = "zero",
-    n_steps: int = 50, rule: Rule = "gausslegendre", internal_batch_size: int = 64,
-    blur_sigma: float = 5.0, seed: int | None = None, reduce: Reduce = "sum",
+    n_steps: Count = 50, rule: Rule = "gausslegendre", internal_batch_size: Count = 64,
+    blur_sigma: Positive = 5.0, seed: int | None = None, reduce: Reduce = "sum",
 ) -> Tensor:
     """Path integral of the target logit's gradient from a baseline x' to x.
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._common import Activation, check_inputs, chunk_pairs, class_scores
+from faithbench.params import Count
 
 
 def window_rows(size: int, window: int, stride: int) -> Tensor:
@@ -29,8 +30,8 @@ def window_rows(size: int, window: int, stride: int) -> Tensor:
 
 
 @register(needs_grad=False, cost="perturbation")
-def occlusion(model: nn.Module, x: Tensor, target: Tensor, window: int = 16, stride: int = 8,
-              fill: float = 0.0, chunk: int = 64, activation: Activation | None = None) -> Tensor:
+def occlusion(model: nn.Module, x: Tensor, target: Tensor, window: Count = 16, stride: Count = 8,
+              fill: float = 0.0, chunk: Count = 64, activation: Activation | None = None) -> Tensor:
     """Drop of the class score when a square window is filled with ``fill``, averaged per
     pixel over the windows that cover it.
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._common import Activation, check_inputs, chunk_pairs, class_scores, make_generator
+from faithbench.params import Count, Fraction
 
 
 def interpolation_matrix(out: int, n: int) -> Tensor:
@@ -61,8 +62,8 @@ class RiseMasks:
 
 
 @register(needs_grad=False, stochastic=True, cost="perturbation")
-def rise(model: nn.Module, x: Tensor, target: Tensor, n_masks: int = 4000, cells: int = 7,
-         keep_prob: float = 0.5, seed: int | None = None, chunk: int = 64,
+def rise(model: nn.Module, x: Tensor, target: Tensor, n_masks: Count = 4000, cells: Count = 7,
+         keep_prob: Fraction = 0.5, seed: int | None = None, chunk: Count = 64,
          activation: Activation | None = None) -> Tensor:
     """Saliency as the mask average weighted by the class score of the masked input
     (Eq. 6): S = 1 / (N p) sum_i score(x * M_i) M_i.

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from faithbench.methods import register
 from faithbench.methods._cam import capture, combine, minmax_channels, upsample
 from faithbench.methods._common import Activation, check_choice, check_inputs, chunk_pairs, class_scores
+from faithbench.params import Count
 
 Weighting = Literal["class_prob", "channel_softmax"]
 
@@ -44,7 +45,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
 
 
 @register(needs_layer=True, needs_grad=False, cost="perturbation")
-def score_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None, chunk: int = 64,
+def score_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None, chunk: Count = 64,
               activation: Activation | None = None, weighting: Weighting = "class_prob") -> Tensor:
     """Activation maps weighted by the class score of the input masked by each map.
 

@@ -13,13 +13,14 @@ from faithbench.errors import ConfigError
 from faithbench.methods import get, register
 from faithbench.methods._common import check_chunk, check_inputs, make_generator, reduce_channels
 from faithbench.methods._grad import CHANNEL_MAPS
+from faithbench.params import Count, NonNegative
 
 
 @register(needs_grad=True, stochastic=True, cost="backward")
 def smooth_grad(
-    model: nn.Module, x: Tensor, target: Tensor, base: str = "saliency", noise_level: float = 0.15,
-    n_samples: int = 50, seed: int | None = None, base_params: dict[str, Any] | None = None,
-    layer: str | None = None, chunk: int = 64,
+    model: nn.Module, x: Tensor, target: Tensor, base: str = "saliency", noise_level: NonNegative = 0.15,
+    n_samples: Count = 50, seed: int | None = None, base_params: dict[str, Any] | None = None,
+    layer: str | None = None, chunk: Count = 64,
 ) -> Tensor:
     """Average of a method's maps over noisy copies of the input (Eq. 2 of the paper):
     M(x) = 1/n sum_i M_base(x + N(0, sigma^2)), sigma = noise_level * (max(x) - min(x)).
@@ -57,9 +58,6 @@ def smooth_grad(
         params["layer"] = layer
     if "seed" in sig and params.get("seed") is None:
         params["seed"] = seed
-    if int(n_samples) < 1 or noise_level < 0:
-        raise ConfigError(f"smooth_grad needs n_samples >= 1 and noise_level >= 0, got "
-                          f"{n_samples} and {noise_level}")
     unknown = sorted(set(params) - set(list(sig)[3:]))
     if unknown:
         raise ConfigError(f"base_params {unknown} are not parameters of {base!r}; "

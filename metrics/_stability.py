@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.metrics._common import Explain, clean, finite_rows, nan_where, predictions
 from faithbench.metrics._similarity import compare
 
@@ -31,8 +30,6 @@ def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: T
         ``{name}_curve``, ``{name}_topk_iou_curve`` (``{name}_ssim_curve``) [B,J], each
         with its ``_x`` [B,J] = ``levels`` (noise level, angle, ...) for figures.
     """
-    if not transforms:
-        raise ConfigError(f"{name} needs at least one perturbation level; got none")
     h, ok = clean(heatmap)
     pred = predictions(model, x, chunk).argmax(1)
     cols: dict[str, list[Tensor]] = {}

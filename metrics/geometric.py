@@ -5,14 +5,16 @@ images have content."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.metrics import register
-from faithbench.metrics._common import Explain, check_range, need_explain
+from faithbench.metrics._common import Explain, need_explain
 from faithbench.metrics._stability import Transform, rotate, shift, stability
+from faithbench.params import Count, Fraction, NonEmpty
 from faithbench.types import Batch
 
 # Inner lists, not tuples: the YAML default must compare equal after list(default).
@@ -24,9 +26,9 @@ _SHIFTS = ([0.0, 0.05], [0.0, -0.05], [0.05, 0.0], [-0.05, 0.0])
           curve_axes={f"rotation_stability{k}_curve": "rotation (degrees)" for k in ("", "_topk_iou")})
 def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                        batch: Batch | None = None, explain: Explain | None = None,
-                       angles: Sequence[float] = (-10.0, -5.0, 5.0, 10.0),
-                       topk: float = 0.1, absolute: bool = False,
-                       chunk: int = 128) -> dict[str, Tensor]:
+                       angles: Annotated[Sequence[float], NonEmpty()] = (-10.0, -5.0, 5.0, 10.0),
+                       topk: Fraction = 0.1, absolute: bool = False,
+                       chunk: Count = 128) -> dict[str, Tensor]:
     """Spearman correlation (and top-k IoU) between ``explain(rotate(x))`` and
     ``rotate(map)`` for each angle (degrees, about the centre, bilinear; the image is
     filled with 0 = the mean colour outside), over the pixels whose whole bilinear
@@ -42,7 +44,6 @@ def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
         Costs A explanations and A+1 forwards per sample.
     """
     explain = need_explain(explain, "rotation_stability")
-    check_range("topk", topk, 0.0, 1.0, lo_open=True)
 
     def rotated(angle: float) -> Transform:
         def make(z: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,8 +63,9 @@ def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
                       for k in ("", "_topk_iou")})
 def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                           batch: Batch | None = None, explain: Explain | None = None,
-                          shifts: Sequence[Sequence[float]] = _SHIFTS, topk: float = 0.1,
-                          absolute: bool = False, chunk: int = 128) -> dict[str, Tensor]:
+                          shifts: Annotated[Sequence[Sequence[float]], NonEmpty()] = _SHIFTS,
+                          topk: Fraction = 0.1, absolute: bool = False,
+                          chunk: Count = 128) -> dict[str, Tensor]:
     """Spearman correlation (and top-k IoU) between ``explain(shift(x))`` and
     ``shift(map)`` for each shift ``(dy, dx)`` given as fractions of (H, W) and rounded
     to whole pixels (exact, no interpolation; the image is filled with 0 = the mean
@@ -79,7 +81,6 @@ def translation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
         Costs S explanations and S+1 forwards per sample.
     """
     explain = need_explain(explain, "translation_stability")
-    check_range("topk", topk, 0.0, 1.0, lo_open=True)
     hh, ww = x.shape[-2:]
 
     def shifted(dy: int, dx: int) -> Transform:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from faithbench.metrics import register
 from faithbench.metrics._common import Activation, sample_ids
 from faithbench.metrics._perturb import Substitute, curve_x, curves
+from faithbench.params import Count, Fraction, OddSize, Positive
 from faithbench.types import Batch
 
 RISE_STEP = 1 / 28  # 224*8 pixels per step at 224x224
@@ -19,10 +20,10 @@ PERTURBED_AXIS = "fraction of the perturbation"  # x of the curves: share of pix
 
 @register(higher_is_better=False, curve_axes={"deletion_curve": PERTURBED_AXIS})
 def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-             batch: Batch | None = None, step: float = RISE_STEP,
+             batch: Batch | None = None, step: Fraction = RISE_STEP,
              substitute: Substitute = "zero", activation: Activation | None = None,
-             chunk: int = 128, seed: int | None = None, blur_kernel: int = 11,
-             blur_sigma: float = 5.0) -> dict[str, Tensor]:
+             chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
+             blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
     """Deletion AUC (RISE): remove pixels most-salient first, replacing them with
     ``substitute`` (RISE: ``zero``, 0 in normalised space = the dataset mean colour),
     ``step`` of the pixels at a time, and integrate the target's class score
@@ -53,10 +54,10 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
 
 @register(higher_is_better=True, curve_axes={"insertion_curve": PERTURBED_AXIS})
 def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-              batch: Batch | None = None, step: float = RISE_STEP,
+              batch: Batch | None = None, step: Fraction = RISE_STEP,
               substitute: Substitute = "blur", activation: Activation | None = None,
-              chunk: int = 128, seed: int | None = None, blur_kernel: int = 11,
-              blur_sigma: float = 5.0) -> dict[str, Tensor]:
+              chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
+              blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
     """Insertion AUC (RISE): start from ``substitute`` (RISE: ``blur``, Gaussian kernel
     11, sigma 5, zero padding, in normalised space) and restore the original pixels
     most-salient first, ``step`` of the pixels at a time; integrate the target's class
@@ -78,10 +79,10 @@ def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
 @register(higher_is_better=True, outputs={"abpc_morf": False, "abpc_lerf": True},
           curve_axes={"abpc_morf_curve": PERTURBED_AXIS, "abpc_lerf_curve": PERTURBED_AXIS})
 def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-         batch: Batch | None = None, step: float = RISE_STEP,
+         batch: Batch | None = None, step: Fraction = RISE_STEP,
          substitute: Substitute = "zero", activation: Activation | None = None,
-         chunk: int = 128, seed: int | None = None, blur_kernel: int = 11,
-         blur_sigma: float = 5.0) -> dict[str, Tensor]:
+         chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
+         blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
     """Area between perturbation curves: remove pixels most-relevant first (MoRF, the
     deletion curve) and least-relevant first (LeRF, Samek et al. 2017), and return
     ``AUC(LeRF) - AUC(MoRF)`` (Schulz et al. 2020), with the same substitute and steps.

@@ -5,14 +5,16 @@ Max-Sensitivity (Yeh et al., NeurIPS 2019) as Captum's ``sensitivity_max`` compu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
 
 from faithbench.metrics import register
-from faithbench.metrics._common import (Explain, check_range, clean, nan_where,
+from faithbench.metrics._common import (Explain, clean, nan_where,
                                         need_explain, per_sample_noise, sample_ids)
 from faithbench.metrics._stability import Transform, stability
+from faithbench.params import Count, Fraction, NonEmpty, Positive
 from faithbench.types import Batch
 
 NOISE_STREAM, SENSITIVITY_STREAM = 100, 200  # distinct noise streams per metric
@@ -26,9 +28,9 @@ _NOISE_AXIS = "noise level (std / image range)"
           curve_axes={f"noise_stability{k}_curve": _NOISE_AXIS for k in ("", "_ssim", "_topk_iou")})
 def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                     batch: Batch | None = None, explain: Explain | None = None,
-                    sigmas: Sequence[float] = (0.05, 0.1, 0.2), topk: float = 0.1,
-                    absolute: bool = False, seed: int | None = None,
-                    chunk: int = 128) -> dict[str, Tensor]:
+                    sigmas: Annotated[Sequence[float], NonEmpty()] = (0.05, 0.1, 0.2),
+                    topk: Fraction = 0.1, absolute: bool = False,
+                    seed: int | None = None, chunk: Count = 128) -> dict[str, Tensor]:
     """Similarity of the map of ``x`` and of ``x + noise``, noise ~ N(0, (sigma * range)^2)
     per pixel with ``range = max(x_i) - min(x_i)`` of each image (SmoothGrad's relative
     noise level, independent of the model's normalisation), at each sigma; only where
@@ -48,7 +50,6 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
         Costs S explanations and S+1 forwards per sample.
     """
     explain = need_explain(explain, "noise_stability")
-    check_range("topk", topk, 0.0, 1.0, lo_open=True)
     ids = sample_ids(batch, x.shape[0])
     span = (x.flatten(1).max(1).values - x.flatten(1).min(1).values).view(-1, 1, 1, 1)
 
@@ -66,7 +67,7 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
 @register(higher_is_better=False, needs_explain=True, outputs={"max_sensitivity_mean": False})
 def max_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                     batch: Batch | None = None, explain: Explain | None = None,
-                    radius: float = 0.02, n_samples: int = 10,
+                    radius: Positive = 0.02, n_samples: Count = 10,
                     seed: int | None = None) -> dict[str, Tensor]:
     """Max-Sensitivity (Yeh et al. 2019) as Captum's ``sensitivity_max``:
     ``max_j ||e(x + d_j) - e(x)||_F / ||e(x)||_F`` with ``d_j`` uniform in the L-inf ball
@@ -81,8 +82,6 @@ def max_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
         Costs n_samples explanations per sample.
     """
     explain = need_explain(explain, "max_sensitivity")
-    if n_samples < 1:
-        check_range("n_samples", n_samples, 1, float("inf"))
     h, ok = clean(heatmap)
     ids = sample_ids(batch, x.shape[0])
     norm = h.flatten(1).norm(dim=1)

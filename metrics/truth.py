@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.metrics import register
-from faithbench.metrics._common import check_range, clean, nan_where
+from faithbench.metrics._common import clean, nan_where
+from faithbench.params import NonNegative
 from faithbench.types import Batch
 
 NAN = float("nan")
@@ -85,7 +86,7 @@ def near(region: Tensor, tolerance: float) -> Tensor:
 
 @register(higher_is_better=True, needs={"masks"}, outputs={"cue_pointing_game_other": False})
 def cue_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                      batch: Batch, tolerance: float = 1.5) -> dict[str, Tensor]:
+                      batch: Batch, tolerance: NonNegative = 1.5) -> dict[str, Tensor]:
     """Pointing game on the used cue (after Zhang et al., Excitation Backprop, ECCV
     2016): the point is the map's argmax at input resolution (the first in raster order
     on ties); a hit when a used-cue pixel lies within ``tolerance`` input pixels
@@ -103,7 +104,6 @@ def cue_pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tens
         uniformly random point scores; ``cue_pointing_game_y``/``_x`` [B]: the point in
         original pixels, ``(input + offset) * scale`` (the input's own for ``cues``).
     """
-    check_range("tolerance", tolerance, 0.0, float("inf"))
     h, ok = clean(heatmap)
     n, w = h.shape[0], h.shape[-1]
     idx = h.flatten(1).argmax(1)  # torch returns the first maximal index

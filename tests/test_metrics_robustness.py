@@ -222,7 +222,7 @@ def test_empty_levels_and_malformed_shifts_are_config_errors(tiny_cnn, images):
     h, t = images.sum(1), torch.zeros(4, dtype=torch.long)
     for name, kw in (("noise_stability", {"sigmas": ()}), ("rotation_stability", {"angles": ()}),
                      ("translation_stability", {"shifts": []})):
-        with pytest.raises(ConfigError, match=f"{name} needs at least one"):
+        with pytest.raises(ConfigError, match=f"{name}'.*must hold at least one value"):
             get(name).fn(tiny_cnn, images, h, t, explain=explain, **kw)
     with pytest.raises(ConfigError, match=r"shifts=\[\[0.5\]\] must be \[dy, dx\] pairs"):
         get("translation_stability").fn(tiny_cnn, images, h, t, explain=explain, shifts=[[0.5]])
