@@ -97,6 +97,8 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
             "method.layer": None, "target": "pred",
             "metrics": ["average_drop", "increase_in_confidence"],
             "metric.average_drop.space": "pixel", "metric.average_drop.activation": "softmax",
+            "metric.average_drop.normalisation": "relu_max",
+            "metric.increase_in_confidence.normalisation": "relu_max",
             "metric.increase_in_confidence.space": "pixel",
             "metric.increase_in_confidence.activation": "softmax",
             "model.preprocess": {"size": 224, "resize": "center_crop", "crop_pct": 1.0,
