@@ -15,7 +15,8 @@ unexplained pixels turn black (0 or 255 scale alike: the product is linear). Tha
 with ``black`` the normalised value of a 0 pixel. torchcam and pytorch-grad-cam multiply
 the normalised tensor instead (unexplained pixels become the dataset mean colour):
 ``space="normalised"``. pytorch-grad-cam's DropInConfidence also omits the division by
-Y; we implement the paper's relative drop.
+Y; we implement the paper's relative drop. (The repository has no Average Drop script:
+E = L ⊙ I is the paper's, with the code's L and I.)
 """
 
 from __future__ import annotations
