@@ -1,7 +1,23 @@
 """Box localisation from a thresholded map: CAM (Zhou et al., CVPR 2016), Grad-CAM
-(Selvaraju et al., ICCV 2017) and MaxBoxAcc (Choe et al., CVPR 2020)."""
+(Selvaraju et al., ICCV 2017) and MaxBoxAcc (Choe et al., CVPR 2020).
+
+Threshold rules (``threshold_rule``), both strict ``>`` as every released code that
+thresholds (CAM's dt_box: cvThreshold BINARY; wsolevaluation: cv2.threshold BINARY):
+
+- ``max``: keep ``map > t * max(map)`` of the raw map, the papers' "t of the max value"
+  (CAM Sec. 3: 20 %; Grad-CAM Sec. 4.1: 15 %). CAM's ILSVRC script divides the map by its
+  max too (``alignImgMean./max(alignImgMean(:))``, negatives clipped when written as
+  uint8). A map with max <= 0 keeps nothing; a constant positive map keeps everything.
+- ``minmax``: keep ``map > lo + t * (max - lo)`` (wsolevaluation's ``normalize_scoremap``
+  before thresholding). A constant map keeps nothing.
+
+The two agree on maps whose minimum is 0 (ReLU'd maps with a zero pixel); they differ on
+signed CAMs and on Grad-CAM maps whose upsampled minimum is above 0.
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -10,10 +26,19 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.metrics import register
-from faithbench.metrics._common import check_range, clean, minmax, nan_where, need_batch, predictions
+from faithbench.metrics._common import (check_choice, check_range, clean, minmax, nan_where,
+                                        need_batch, predictions)
 from faithbench.types import Batch
 
 NAN = float("nan")
+ThresholdRule = Literal["max", "minmax"]
+THRESHOLD_RULES = ["max", "minmax"]
+
+
+def kept(scaled: np.ndarray, t: float) -> np.ndarray:
+    """Pixels of a ``scaled_maps`` map [H,W] kept at threshold ``t``: strictly above it,
+    as cvThreshold(THRESH_BINARY) in CAM's dt_box and cv2.threshold in wsolevaluation."""
+    return scaled > t
 
 
 def component_box(binary: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -48,41 +73,52 @@ def class_boxes(batch: Batch, i: int, t: int) -> Tensor | None:
     return batch.boxes[i].cpu()[sel] if bool(sel.any()) else None
 
 
-def normalised_maps(heatmap: Tensor) -> tuple[np.ndarray, np.ndarray, Tensor]:
-    """(min-max maps [B,H,W] in [0,1] as numpy, [B] constant-map flags, [B] finite rows)."""
+def scaled_maps(heatmap: Tensor, rule: str) -> tuple[np.ndarray, Tensor]:
+    """(maps [B,H,W] as float64 numpy, scaled so that a pixel is kept at threshold t when
+    its value is ``> t``; [B] finite rows). ``max``: map / max (signed; zeros where max
+    <= 0); ``minmax``: min-max to [0, 1] (zeros for a constant map). See module doc."""
+    check_choice("threshold_rule", rule, THRESHOLD_RULES)
     h, ok = clean(heatmap)
-    flat = h.flatten(1)
-    const = (flat.max(1).values == flat.min(1).values).cpu().numpy()
-    return minmax(h).cpu().numpy(), const, ok
+    h = h.double()
+    if rule == "minmax":
+        return minmax(h).cpu().numpy(), ok
+    hi = h.flatten(1).amax(1)[:, None, None]
+    pos = hi > 0
+    s = torch.where(pos, h / torch.where(pos, hi, torch.ones_like(hi)), torch.zeros_like(h))
+    return s.cpu().numpy(), ok
 
 
 @register(higher_is_better=True, needs={"boxes"},
           outputs={"box_localisation_iou": True, "box_localisation_top1_error": False,
                    "box_localisation_top5_error": False})
 def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                     batch: Batch, threshold: float = 0.15, iou_threshold: float = 0.5,
-                     chunk: int = 128) -> dict[str, Tensor]:
-    """Threshold localisation (CAM/Grad-CAM papers): min-max normalise the map to [0,1],
-    keep pixels ``>= threshold`` (Grad-CAM 0.15, CAM 0.20; for maps whose minimum is 0
-    this is the papers' ``t * max``), box the largest 8-connected component, and hit
-    when its IoU with any ground-truth box of the target class is ``>= iou_threshold``.
+                     batch: Batch, threshold: float = 0.15, threshold_rule: ThresholdRule = "max",
+                     iou_threshold: float = 0.5, chunk: int = 128) -> dict[str, Tensor]:
+    """Threshold localisation (CAM/Grad-CAM papers): keep pixels ``> threshold * max``
+    of the map (Grad-CAM 0.15, CAM 0.20; ``threshold_rule="max"``) or above that share
+    of its min-max range (``"minmax"``, see module doc), box the largest 8-connected
+    component, and hit when its IoU with any ground-truth box of the target class is
+    ``>= iou_threshold``.
 
     Args:
         x: [B,C,H,W] input (one forward for the top-1/top-5 classes); heatmap: [B,H,W];
         target: [B]; batch: boxes (xyxy, input pixels) with class labels.
+        threshold_rule: ``max`` (the papers' text) | ``minmax`` (wsolevaluation).
     Returns:
         ``box_localisation`` [B] GT-known hit (1/0); ``box_localisation_iou`` [B];
         ``box_localisation_top1_error`` / ``_top5_error`` [B]: 1 unless the hit holds
         and the target is the model's top-1 / among its top-5 (ILSVRC's error: only the
         prediction of the right class can be correct, and its box is this map's box
         when the map explains the label); ``box_localisation_x0/_y0/_x1/_y1`` [B] the
-        box (NaN when none). NaN where the class has no box. A constant map gives no box.
-        Costs 1 forward per sample.
+        box (NaN when none). NaN where the class has no box. No box: under ``max`` a map
+        with max <= 0 (a constant positive map keeps every pixel), under ``minmax`` a
+        constant map. Costs 1 forward per sample.
     """
     check_range("threshold", threshold, 0.0, 1.0)
     check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    check_choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
     batch = need_batch(batch, "box_localisation")
-    s, const, ok = normalised_maps(heatmap)
+    s, ok = scaled_maps(heatmap, threshold_rule)
     logits = predictions(model, x, chunk)
     tgt = target.to(logits.device).long()
     top = logits.topk(min(5, logits.shape[1]), dim=1).indices
@@ -92,7 +128,7 @@ def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
     out = {k: torch.full((n,), NAN) for k in ("hit", "iou", "x0", "y0", "x1", "y1")}
     for i, t in enumerate(target.tolist()):
         gt = class_boxes(batch, i, t)
-        box = None if const[i] else component_box(s[i] >= threshold)
+        box = component_box(kept(s[i], threshold))
         if box is not None:
             for k, v in zip(("x0", "y0", "x1", "y1"), box):
                 out[k][i] = v
@@ -122,29 +158,33 @@ def curve_max(curve: Tensor) -> tuple[float, int]:
 
 
 @register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max",
-          curve_axes={"max_box_acc_curve": "threshold (share of the map's range)"})
+          curve_axes={"max_box_acc_curve": "threshold (share of the map's range, or of its max)"})
 def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                batch: Batch, num_thresholds: int = 100,
+                batch: Batch, num_thresholds: int = 100, threshold_rule: ThresholdRule = "minmax",
                 iou_threshold: float = 0.5) -> dict[str, Tensor]:
     """MaxBoxAcc (Choe et al. 2020): box localisation accuracy at the best of the
     thresholds ``tau_t = t / num_thresholds`` (t = 0..T-1), the best chosen once for the
-    whole dataset. A per-sample function cannot take that max, so it returns each
-    sample's hit at every threshold as ``max_box_acc_curve`` [B,T]; the dataset score is
-    ``max_t mean_n curve[n, t]`` (``aggregate="curve_max"``, see ``curve_max``). The
-    per-sample ``max_box_acc`` is NaN by construction (it exists only at dataset level).
+    whole dataset. A pixel is kept when its min-max normalised value is ``> tau``
+    (wsolevaluation, ``threshold_rule="minmax"``) or when it is ``> tau * max``
+    (``"max"``), as in ``box_localisation``. A per-sample function cannot take that max,
+    so it returns each sample's hit at every threshold as ``max_box_acc_curve`` [B,T];
+    the dataset score is ``max_t mean_n curve[n, t]`` (``aggregate="curve_max"``, see
+    ``curve_max``). The per-sample ``max_box_acc`` is NaN by construction (it exists only
+    at dataset level).
 
     Args:
         heatmap: [B,H,W]; target: [B]; batch: boxes with class labels. Model unused.
     Returns:
         ``max_box_acc`` [B] NaN; ``max_box_acc_curve`` [B,T] hits (1/0), NaN rows where
         the class has no box or the map is not finite, and ``max_box_acc_curve_x`` [B,T]
-        the thresholds. A constant map never hits.
+        the thresholds. Degenerate maps as in ``box_localisation``.
     """
     if num_thresholds < 1:
         raise ConfigError(f"num_thresholds={num_thresholds!r} must be >= 1")
     check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
+    check_choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
     batch = need_batch(batch, "max_box_acc")
-    s, const, ok = normalised_maps(heatmap)
+    s, ok = scaled_maps(heatmap, threshold_rule)
     taus = np.arange(num_thresholds) / num_thresholds
     curve = torch.full((s.shape[0], num_thresholds), NAN)
     for i, t in enumerate(target.tolist()):
@@ -152,7 +192,7 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         if gt is None:
             continue
         for j, tau in enumerate(taus):
-            box = None if const[i] else component_box(s[i] >= tau)
+            box = component_box(kept(s[i], tau))
             curve[i, j] = float(best_iou(box, gt) >= iou_threshold)
     dev = heatmap.device
     xs = torch.tensor(taus, dtype=torch.float32, device=dev).expand(s.shape[0], -1)

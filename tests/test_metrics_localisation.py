@@ -1,5 +1,5 @@
-"""box_localisation / max_box_acc against a naive loop (scipy's labelling, IoU by hand)
-and hand-computed maps."""
+"""box_localisation / max_box_acc against a naive loop (scipy's labelling, IoU by hand),
+a transcription of wsolevaluation's thresholding, and hand-computed maps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 from faithbench.errors import ConfigError
 from faithbench.metrics import get
-from faithbench.metrics.localisation import curve_max
+from faithbench.metrics.localisation import curve_max, kept, scaled_maps
 from faithbench.types import Batch
 
 loc = get("box_localisation").fn
@@ -65,9 +65,14 @@ def test_box_localisation_by_hand():
     assert out["box_localisation_top5_error"].item() == 1.0
 
 
-def naive_localise(sal, gts, t, iou_thr=0.5):
-    s = (sal - sal.min()) / (sal.max() - sal.min())
-    lab, n = ndimage.label(s >= t, structure=np.ones((3, 3)))
+def naive_localise(sal, gts, t, iou_thr=0.5, rule="max"):
+    """The papers' rule (``max``: above t of the max value) or wsolevaluation's min-max
+    map above t, both strict as cvThreshold / cv2.threshold."""
+    if rule == "max":
+        on = sal > t * sal.max()
+    else:
+        on = (sal - sal.min()) / (sal.max() - sal.min()) > t
+    lab, n = ndimage.label(on, structure=np.ones((3, 3)))
     if n == 0:
         return 0.0, 0.0
     sizes = [(lab == k).sum() for k in range(1, n + 1)]
@@ -100,34 +105,92 @@ def random_case(seed, n=5, size=20):
     return sal, boxes, labels
 
 
-def test_box_localisation_matches_naive_loop(tiny_cnn):
+@pytest.mark.parametrize("rule", ["max", "minmax"])
+def test_box_localisation_matches_naive_loop(tiny_cnn, rule):
     sal, boxes, labels = random_case(0)
+    sal = sal - 0.3  # signed maps, so the two rules differ
     target = torch.tensor([0, 1, 0, 1, 3])  # class 3 has no box: NaN
     x = torch.randn(5, 3, 20, 20)
-    out = loc(tiny_cnn, x, sal, target, make_batch(5, 20, boxes, labels), threshold=0.4)
+    batch = make_batch(5, 20, boxes, labels)
+    out = loc(tiny_cnn, x, sal, target, batch, threshold=0.4, threshold_rule=rule)
     for i in range(4):
         gts = boxes[i][labels[i] == target[i]].tolist()
-        hit, iou = naive_localise(sal[i].numpy(), gts, 0.4)
+        hit, iou = naive_localise(sal[i].double().numpy(), gts, 0.4, rule=rule)
         assert out["box_localisation"][i].item() == hit
         assert out["box_localisation_iou"][i].item() == pytest.approx(iou, abs=1e-6)
     assert 0 < out["box_localisation"][:4].sum() < 4
+    other = loc(tiny_cnn, x, sal, target, batch, threshold=0.4,
+                threshold_rule="minmax" if rule == "max" else "max")
+    assert not torch.equal(other["box_localisation_iou"][:4], out["box_localisation_iou"][:4])
     assert torch.isnan(out["box_localisation"][4]) and torch.isnan(out["box_localisation_top1_error"][4])
 
 
-def test_max_box_acc_curve_matches_naive_loop_and_box_localisation(tiny_cnn):
+@pytest.mark.parametrize("rule", ["minmax", "max"])
+def test_max_box_acc_curve_matches_naive_loop_and_box_localisation(tiny_cnn, rule):
     sal, boxes, labels = random_case(1)
     target = torch.tensor([0, 1, 0, 1, 0])
     batch = make_batch(5, 20, boxes, labels)
-    curve = mba(None, None, sal, target, batch, num_thresholds=20)["max_box_acc_curve"]
+    curve = mba(None, None, sal, target, batch, num_thresholds=20,
+                threshold_rule=rule)["max_box_acc_curve"]
     assert curve.shape == (5, 20)
     for i in range(5):
         gts = boxes[i][labels[i] == target[i]].tolist()
-        exp = [naive_localise(sal[i].numpy(), gts, j / 20)[0] for j in range(20)]
+        exp = [naive_localise(sal[i].double().numpy(), gts, j / 20, rule=rule)[0] for j in range(20)]
         assert curve[i].tolist() == exp
     assert 0 < curve.sum() < curve.numel()
-    at = loc(tiny_cnn, torch.zeros(5, 3, 20, 20), sal, target, batch, threshold=0.15)
-    full = mba(None, None, sal, target, batch)["max_box_acc_curve"]
+    at = loc(tiny_cnn, torch.zeros(5, 3, 20, 20), sal, target, batch, threshold=0.15,
+             threshold_rule=rule)
+    full = mba(None, None, sal, target, batch, threshold_rule=rule)["max_box_acc_curve"]
     assert torch.equal(full[:, 15], at["box_localisation"])
+
+
+def wsol_kept(scoremap, tau):
+    """wsolevaluation's evaluation.compute_bboxes_from_scoremaps, the thresholding part:
+    uint8 map, cv2.threshold(thresh=int(tau * max), THRESH_BINARY), i.e. strictly above."""
+    cv2 = pytest.importorskip("cv2")
+    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    _, thr = cv2.threshold(src=image, thresh=int(tau * np.max(image)), maxval=255,
+                           type=cv2.THRESH_BINARY)
+    return thr > 0
+
+
+def test_minmax_threshold_is_wsolevaluations_but_for_uint8_rounding():
+    sal = torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(4)) - 0.2
+    sal[0, :6] = sal[0].min()  # a flat minimum region: kept under >= at tau = 0, not under >
+    s, _ = scaled_maps(sal, "minmax")
+    band = 0
+    for i in range(3):
+        scoremap = s[i].astype(np.float32)  # wsolevaluation's normalize_scoremap output
+        for tau in np.arange(0, 1, 0.01):
+            ours, theirs = kept(s[i], tau), wsol_kept(scoremap, tau)
+            # uint8 truncation drops pixels in (tau, (floor(255 tau) + 1) / 255]: nothing else.
+            edge = (np.floor(255 * tau) + 1) / 255
+            in_band = (s[i] > tau) & (s[i] < edge + 1e-6)
+            assert np.array_equal(ours & ~in_band, theirs & ~in_band)
+            assert not (theirs & ~ours).any()
+            band += int((ours != theirs).sum())
+    assert band > 0
+
+
+def test_strict_threshold_and_the_two_rules_by_hand(tiny_cnn):
+    # Row 0: values 4, 2, 1, 0, -4 (one per column pair); t = 0.25 of the max is 1.0 and
+    # 0.25 of the range [-4, 4] is -2.
+    h = torch.tensor([[4.0, 4.0, 2.0, 2.0, 1.0, 1.0, 0.0, 0.0, -4.0, -4.0]]).expand(10, 10)[None].clone()
+    x = torch.zeros(1, 3, 10, 10)
+    batch = make_batch(1, 10, [torch.tensor([[0.0, 0.0, 4.0, 10.0]])], [torch.tensor([0])])
+    t = torch.tensor([0])
+    out = loc(tiny_cnn, x, h, t, batch, threshold=0.25)
+    # max: keep > 1.0 (the tie at exactly 1.0 is dropped): columns 0-3, IoU 1.
+    assert [out[f"box_localisation_{k}"].item() for k in ("x0", "y0", "x1", "y1")] == [0, 0, 4, 10]
+    assert out["box_localisation"].item() == 1.0
+    out = loc(tiny_cnn, x, h, t, batch, threshold=0.25, threshold_rule="minmax")
+    # minmax: keep > -2 + ... = (h + 4) / 8 > 0.25, i.e. h > -2: columns 0-7, IoU 0.5.
+    assert out["box_localisation_x1"].item() == 8 and out["box_localisation_iou"].item() == 0.5
+    assert out["box_localisation"].item() == 1.0
+    out = loc(tiny_cnn, x, h, t, batch, threshold=0.5)  # keep > 2: only columns 0-1
+    assert out["box_localisation_x1"].item() == 2
+    with pytest.raises(ConfigError, match="'range'.*max.*minmax"):
+        loc(tiny_cnn, x, h, t, batch, threshold_rule="range")
 
 
 def test_curve_max_is_a_dataset_level_max():
@@ -139,17 +202,27 @@ def test_curve_max_is_a_dataset_level_max():
 
 
 def test_degenerate_maps_and_bad_thresholds(tiny_cnn):
-    box = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 3
-    batch = make_batch(3, 8, box, [torch.tensor([0])] * 3)
-    h = torch.zeros(3, 8, 8)
+    box = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 4
+    batch = make_batch(4, 8, box, [torch.tensor([0])] * 4)
+    h = torch.zeros(4, 8, 8)
     h[1] = 5.0
     h[2, 0, 0] = float("nan")
-    x = torch.zeros(3, 3, 8, 8)
-    out = loc(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), batch, threshold=0.0)
-    # Constant maps give no box (even at threshold 0, where the whole image would match).
-    assert out["box_localisation"][:2].tolist() == [0.0, 0.0] and torch.isnan(out["box_localisation"][2])
-    curve = mba(None, x, h, torch.zeros(3, dtype=torch.long), batch)["max_box_acc_curve"]
-    assert (curve[:2] == 0).all() and torch.isnan(curve[2]).all()
+    h[3] = -1.0
+    h[3, 0, 0] = -2.0  # all negative, not constant
+    x = torch.zeros(4, 3, 8, 8)
+    t = torch.zeros(4, dtype=torch.long)
+    # minmax: constant maps give no box (even at threshold 0, where the whole image would
+    # match). max: the all-zero map keeps nothing (max <= 0); the constant positive map is
+    # t * max everywhere below its value, so the whole image is kept (CAM's map / max = 1).
+    for rule, const in (("minmax", [0.0, 0.0]), ("max", [0.0, 1.0])):
+        out = loc(tiny_cnn, x, h, t, batch, threshold=0.0, threshold_rule=rule)
+        assert out["box_localisation"][:2].tolist() == const and torch.isnan(out["box_localisation"][2])
+        curve = mba(None, x, h, t, batch, threshold_rule=rule)["max_box_acc_curve"]
+        assert (curve[:2] == torch.tensor(const)[:, None]).all() and torch.isnan(curve[2]).all()
+    # max <= 0 keeps nothing under "max"; under "minmax" all but the minimum pixel remain.
+    assert loc(tiny_cnn, x, h, t, batch, threshold=0.0)["box_localisation"][3].item() == 0.0
+    assert loc(tiny_cnn, x, h, t, batch, threshold=0.0,
+               threshold_rule="minmax")["box_localisation"][3].item() == 1.0
     with pytest.raises(ConfigError, match="threshold=1.5"):
         loc(tiny_cnn, x, h, torch.zeros(3, dtype=torch.long), batch, threshold=1.5)
     for fn in (loc, mba):

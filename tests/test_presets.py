@@ -82,6 +82,7 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
         ([], {"model.arch": "vgg16", "model.weights": "IMAGENET1K_V1", "method.name": "grad_cam",
               "method.layer": None, "target": "label", "metrics": ["box_localisation"],
               "metric.box_localisation.threshold": 0.15,
+              "metric.box_localisation.threshold_rule": "max",
               "metric.box_localisation.iou_threshold": 0.5, "dataset.name": "imagenet",
               "dataset.limit": None, "model.preprocess.resize": "stretch",
               "model.preprocess.size": 224}),
@@ -89,6 +90,7 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
     "cam_localisation": [
         ([], {"model.arch": "resnet50", "method.name": "cam", "method.layer": None,
               "target": "label", "metric.box_localisation.threshold": 0.2,
+              "metric.box_localisation.threshold_rule": "max",
               "metric.box_localisation.iou_threshold": 0.5, "model.preprocess.resize": "stretch"}),
     ],
     "gradcam_pp_confidence": [
@@ -97,6 +99,8 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
             "method.layer": None, "target": "pred",
             "metrics": ["average_drop", "increase_in_confidence"],
             "metric.average_drop.space": "pixel", "metric.average_drop.activation": "softmax",
+            "metric.average_drop.normalisation": "relu_max",
+            "metric.increase_in_confidence.normalisation": "relu_max",
             "metric.increase_in_confidence.space": "pixel",
             "metric.increase_in_confidence.activation": "softmax",
             "model.preprocess": {"size": 224, "resize": "center_crop", "crop_pct": 1.0,
