@@ -16,6 +16,7 @@ from faithbench.metrics._common import check_choice, check_range, clean, nan_whe
 from faithbench.types import Batch, boxes_to_mask
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
+ToleranceUnit = Literal["px", "fraction"]
 NAN = float("nan")
 
 
@@ -82,7 +83,8 @@ def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float
           outputs={"pointing_game_difficult": True})
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch, tolerance: float = 15.0,
-                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0) -> dict[str, Tensor]:
+                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0,
+                  tolerance_unit: ToleranceUnit = "px") -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
@@ -93,7 +95,12 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args:
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
             ``scale``/``offset`` back to original pixels. The model is not used.
-        tolerance: in original pixels, > 0 (0.5: only the point's own pixel counts).
+        tolerance: > 0, in original pixels (``tolerance_unit="px"``; 0.5: only the
+            point's own pixel counts) or as a share of each image's longer original side
+            (``"fraction"``; at most 1).
+        tolerance_unit: ``px`` (TorchRay: 15 px, about 3% of a 500 x 375 VOC image) |
+            ``fraction`` (the same share on images of any size: 0.03 is 1.9 px on the
+            64 x 64 shapes scenes, where 15 px is a quarter of the image).
         ground_truth: ``auto`` | ``masks`` | ``boxes`` (an explicit choice the batch
             lacks is an error).
         smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
@@ -107,14 +114,17 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         point in original pixels. No forward passes.
     """
     check_range("smooth", smooth, 0.0, 1.0)
-    check_range("tolerance", tolerance, 0.0, float("inf"), lo_open=True)
+    check_choice("tolerance_unit", tolerance_unit, ["px", "fraction"])
+    check_range("tolerance", tolerance, 0.0, 1.0 if tolerance_unit == "fraction" else float("inf"),
+                lo_open=True)
     batch = need_batch(batch, "pointing_game")
     h, ok = clean(heatmap)
     n, hw = h.shape[0], tuple(h.shape[-2:])
     hit, py, px = (torch.full((n,), NAN) for _ in range(3))
-    r = math.ceil(tolerance)
     for i, t in enumerate(target.tolist()):
         scale, size = frame(batch, i, hw)
+        tol = tolerance * max(size) if tolerance_unit == "fraction" else tolerance
+        r = math.ceil(tol)
         sal = gaussian_smooth(resize(h[i], size), smooth * max(size))
         idx = int(sal.flatten().argmax())  # torch returns the first maximal index
         v, u = divmod(idx, size[1])
@@ -127,7 +137,7 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         win = gt[v0:v + r + 1, u0:u + r + 1]
         dv = torch.arange(v0, v0 + win.shape[0])[:, None] - v
         du = torch.arange(u0, u0 + win.shape[1])[None, :] - u
-        hit[i] = float(bool((win & (dv**2 + du**2 < tolerance**2)).any()))
+        hit[i] = float(bool((win & (dv**2 + du**2 < tol**2)).any()))
     hard = torch.full((n,), NAN)
     if batch.hard_classes is not None:
         for i, t in enumerate(target.tolist()):
