@@ -17,6 +17,7 @@ from faithbench.types import Batch, boxes_to_mask
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
 ToleranceUnit = Literal["px", "fraction"]
+ClassMean = Literal["present", "label_space"]
 NAN = float("nan")
 
 
@@ -84,7 +85,8 @@ def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch, tolerance: float = 15.0,
                   ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0,
-                  tolerance_unit: ToleranceUnit = "px") -> dict[str, Tensor]:
+                  tolerance_unit: ToleranceUnit = "px", class_mean: ClassMean = "present",
+                  num_classes: int | None = None) -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
@@ -101,6 +103,13 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         tolerance_unit: ``px`` (TorchRay: 15 px, about 3% of a 500 x 375 VOC image) |
             ``fraction`` (the same share on images of any size: 0.03 is 1.9 px on the
             64 x 64 shapes scenes, where 15 px is a quarter of the image).
+        class_mean: how the dataset score averages the per-class accuracies (read by
+            ``faithbench.aggregate``, not per sample): ``present`` (the classes with a
+            scored sample) | ``label_space`` (all ``num_classes`` classes, a class never
+            scored counting 0: TorchRay's ``hits / (hits + misses).clamp(min=1)``).
+            Equal on full VOC07 / COCO14; on a subset missing a class they differ.
+        num_classes: the label-space size for ``label_space``; None: filled by the
+            runner from the model's classes.
         ground_truth: ``auto`` | ``masks`` | ``boxes`` (an explicit choice the batch
             lacks is an error).
         smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
@@ -115,6 +124,9 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     """
     check_range("smooth", smooth, 0.0, 1.0)
     check_choice("tolerance_unit", tolerance_unit, ["px", "fraction"])
+    check_choice("class_mean", class_mean, ["present", "label_space"])
+    if num_classes is not None:
+        check_range("num_classes", num_classes, 1, float("inf"))
     check_range("tolerance", tolerance, 0.0, 1.0 if tolerance_unit == "fraction" else float("inf"),
                 lo_open=True)
     batch = need_batch(batch, "pointing_game")
