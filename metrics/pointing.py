@@ -10,50 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.metrics import register
 from faithbench.metrics._common import check_choice, check_range, clean, nan_where, need_batch, resize
-from faithbench.types import Batch, boxes_to_mask
+from faithbench.metrics._regions import MaskResolution, class_region, frame
+from faithbench.types import Batch
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
 ToleranceUnit = Literal["px", "fraction"]
 ClassMean = Literal["present", "label_space"]
 NAN = float("nan")
-
-
-def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
-                 scale: tuple[float, float], ground_truth: str,
-                 skip_difficult: bool = False) -> Tensor | None:
-    """Union of class ``t``'s ground truth of sample ``i`` as a bool mask of ``size``,
-    the input frame stretched by ``scale`` (y, x). Masks (given at input resolution) are
-    upsampled nearest-neighbour, so each input pixel covers its footprint; boxes are
-    scaled exactly. None where the class has no ground truth (or, with
-    ``skip_difficult``, only VOC "difficult" boxes)."""
-    check_choice("ground_truth", ground_truth, ["auto", "masks", "boxes"])
-    use_masks = ground_truth == "masks" or (ground_truth == "auto" and batch.masks is not None)
-    if ground_truth != "auto" and getattr(batch, ground_truth) is None:
-        have = [k for k in ("masks", "boxes") if getattr(batch, k) is not None]
-        raise ConfigError(f"ground_truth={ground_truth!r} but the batch has no {ground_truth}; "
-                          f"valid here: {', '.join(['auto', *have])}")
-    if use_masks:
-        if batch.masks is None or batch.mask_labels is None:
-            return None
-        sel = batch.mask_labels[i].cpu() == t
-        if not bool(sel.any()):
-            return None
-        m = batch.masks[i].cpu()[sel].any(0)
-        if not bool(m.any()):  # an empty mask is no ground truth, not a free hit
-            return None
-        return F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
-    if batch.boxes is None or batch.box_labels is None:
-        return None
-    sel = batch.box_labels[i].cpu() == t
-    if not bool(sel.any()):
-        return None
-    if skip_difficult and batch.box_difficult is not None and bool(batch.box_difficult[i].cpu()[sel].all()):
-        return None
-    b = batch.boxes[i][sel].float().cpu() * torch.tensor([scale[1], scale[0], scale[1], scale[0]])
-    return boxes_to_mask(b, size)
 
 
 def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
@@ -71,22 +36,14 @@ def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
     return x[0, 0]
 
 
-def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
-    """(scale (y, x), size of the input's footprint in original pixels)."""
-    if batch.scale.shape[0] > i:
-        sy, sx = (float(v) for v in batch.scale[i])
-    else:
-        sy, sx = 1.0, 1.0
-    return (sy, sx), (max(1, round(hw[0] * sy)), max(1, round(hw[1] * sx)))
-
-
 @register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",
           outputs={"pointing_game_difficult": True})
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch, tolerance: float = 15.0,
                   ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0,
                   tolerance_unit: ToleranceUnit = "px", class_mean: ClassMean = "present",
-                  num_classes: int | None = None) -> dict[str, Tensor]:
+                  num_classes: int | None = None,
+                  mask_resolution: MaskResolution = "original") -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
@@ -110,6 +67,10 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
             Equal on full VOC07 / COCO14; on a subset missing a class they differ.
         num_classes: the label-space size for ``label_space``; None: filled by the
             runner from the model's classes.
+        mask_resolution: ``original`` (TorchRay): masks at the original image size where
+            the dataset keeps them (``batch.orig_masks``, COCO), pixel for pixel; else,
+            and with ``input``, the input-resolution masks upsampled nearest-neighbour
+            (a mask 1-7 px wide can vanish at 224 px and its pair drops out as NaN).
         ground_truth: ``auto`` | ``masks`` | ``boxes`` (an explicit choice the batch
             lacks is an error).
         smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
@@ -125,6 +86,7 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     check_range("smooth", smooth, 0.0, 1.0)
     check_choice("tolerance_unit", tolerance_unit, ["px", "fraction"])
     check_choice("class_mean", class_mean, ["present", "label_space"])
+    check_choice("mask_resolution", mask_resolution, ["original", "input"])
     if num_classes is not None:
         check_range("num_classes", num_classes, 1, float("inf"))
     check_range("tolerance", tolerance, 0.0, 1.0 if tolerance_unit == "fraction" else float("inf"),
@@ -142,7 +104,8 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         v, u = divmod(idx, size[1])
         off = batch.offset[i].tolist() if batch.offset.shape[0] > i else [0.0, 0.0]
         py[i], px[i] = v + off[0] * scale[0], u + off[1] * scale[1]
-        gt = class_region(batch, i, t, size, scale, ground_truth, skip_difficult=True)
+        gt = class_region(batch, i, t, size, scale, ground_truth, skip_difficult=True,
+                          mask_resolution=mask_resolution)
         if gt is None:
             continue
         v0, u0 = max(0, v - r), max(0, u - r)
