@@ -55,7 +55,8 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
             ``scale``/``offset`` back to original pixels. The model is not used.
         tolerance: > 0, in original pixels (``tolerance_unit="px"``; 0.5: only the
-            point's own pixel counts) or as a share of each image's longer original side
+            point's own pixel counts) or as a share of the longer side of each input's
+            footprint in original pixels, the original image when uncropped
             (``"fraction"``; at most 1).
         tolerance_unit: ``px`` (TorchRay: 15 px, about 3% of a 500 x 375 VOC image) |
             ``fraction`` (the same share on images of any size: 0.03 is 1.9 px on the
