@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from faithbench.errors import ConfigError
+
 log = logging.getLogger("faithbench")
 NAN = {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
 
 
-def _class_mean(values: np.ndarray, groups: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean over classes of the per-class mean, along ``axis`` (vectorised for scipy)."""
+def _class_mean(values: np.ndarray, groups: np.ndarray, axis: int = -1,
+                num_classes: int | None = None) -> np.ndarray:
+    """Mean over classes of the per-class mean, along ``axis`` (vectorised for scipy).
+    ``num_classes=None``: over the classes present (with a defined value); an int K:
+    over all K classes of the label space, an absent class counting 0 (TorchRay's
+    ``hits / (hits + misses).clamp(min=1)``, then ``.mean()``)."""
     values, groups = np.moveaxis(values, axis, -1), np.moveaxis(groups, axis, -1)
     lead = values.shape[:-1]
     v = values.reshape(-1, values.shape[-1])
     g = groups.reshape(-1, groups.shape[-1]).astype(np.int64)
-    k = int(g.max()) + 1
+    k = int(g.max()) + 1 if num_classes is None else int(num_classes)
     rows = np.repeat(np.arange(v.shape[0]), v.shape[1]) * k + g.ravel()
     sums = np.bincount(rows, weights=v.ravel(), minlength=v.shape[0] * k).reshape(-1, k)
     counts = np.bincount(rows, minlength=v.shape[0] * k).reshape(-1, k)
+    if num_classes is not None:
+        return (sums / np.maximum(counts, 1)).mean(axis=1).reshape(lead)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_class = sums / counts
     return np.nanmean(np.where(counts > 0, per_class, np.nan), axis=1).reshape(lead)
@@ -30,50 +40,74 @@ def _class_mean(values: np.ndarray, groups: np.ndarray, axis: int = -1) -> np.nd
 
 def summarize(values: np.ndarray, groups: np.ndarray | None = None,
               how: Literal["mean", "class_mean"] = "mean", n_resamples: int = 1000,
-              confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+              confidence: float = 0.95, seed: int = 0,
+              num_classes: int | None = None) -> dict[str, float]:
     """Mean (or mean of per-class means) and its percentile-bootstrap CI.
 
     Args:
         values: [N] per-sample values; NaN (undefined for that sample) is left out.
-        groups: [N] class ids, needed for ``how="class_mean"``.
+        groups: [N] class ids in ``[0, num_classes)``, needed for ``how="class_mean"``.
+        num_classes: ``class_mean`` over the classes present (None) or over all
+            ``num_classes`` of the label space, absent classes counting 0 (TorchRay).
     Returns:
-        ``{"mean", "ci_low", "ci_high", "n"}``; NaN statistics when no value is defined.
+        ``{"mean", "ci_low", "ci_high", "n"}``, and for ``class_mean`` ``"classes"``:
+        how many classes the mean is over. NaN statistics when no value is defined.
     """
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values)
     v = values[ok]
     n = int(v.size)
-    if n == 0:
-        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+    extra: dict[str, float] = {}
     if how == "class_mean":
         if groups is None:
             raise ValueError("class_mean needs groups")
-        g = np.asarray(groups)[ok]
+        g = np.asarray(groups)[ok].astype(np.int64)
+        if num_classes is not None and g.size and (g.min() < 0 or g.max() >= num_classes):
+            raise ValueError(f"class ids {g.min()}..{g.max()} outside the label space of "
+                             f"num_classes={num_classes}")
+        extra["classes"] = float(len(np.unique(g)) if num_classes is None else num_classes)
         data: tuple[np.ndarray, ...] = (v, g)
-        stat = _class_mean
+        stat = functools.partial(_class_mean, num_classes=num_classes)
     else:
         data = (v,)
         stat = np.mean
+    if n == 0:
+        return {**NAN, **extra}
     mean = float(stat(*data, axis=-1))
-    if n == 1 or np.all(v == v[0]):
-        return {"mean": mean, "ci_low": mean, "ci_high": mean, "n": n}
+    if n == 1 or np.all(v == v[0]) and num_classes is None:
+        return {"mean": mean, "ci_low": mean, "ci_high": mean, "n": n, **extra}
     res = stats.bootstrap(data, stat, paired=len(data) > 1, vectorized=True,
                           n_resamples=n_resamples, confidence_level=confidence,
                           method="percentile", rng=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
-    return {"mean": mean, "ci_low": float(lo), "ci_high": float(hi), "n": n}
+    return {"mean": mean, "ci_low": float(lo), "ci_high": float(hi), "n": n, **extra}
+
+
+def class_space(params: Mapping[str, Any]) -> int | None:
+    """The ``num_classes`` of a metric's ``class_mean`` from its resolved ``params``:
+    the label-space size for ``class_mean="label_space"`` (the runner fills
+    ``num_classes`` from the model), None (the classes present) otherwise."""
+    if params.get("class_mean", "present") != "label_space":
+        return None
+    k = params.get("num_classes")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"class_mean='label_space' needs num_classes >= 1 (the label-space "
+                          f"size); got num_classes={k!r}")
+    return k
 
 
 def summarize_column(frame: pd.DataFrame, key: str, how: str, n_resamples: int = 1000,
-                     seed: int = 0) -> dict[str, float]:
+                     seed: int = 0, num_classes: int | None = None) -> dict[str, float]:
     """``{"mean", "ci_low", "ci_high", "n"}`` of output ``key`` over the readable rows
     ``frame`` of one run, by the metric's registered aggregation: ``mean`` and
     ``class_mean`` (grouped by the ``target`` column) through ``summarize``;
     ``curve_max`` (a dataset-level best threshold, MaxBoxAcc) from ``<key>_curve``.
+    ``num_classes``: see ``summarize`` (from ``class_space``).
     The runner and the report both call this, so they cannot disagree."""
     if how in ("mean", "class_mean"):
         return summarize(frame[key].to_numpy(dtype=float), frame["target"].to_numpy(),
-                         how, n_resamples=n_resamples, seed=seed)  # type: ignore[arg-type]
+                         how, n_resamples=n_resamples, seed=seed,  # type: ignore[arg-type]
+                         num_classes=num_classes if how == "class_mean" else None)
     if how == "curve_max" and f"{key}_curve" in frame.columns:
         return curve_max(np.stack(frame[f"{key}_curve"].to_numpy()).astype(np.float64),
                          n_resamples, seed)

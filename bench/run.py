@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from faithbench import datasets, methods, metrics, models
-from faithbench.aggregate import summarize_column
+from faithbench.aggregate import class_space, summarize_column
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
                                flatten, run_key, select_indices, strip_perf, to_dict)
@@ -129,7 +129,7 @@ def prepare(cfg: DictConfig) -> Job:
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
-               "preprocess": spec.preprocess}
+               "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
     method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
                                  f"method {cfg.method.name!r}")
     cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
@@ -235,10 +235,13 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
         for key, owner in job.scorer.outputs.items():
             if owner != m.name or ok[key].dtype == object:  # per-sample vectors: not averaged
                 continue
-            s = summarize_column(ok, key, m.info.aggregate, seed=int(job.cfg.seed))
+            s = summarize_column(ok, key, m.info.aggregate, seed=int(job.cfg.seed),
+                                 num_classes=class_space(m.params))
             out[key] = s["mean"]
             out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s["ci_low"], s["ci_high"]
             out[f"{key}_n"] = float(s["n"])
+            if "classes" in s:  # how many classes a class mean is over
+                out[f"{key}_classes"] = float(s["classes"])
     return out
 
 

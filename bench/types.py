@@ -31,6 +31,9 @@ class Sample:
     box_difficult: Tensor | None = None  # [N] bool (VOC "difficult" objects)
     masks: Tensor | None = None  # [M,H,W] bool
     mask_labels: Tensor | None = None  # [M] int64
+    # [M,h,w] bool: the same masks at the original image size (COCO keeps them for the
+    # pointing game, which scores in original pixels; None where input masks suffice)
+    orig_masks: Tensor | None = None
     orig_size: tuple[int, int] = (0, 0)  # (h, w) of the original image
     scale: tuple[float, float] = (1.0, 1.0)
     offset: tuple[float, float] = (0.0, 0.0)
@@ -51,6 +54,7 @@ class Batch:
     box_difficult: list[Tensor] | None = None
     masks: list[Tensor] | None = None
     mask_labels: list[Tensor] | None = None
+    orig_masks: list[Tensor] | None = None  # per sample [M,h,w] bool, original size
     orig_size: Tensor = field(default_factory=lambda: torch.zeros(0, 2))  # [B,2]
     scale: Tensor = field(default_factory=lambda: torch.ones(0, 2))  # [B,2]
     offset: Tensor = field(default_factory=lambda: torch.zeros(0, 2))  # [B,2]
@@ -79,6 +83,7 @@ class Batch:
             box_difficult=pick(self.box_difficult),
             masks=pick(self.masks),
             mask_labels=pick(self.mask_labels),
+            orig_masks=pick(self.orig_masks),
             orig_size=self.orig_size[cpu],
             scale=self.scale[cpu],
             offset=self.offset[cpu],
@@ -157,6 +162,7 @@ def stack(samples: list[Sample], index: list[int]) -> Batch:
         box_difficult=opt("box_difficult"),
         masks=opt("masks"),
         mask_labels=opt("mask_labels"),
+        orig_masks=opt("orig_masks"),
         orig_size=torch.tensor([s.orig_size for s in samples], dtype=torch.float32),
         scale=torch.tensor([s.scale for s in samples], dtype=torch.float32),
         offset=torch.tensor([s.offset for s in samples], dtype=torch.float32),

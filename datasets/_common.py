@@ -33,11 +33,12 @@ def read_rgb(path: str | Path) -> Tensor | None:
 def make_sample(pre: Preprocess, img: Tensor, label: Tensor, sid: str,
                 boxes: Tensor | None = None, box_labels: Tensor | None = None,
                 box_difficult: Tensor | None = None, masks: Tensor | None = None,
-                mask_labels: Tensor | None = None, hard_classes: Tensor | None = None
-                ) -> Sample:
+                mask_labels: Tensor | None = None, hard_classes: Tensor | None = None,
+                keep_orig_masks: bool = False) -> Sample:
     """Apply ``pre`` to a raw RGB image [3,h,w] and its ground truth in original pixels
     (boxes [N,4] xyxy, masks [M,h,w]); boxes that fall outside a crop are dropped along
-    with their labels and difficult flags."""
+    with their labels and difficult flags. ``keep_orig_masks``: also keep ``masks`` as
+    given, at the original size (``Sample.orig_masks``)."""
     h, w = img.shape[-2:]
     g = pre.geometry(h, w)
     if g.resized == (h, w) and g.size == (h, w):
@@ -54,6 +55,7 @@ def make_sample(pre: Preprocess, img: Tensor, label: Tensor, sid: str,
     if masks is not None:
         s.masks = pre.masks(masks, g)
         s.mask_labels = mask_labels
+        s.orig_masks = masks.bool() if keep_orig_masks else None
     return s
 
 

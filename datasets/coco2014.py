@@ -8,7 +8,10 @@ Layout::
 
 Class ids are COCO's 80 category ids in increasing order mapped to 0..79 (the usual
 contiguous order). Images without any annotation are left out (nothing to explain).
-Masks come from pycocotools when installed, else from ``_coco_masks``' decoder.
+Masks come from pycocotools when installed, else from ``_coco_masks``' decoder. They are
+kept twice: at the model's input size (``masks``, for metrics in input pixels) and at the
+original size (``orig_masks``), where TorchRay's pointing game scores them: at 224 px a
+mask 1-7 px wide can vanish and a point near a boundary can change hit/miss.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class COCODataset(BenchDataset):
         name = Path(im["file_name"]).stem
         return make_sample(self.pre, img, target, f"coco2014/{name}", boxes=boxes,
                            box_labels=labels, masks=masks, mask_labels=mask_labels,
-                           hard_classes=hard_classes(self.flags, name, mask_labels))
+                           hard_classes=hard_classes(self.flags, name, mask_labels),
+                           keep_orig_masks=True)  # the pointing game scores at this size
 
 
 @register(needs_root=True, label_space="coco")

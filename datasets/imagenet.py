@@ -8,8 +8,14 @@ folders as torchvision's ``ImageNet`` layout). Boxes, in either common layout:
   synset and ``<bndbox>``), anywhere under ``root`` or in the folder ``boxes``;
 - ``LOC_val_solution.csv`` (``ImageId,PredictionString`` = "synset x0 y0 x1 y1 ...").
 
-Box coordinates are used as given (xyxy pixels). Label: the synset folder if the image
-sits in one, else the synset of its boxes. An image with neither is left out (warning).
+Box coordinates (``box_convention="voc"``, default): the ILSVRC devkit says its boxes
+are "in PASCAL VOC format", i.e. inclusive pixel indices counted from 1, and its
+evaluation (``eval_clsloc.m`` / ``compute_overlap.m``) measures a box as
+``(xmax - xmin + 1) * (ymax - ymin + 1)`` pixels. They become pixel-edge xyxy
+``[xmin - 1, ymin - 1, xmax, ymax]`` as VOC's do (``voc2007``), clamped at 0 (a few
+ILSVRC boxes start at 0). ``"edges"``: used as given, for files already holding pixel
+edges. Label: the synset folder if the image sits in one, else the synset of its boxes.
+An image with neither is left out (warning).
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from __future__ import annotations
 import csv
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from faithbench.datasets import register
 from faithbench.datasets._common import log, make_sample, read_rgb, require_root
 from faithbench.datasets._imagenet_classes import imagenet_class_names, synset_to_index
-from faithbench.errors import ConfigError
+from faithbench.errors import ConfigError, unknown_choice
 from faithbench.preprocess import Preprocess
 from faithbench.types import BenchDataset, Sample
 
@@ -31,6 +38,7 @@ LAYOUT = ("ILSVRC2012 val images (flat or in synset folders) with per-image XML 
           "or LOC_val_solution.csv")
 IMAGE_EXT = {".jpeg", ".jpg", ".png"}
 Boxes = list[tuple[str, list[float]]]  # (synset, xyxy) per object
+BoxConvention = Literal["voc", "edges"]
 
 
 def parse_xml(path: Path) -> Boxes:
@@ -64,8 +72,10 @@ class ImageNetDataset(BenchDataset):
     ground_truth = frozenset({"boxes"})
 
     def __init__(self, preprocess: Preprocess, items: list[tuple[str, Path, str | None]],
-                 xml: dict[str, Path], csv_rows: dict[str, str]) -> None:
+                 xml: dict[str, Path], csv_rows: dict[str, str],
+                 box_convention: BoxConvention = "voc") -> None:
         self.pre, self.items, self.xml, self.csv_rows = preprocess, items, xml, csv_rows
+        self.box_convention = box_convention
         self.class_names = imagenet_class_names()
         self.index = synset_to_index()
 
@@ -87,6 +97,8 @@ class ImageNetDataset(BenchDataset):
             boxes = torch.tensor([b for _, b in objs], dtype=torch.float32).reshape(-1, 4)
             if (boxes[:, 2:] < boxes[:, :2]).any():
                 raise ValueError("inverted box")
+            if self.box_convention == "voc":  # inclusive 1-based indices -> pixel edges
+                boxes[:, :2] = (boxes[:, :2] - 1).clamp(min=0)
             synset = folder_synset or (objs[0][0] if objs else None)
             if synset is None:
                 raise ValueError("no label: no synset folder and no boxes")
@@ -103,7 +115,7 @@ class ImageNetDataset(BenchDataset):
 
 @register(needs_root=True, label_space="imagenet")
 def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
-             boxes: str | None = None) -> BenchDataset:
+             boxes: str | None = None, box_convention: BoxConvention = "voc") -> BenchDataset:
     """Build the ILSVRC2012 validation set.
 
     Args:
@@ -111,7 +123,11 @@ def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
         images: sub-folder of ``root`` holding the images ("" = search all of root).
         boxes: an XML folder or ``LOC_val_solution.csv`` (relative to root or absolute);
             by default XML files found under root, else ``root/LOC_val_solution.csv``.
+        box_convention: ``voc`` (the devkit's: 1-based inclusive pixel indices, made
+            pixel edges ``[xmin-1, ymin-1, xmax, ymax]``) | ``edges`` (used as given).
     """
+    if box_convention not in ("voc", "edges"):
+        raise unknown_choice("box_convention", box_convention, ["voc", "edges"])
     base = require_root(root, "imagenet", LAYOUT)
     index = synset_to_index()
     files = sorted(p for p in (base / images).rglob("*") if p.suffix.lower() in IMAGE_EXT)
@@ -137,4 +153,4 @@ def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
         items = [it for it in items if it[0] not in drop]
     if not items:
         raise ConfigError(f"imagenet: no labelled images under {str(base)!r}; expected {LAYOUT}")
-    return ImageNetDataset(preprocess, items, xml, rows)
+    return ImageNetDataset(preprocess, items, xml, rows, box_convention)

@@ -10,48 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.metrics import register
 from faithbench.metrics._common import check_choice, check_range, clean, nan_where, need_batch, resize
-from faithbench.types import Batch, boxes_to_mask
+from faithbench.metrics._regions import MaskResolution, class_region, frame
+from faithbench.types import Batch
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
+ToleranceUnit = Literal["px", "fraction"]
+ClassMean = Literal["present", "label_space"]
 NAN = float("nan")
-
-
-def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
-                 scale: tuple[float, float], ground_truth: str,
-                 skip_difficult: bool = False) -> Tensor | None:
-    """Union of class ``t``'s ground truth of sample ``i`` as a bool mask of ``size``,
-    the input frame stretched by ``scale`` (y, x). Masks (given at input resolution) are
-    upsampled nearest-neighbour, so each input pixel covers its footprint; boxes are
-    scaled exactly. None where the class has no ground truth (or, with
-    ``skip_difficult``, only VOC "difficult" boxes)."""
-    check_choice("ground_truth", ground_truth, ["auto", "masks", "boxes"])
-    use_masks = ground_truth == "masks" or (ground_truth == "auto" and batch.masks is not None)
-    if ground_truth != "auto" and getattr(batch, ground_truth) is None:
-        have = [k for k in ("masks", "boxes") if getattr(batch, k) is not None]
-        raise ConfigError(f"ground_truth={ground_truth!r} but the batch has no {ground_truth}; "
-                          f"valid here: {', '.join(['auto', *have])}")
-    if use_masks:
-        if batch.masks is None or batch.mask_labels is None:
-            return None
-        sel = batch.mask_labels[i].cpu() == t
-        if not bool(sel.any()):
-            return None
-        m = batch.masks[i].cpu()[sel].any(0)
-        if not bool(m.any()):  # an empty mask is no ground truth, not a free hit
-            return None
-        return F.interpolate(m[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
-    if batch.boxes is None or batch.box_labels is None:
-        return None
-    sel = batch.box_labels[i].cpu() == t
-    if not bool(sel.any()):
-        return None
-    if skip_difficult and batch.box_difficult is not None and bool(batch.box_difficult[i].cpu()[sel].all()):
-        return None
-    b = batch.boxes[i][sel].float().cpu() * torch.tensor([scale[1], scale[0], scale[1], scale[0]])
-    return boxes_to_mask(b, size)
 
 
 def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
@@ -69,20 +36,14 @@ def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
     return x[0, 0]
 
 
-def frame(batch: Batch, i: int, hw: tuple[int, int]) -> tuple[tuple[float, float], tuple[int, int]]:
-    """(scale (y, x), size of the input's footprint in original pixels)."""
-    if batch.scale.shape[0] > i:
-        sy, sx = (float(v) for v in batch.scale[i])
-    else:
-        sy, sx = 1.0, 1.0
-    return (sy, sx), (max(1, round(hw[0] * sy)), max(1, round(hw[1] * sx)))
-
-
 @register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",
           outputs={"pointing_game_difficult": True})
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch, tolerance: float = 15.0,
-                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0) -> dict[str, Tensor]:
+                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0,
+                  tolerance_unit: ToleranceUnit = "px", class_mean: ClassMean = "present",
+                  num_classes: int | None = None,
+                  mask_resolution: MaskResolution = "original") -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
@@ -93,7 +54,24 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args:
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and
             ``scale``/``offset`` back to original pixels. The model is not used.
-        tolerance: in original pixels, > 0 (0.5: only the point's own pixel counts).
+        tolerance: > 0, in original pixels (``tolerance_unit="px"``; 0.5: only the
+            point's own pixel counts) or as a share of the longer side of each input's
+            footprint in original pixels, the original image when uncropped
+            (``"fraction"``; at most 1).
+        tolerance_unit: ``px`` (TorchRay: 15 px, about 3% of a 500 x 375 VOC image) |
+            ``fraction`` (the same share on images of any size: 0.03 is 1.9 px on the
+            64 x 64 shapes scenes, where 15 px is a quarter of the image).
+        class_mean: how the dataset score averages the per-class accuracies (read by
+            ``faithbench.aggregate``, not per sample): ``present`` (the classes with a
+            scored sample) | ``label_space`` (all ``num_classes`` classes, a class never
+            scored counting 0: TorchRay's ``hits / (hits + misses).clamp(min=1)``).
+            Equal on full VOC07 / COCO14; on a subset missing a class they differ.
+        num_classes: the label-space size for ``label_space``; None: filled by the
+            runner from the model's classes.
+        mask_resolution: ``original`` (TorchRay): masks at the original image size where
+            the dataset keeps them (``batch.orig_masks``, COCO), pixel for pixel; else,
+            and with ``input``, the input-resolution masks upsampled nearest-neighbour
+            (a mask 1-7 px wide can vanish at 224 px and its pair drops out as NaN).
         ground_truth: ``auto`` | ``masks`` | ``boxes`` (an explicit choice the batch
             lacks is an error).
         smooth: TorchRay's post-processing of its gradient, deconvnet and guided-backprop
@@ -107,27 +85,35 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         point in original pixels. No forward passes.
     """
     check_range("smooth", smooth, 0.0, 1.0)
-    check_range("tolerance", tolerance, 0.0, float("inf"), lo_open=True)
+    check_choice("tolerance_unit", tolerance_unit, ["px", "fraction"])
+    check_choice("class_mean", class_mean, ["present", "label_space"])
+    check_choice("mask_resolution", mask_resolution, ["original", "input"])
+    if num_classes is not None:
+        check_range("num_classes", num_classes, 1, float("inf"))
+    check_range("tolerance", tolerance, 0.0, 1.0 if tolerance_unit == "fraction" else float("inf"),
+                lo_open=True)
     batch = need_batch(batch, "pointing_game")
     h, ok = clean(heatmap)
     n, hw = h.shape[0], tuple(h.shape[-2:])
     hit, py, px = (torch.full((n,), NAN) for _ in range(3))
-    r = math.ceil(tolerance)
     for i, t in enumerate(target.tolist()):
         scale, size = frame(batch, i, hw)
+        tol = tolerance * max(size) if tolerance_unit == "fraction" else tolerance
+        r = math.ceil(tol)
         sal = gaussian_smooth(resize(h[i], size), smooth * max(size))
         idx = int(sal.flatten().argmax())  # torch returns the first maximal index
         v, u = divmod(idx, size[1])
         off = batch.offset[i].tolist() if batch.offset.shape[0] > i else [0.0, 0.0]
         py[i], px[i] = v + off[0] * scale[0], u + off[1] * scale[1]
-        gt = class_region(batch, i, t, size, scale, ground_truth, skip_difficult=True)
+        gt = class_region(batch, i, t, size, scale, ground_truth, skip_difficult=True,
+                          mask_resolution=mask_resolution)
         if gt is None:
             continue
         v0, u0 = max(0, v - r), max(0, u - r)
         win = gt[v0:v + r + 1, u0:u + r + 1]
         dv = torch.arange(v0, v0 + win.shape[0])[:, None] - v
         du = torch.arange(u0, u0 + win.shape[1])[None, :] - u
-        hit[i] = float(bool((win & (dv**2 + du**2 < tolerance**2)).any()))
+        hit[i] = float(bool((win & (dv**2 + du**2 < tol**2)).any()))
     hard = torch.full((n,), NAN)
     if batch.hard_classes is not None:
         for i, t in enumerate(target.tolist()):

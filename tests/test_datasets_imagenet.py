@@ -47,7 +47,8 @@ def test_xml_layout(tmp_path, caplog):
     s = ds[0]
     assert int(s.label) == 281 and s.box_labels.tolist() == [281, 281]
     assert s.id == "imagenet/ILSVRC2012_val_00000001"
-    assert torch.allclose(s.boxes, torch.tensor([[3.2, 3.2, 16, 16], [0, 0, 32, 32]]))
+    # 1-based inclusive (4, 2, 20, 10) -> edges (3, 1, 20, 10), then x 0.8, y 1.6
+    assert torch.allclose(s.boxes, torch.tensor([[2.4, 1.6, 16, 16], [0, 0, 32, 32]]))
     assert int(ds[1].label) == 0
     with caplog.at_level(logging.WARNING):
         assert ds[2] is None and ds[3] is None
@@ -72,6 +73,33 @@ def test_csv_layout(tmp_path, caplog):
         assert ds[1] is None and ds[2] is None
     ds2 = datasets.build("imagenet", PRE, root=str(tmp_path), boxes="LOC_val_solution.csv")
     assert torch.equal(ds2[0].boxes, s.boxes)
+
+
+def test_boxes_cover_the_pixels_the_devkit_counts(tmp_path):
+    """ILSVRC boxes are PASCAL VOC-style inclusive 1-based pixel indices: the devkit's
+    compute_overlap.m counts (xmax - xmin + 1) * (ymax - ymin + 1) pixels, those with
+    1-based column xmin..xmax and row ymin..ymax. At scale 1 the box's mask must be
+    exactly those pixels, for XML and CSV alike; ``edges`` keeps the old reading."""
+    from faithbench.types import boxes_to_mask
+
+    box = (5, 3, 12, 20)  # xmin, ymin, xmax, ymax
+    img(tmp_path / "x" / "ILSVRC2012_val_00000001.JPEG", size=(32, 32))
+    xml(tmp_path / "x" / "ILSVRC2012_val_00000001.xml", [(TENCH, box)])
+    img(tmp_path / "c" / "ILSVRC2012_val_00000002.JPEG", size=(32, 32))
+    (tmp_path / "c" / "LOC.csv").write_text(
+        f"ImageId,PredictionString\nILSVRC2012_val_00000002,{TENCH} {' '.join(map(str, box))}\n")
+    want = torch.zeros(32, 32, dtype=torch.bool)
+    for v in range(1, 33):  # 1-based row / column indices, as the devkit's
+        for u in range(1, 33):
+            want[v - 1, u - 1] = box[0] <= u <= box[2] and box[1] <= v <= box[3]
+    assert int(want.sum()) == (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+    for sub, extra in (("x", {}), ("c", {"boxes": "c/LOC.csv"})):
+        ds = datasets.build("imagenet", PRE, root=str(tmp_path), images=sub, **extra)
+        assert torch.equal(boxes_to_mask(ds[0].boxes, (32, 32)), want), sub
+    ds = datasets.build("imagenet", PRE, root=str(tmp_path), images="x", box_convention="edges")
+    assert ds[0].boxes.tolist() == [[5.0, 3.0, 12.0, 20.0]]
+    with pytest.raises(ConfigError, match="box_convention 'pixels'.*Valid choices: edges, voc"):
+        datasets.build("imagenet", PRE, root=str(tmp_path), box_convention="pixels")
 
 
 def test_synset_folders_without_boxes(tmp_path):

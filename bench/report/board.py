@@ -43,6 +43,22 @@ def key_info(key: str, metric_names: list[str]) -> KeyInfo | None:
     return None
 
 
+def logged_class_space(g: Group, k: KeyInfo) -> int | None:
+    """The label-space size a ``class_mean`` output is averaged over when its run set
+    ``metric.<name>.class_mean: label_space`` (as the runner logged it in
+    ``<key>_classes``); None: over the classes present."""
+    if k.aggregate != "class_mean":
+        return None
+    rule = g.first.params.get(f"metric.{k.metric}.class_mean", "present")
+    if rule != "label_space":
+        return None
+    got = g.first.metrics.get(f"{k.key}_classes")
+    if got is None:
+        raise ConfigError(f"run {g.first.run_id}: {k.key} is a label-space class mean but the "
+                          f"run logged no {k.key}_classes")
+    return int(got)
+
+
 @dataclass
 class Board:
     """Leaderboard of one (model, dataset)."""
@@ -115,9 +131,11 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
         for k in b.keys:
             if k.key not in f.columns:  # type: ignore[union-attr]
                 continue
-            st = summarize_column(f, k.key, k.aggregate, n_resamples, s)  # type: ignore[arg-type]
+            st = summarize_column(f, k.key, k.aggregate, n_resamples, s,  # type: ignore[arg-type]
+                                  num_classes=logged_class_space(g, k))
             recs.append({"label": g.label, "method": g.method, "key": k.key, **st})
-    cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n"])
+    cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n",
+                                        "classes"])
     cells["rank"], cells["best"] = np.nan, False
     for k in b.keys:
         sel = cells["key"] == k.key
