@@ -26,9 +26,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from faithbench.errors import ConfigError, unknown_choice
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Check:
@@ -115,15 +117,36 @@ def declared(fn: Callable[..., Any]) -> dict[str, Any]:
             if n in hints and n not in _SKIP and p.kind in plain}
 
 
+def joint_rule(ok: Callable[[Mapping[str, Any]], bool], problem: str) -> Callable[[F], F]:
+    """Declare a rule between parameters, checked with the others (``ok`` sees every
+    parameter, defaults filled in); ``problem`` says what is wrong when it fails.
+    Put it below ``@register``."""
+    def decorator(fn: F) -> F:
+        fn.__joint_rules__ = (*getattr(fn, "__joint_rules__", ()), (ok, problem))  # type: ignore[attr-defined]
+        return fn
+
+    return decorator
+
+
 def check_params(fn: Callable[..., Any], params: Mapping[str, Any], what: str) -> None:
     """Raise ConfigError naming ``what``, the parameter, its bad value and what is valid,
-    for the first value in ``params`` that its annotation in ``fn`` does not admit."""
+    for the first value in ``params`` that its annotation in ``fn`` does not admit, then
+    for the first joint rule the parameters break."""
     hints = declared(fn)
     for name, value in params.items():
         if name in hints:
             problem = _problem(hints[name], value, name)
             if problem:
                 raise ConfigError(f"{what}: {problem}")
+    raw = inspect.unwrap(fn)
+    rules = getattr(raw, "__joint_rules__", ())
+    if rules:
+        full = {n: p.default for n, p in inspect.signature(raw).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+        full.update(params)
+        for ok, problem in rules:
+            if not ok(full):
+                raise ConfigError(f"{what}: {problem.format(**full)}")
 
 
 def _problem(tp: Any, value: Any, name: str) -> str | None:

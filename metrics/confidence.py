@@ -30,6 +30,7 @@ from faithbench.errors import ConfigError
 from faithbench.metrics import register
 from faithbench.metrics._common import (Activation, check_choice, clean, forward_chunks,
                                         minmax, nan_where, probabilities)
+from faithbench.params import Count
 from faithbench.preprocess import Preprocess
 from faithbench.types import Batch
 
@@ -91,7 +92,7 @@ def average_drop(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                  batch: Batch | None = None, space: Space = "pixel",
                  normalisation: Normalisation = "relu_max",
                  activation: Activation | None = None, preprocess: Preprocess | None = None,
-                 chunk: int = 128) -> dict[str, Tensor]:
+                 chunk: Count = 128) -> dict[str, Tensor]:
     """Average Drop % (Grad-CAM++): ``100 * max(0, Y - O) / Y`` per image, Y the
     target's class score on the image, O on the explanation map E (see module doc).
 
@@ -123,7 +124,7 @@ def increase_in_confidence(model: nn.Module, x: Tensor, heatmap: Tensor, target:
                            normalisation: Normalisation = "relu_max",
                            activation: Activation | None = None,
                            preprocess: Preprocess | None = None,
-                           chunk: int = 128) -> dict[str, Tensor]:
+                           chunk: Count = 128) -> dict[str, Tensor]:
     """Increase in Confidence % (Grad-CAM++): ``100 * [O > Y]`` per image, so the mean
     over images is the share (%) of images whose score rises on the explanation map.
 

@@ -24,10 +24,10 @@ import torch
 from skimage.measure import label
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.metrics import register
-from faithbench.metrics._common import (check_choice, check_range, clean, minmax, nan_where,
+from faithbench.metrics._common import (check_choice, clean, minmax, nan_where,
                                         need_batch, predictions)
+from faithbench.params import Count, Fraction, UnitInterval
 from faithbench.types import Batch
 
 NAN = float("nan")
@@ -92,8 +92,8 @@ def scaled_maps(heatmap: Tensor, rule: str) -> tuple[np.ndarray, Tensor]:
           outputs={"box_localisation_iou": True, "box_localisation_top1_error": False,
                    "box_localisation_top5_error": False})
 def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                     batch: Batch, threshold: float = 0.15, threshold_rule: ThresholdRule = "max",
-                     iou_threshold: float = 0.5, chunk: int = 128) -> dict[str, Tensor]:
+                     batch: Batch, threshold: UnitInterval = 0.15, threshold_rule: ThresholdRule = "max",
+                     iou_threshold: Fraction = 0.5, chunk: Count = 128) -> dict[str, Tensor]:
     """Threshold localisation (CAM/Grad-CAM papers): keep pixels ``> threshold * max``
     of the map (Grad-CAM 0.15, CAM 0.20; ``threshold_rule="max"``) or above that share
     of its min-max range (``"minmax"``, see module doc), box the largest 8-connected
@@ -114,9 +114,6 @@ def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
         with max <= 0 (a constant positive map keeps every pixel), under ``minmax`` a
         constant map. Costs 1 forward per sample.
     """
-    check_range("threshold", threshold, 0.0, 1.0)
-    check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
-    check_choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
     batch = need_batch(batch, "box_localisation")
     s, ok = scaled_maps(heatmap, threshold_rule)
     logits = predictions(model, x, chunk)
@@ -160,8 +157,8 @@ def curve_max(curve: Tensor) -> tuple[float, int]:
 @register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max",
           curve_axes={"max_box_acc_curve": "threshold (share of the map's range, or of its max)"})
 def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                batch: Batch, num_thresholds: int = 100, threshold_rule: ThresholdRule = "minmax",
-                iou_threshold: float = 0.5) -> dict[str, Tensor]:
+                batch: Batch, num_thresholds: Count = 100, threshold_rule: ThresholdRule = "minmax",
+                iou_threshold: Fraction = 0.5) -> dict[str, Tensor]:
     """MaxBoxAcc (Choe et al. 2020): box localisation accuracy at the best of the
     thresholds ``tau_t = t / num_thresholds`` (t = 0..T-1), the best chosen once for the
     whole dataset. A pixel is kept when its min-max normalised value is ``> tau``
@@ -179,10 +176,6 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         the class has no box or the map is not finite, and ``max_box_acc_curve_x`` [B,T]
         the thresholds. Degenerate maps as in ``box_localisation``.
     """
-    if num_thresholds < 1:
-        raise ConfigError(f"num_thresholds={num_thresholds!r} must be >= 1")
-    check_range("iou_threshold", iou_threshold, 0.0, 1.0, lo_open=True)
-    check_choice("threshold_rule", threshold_rule, THRESHOLD_RULES)
     batch = need_batch(batch, "max_box_acc")
     s, ok = scaled_maps(heatmap, threshold_rule)
     taus = np.arange(num_thresholds) / num_thresholds

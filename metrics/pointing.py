@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.metrics import register
-from faithbench.metrics._common import check_choice, check_range, clean, nan_where, need_batch, resize
+from faithbench.metrics._common import clean, nan_where, need_batch, resize
 from faithbench.metrics._regions import MaskResolution, class_region, frame
+from faithbench.params import Count, Positive, UnitInterval, joint_rule
 from faithbench.types import Batch
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
@@ -38,11 +39,14 @@ def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
 
 @register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",
           outputs={"pointing_game_difficult": True})
+@joint_rule(lambda p: p["tolerance_unit"] != "fraction" or p["tolerance"] <= 1,
+            "tolerance={tolerance!r} is out of range for tolerance_unit='fraction'; valid: (0, 1], "
+            "a share of the image's longer side")
 def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
-                  batch: Batch, tolerance: float = 15.0,
-                  ground_truth: GroundTruthChoice = "auto", smooth: float = 0.0,
+                  batch: Batch, tolerance: Positive = 15.0,
+                  ground_truth: GroundTruthChoice = "auto", smooth: UnitInterval = 0.0,
                   tolerance_unit: ToleranceUnit = "px", class_mean: ClassMean = "present",
-                  num_classes: int | None = None,
+                  num_classes: Count | None = None,
                   mask_resolution: MaskResolution = "original") -> dict[str, Tensor]:
     """Pointing game (TorchRay protocol): the point is the argmax (first in raster order
     on ties) of the map resized bilinearly to the original image size; a hit if any
@@ -84,14 +88,6 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         ``batch.hard_classes[i]``, NaN elsewhere; ``pointing_game_y``/``_x`` [B]: the
         point in original pixels. No forward passes.
     """
-    check_range("smooth", smooth, 0.0, 1.0)
-    check_choice("tolerance_unit", tolerance_unit, ["px", "fraction"])
-    check_choice("class_mean", class_mean, ["present", "label_space"])
-    check_choice("mask_resolution", mask_resolution, ["original", "input"])
-    if num_classes is not None:
-        check_range("num_classes", num_classes, 1, float("inf"))
-    check_range("tolerance", tolerance, 0.0, 1.0 if tolerance_unit == "fraction" else float("inf"),
-                lo_open=True)
     batch = need_batch(batch, "pointing_game")
     h, ok = clean(heatmap)
     n, hw = h.shape[0], tuple(h.shape[-2:])

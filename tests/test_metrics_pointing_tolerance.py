@@ -58,5 +58,5 @@ def test_bad_unit_and_fraction_above_one_are_errors():
     args = (None, x, torch.rand(1, 8, 8), torch.tensor([0]), b)
     with pytest.raises(ConfigError, match="tolerance_unit 'pixels'.*Valid choices: fraction, px"):
         pg(*args, tolerance_unit="pixels")
-    with pytest.raises(ConfigError, match=r"tolerance=15.0 is out of range; valid: \(0.0, 1.0\]"):
+    with pytest.raises(ConfigError, match=r"tolerance=15.0 is out of range for tolerance_unit='fraction'; valid: \(0, 1\]"):
         pg(*args, tolerance=15.0, tolerance_unit="fraction")

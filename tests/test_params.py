@@ -155,3 +155,15 @@ def test_cli_refuses_an_impossible_step_before_logging(workdir):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("faithbench")
     assert exp is None or not client.search_runs([exp.experiment_id], run_view_type=3)
+
+
+def test_a_joint_rule_between_parameters_stops_before_any_run_opens(workdir):
+    """``tolerance_unit=fraction`` with the default 15 (pixels) would let every point hit."""
+    cfg = compose(["metrics=[pointing_game]", "metric.pointing_game.tolerance_unit=fraction",
+                   "dataset.limit=2", "device=cpu"])
+    with pytest.raises(ConfigError, match=r"metric 'pointing_game': tolerance=15.0 is out of range "
+                                          r"for tolerance_unit='fraction'"):
+        run(cfg)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faithbench")
+    assert exp is None or not client.search_runs([exp.experiment_id])
