@@ -57,8 +57,8 @@ def order_of(heatmap: Tensor, order: Literal["morf", "lerf"], ties: str = "rando
     ids = list(range(flat.shape[0])) if ids is None else ids
     # A random permutation per sample, then a stable sort of the values taken in that
     # permutation's order: tied pixels keep the permutation's (uniformly random) order.
-    shuffle = torch.stack([torch.randperm(flat.shape[1], generator=generator(seed, i, torch.device("cpu"),
-                                                                             TIE_STREAM))
+    cpu = torch.device("cpu")
+    shuffle = torch.stack([torch.randperm(flat.shape[1], generator=generator(seed, i, cpu, TIE_STREAM))
                            for i in ids]).to(flat.device)
     within = torch.sort(-key.gather(1, shuffle), dim=1, stable=True).indices
     return shuffle.gather(1, within)
