@@ -23,7 +23,7 @@ gives one order for both, so ``abpc`` = 0 exactly), ``rise`` is
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -32,11 +32,11 @@ from torch import Tensor
 from faithbench.metrics._common import check_choice, generator
 
 Ties = Literal["random", "rise", "stable"]
-TIES = ("random", "rise", "stable")
+TIES: tuple[str, ...] = get_args(Ties)
 TIE_STREAM = 300  # per-sample generator stream of the random tie order (robustness: 100, 200)
 
 
-def order_of(heatmap: Tensor, order: Literal["morf", "lerf"], ties: str = "random",
+def order_of(heatmap: Tensor, order: Literal["morf", "lerf"], ties: Ties = "random",
              seed: int | None = None, ids: list[int] | None = None) -> Tensor:
     """Pixels in the order they are perturbed, [B,H*W] int64 flat indices: ``morf`` most
     relevant first (descending), ``lerf`` least relevant first (ascending), equal values
@@ -64,7 +64,7 @@ def order_of(heatmap: Tensor, order: Literal["morf", "lerf"], ties: str = "rando
     return shuffle.gather(1, within)
 
 
-def ranks(heatmap: Tensor, order: Literal["morf", "lerf"], ties: str = "random",
+def ranks(heatmap: Tensor, order: Literal["morf", "lerf"], ties: Ties = "random",
           seed: int | None = None, ids: list[int] | None = None) -> Tensor:
     """Position of each pixel in the perturbation order (the inverse of ``order_of``),
     [B,H*W] int64."""

@@ -20,7 +20,7 @@ from faithbench.errors import ConfigError
 from faithbench.metrics._common import (Activation, check_choice, check_range, clean,
                                         forward_chunks, nan_where, per_sample_noise,
                                         probabilities)
-from faithbench.metrics._order import ranks
+from faithbench.metrics._order import Ties, ranks
 
 Substitute = Literal["zero", "blur", "mean", "noise"]
 SUBSTITUTES = ("zero", "blur", "mean", "noise")
@@ -90,7 +90,7 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
            mode: Literal["deletion", "insertion"], order: Literal["morf", "lerf"],
            step: float, substitute: str, activation: Activation | None, chunk: int,
            seed: int | None, ids: list[int], blur_kernel: int = 11,
-           blur_sigma: float = 5.0, ties: str = "random") -> tuple[Tensor, Tensor]:
+           blur_sigma: float = 5.0, ties: Ties = "random") -> tuple[Tensor, Tensor]:
     """Score curve and its AUC.
 
     Args:
