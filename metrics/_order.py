@@ -51,16 +51,17 @@ def order_of(heatmap: Tensor, order: Literal["morf", "lerf"], ties: Ties = "rand
         sal = (flat if order == "morf" else -flat).cpu().numpy()
         perm = np.flip(np.argsort(sal, axis=1), axis=-1)
         return torch.from_numpy(perm.copy()).to(flat.device)
-    key = flat + 0.0 if order == "morf" else -flat + 0.0  # + 0.0 turns -0.0 into 0.0
+    # Ascending sort key; + 0.0 turns -0.0 into 0.0 (a radix sort on CUDA compares bits).
+    key = (-flat if order == "morf" else flat) + 0.0
     if ties == "stable":
-        return torch.sort(-key, dim=1, stable=True).indices
+        return torch.sort(key, dim=1, stable=True).indices
     ids = list(range(flat.shape[0])) if ids is None else ids
     # A random permutation per sample, then a stable sort of the values taken in that
     # permutation's order: tied pixels keep the permutation's (uniformly random) order.
     cpu = torch.device("cpu")
     shuffle = torch.stack([torch.randperm(flat.shape[1], generator=generator(seed, i, cpu, TIE_STREAM))
                            for i in ids]).to(flat.device)
-    within = torch.sort(-key.gather(1, shuffle), dim=1, stable=True).indices
+    within = torch.sort(key.gather(1, shuffle), dim=1, stable=True).indices
     return shuffle.gather(1, within)
 
 
