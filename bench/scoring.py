@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from faithbench.cache import HeatmapCache, quantize
+from faithbench.cache import HeatmapCache
 from faithbench.errors import ConfigError
 from faithbench.types import Batch, MetricInfo, ModelSpec
 
@@ -70,20 +70,20 @@ class Scorer:
         return batch, batch.labels.long(), pred.clone()
 
     def heatmaps(self, batch: Batch, target: Tensor, keys: list[str]) -> Tensor:
-        """[R,H,W] maps; with a cache, read what is there and compute only the rest.
-        Maps are scored as the cache stores them (see ``faithbench.cache``), so turning
-        the cache on or off never changes a number."""
-        if self.cache is None:  # scored at the cache's precision all the same
-            return quantize(self.explain(batch.images, target).detach())
+        """[R,H,W] float32 maps, scored at full precision. The cache stores them exactly,
+        so a map read back is bit-for-bit the computed one. When any map of the batch is
+        missing the whole batch is recomputed (and the missing ones stored): a map then
+        never depends on which of its batch neighbours happened to be cached, and
+        ``cache=false``, a first run and a cached rerun give identical numbers."""
+        if self.cache is None:
+            return self.explain(batch.images, target).detach()
         got = self.cache.get(keys)
         todo = [i for i, m in enumerate(got) if m is None]
-        if todo:
-            sel = torch.tensor(todo, device=batch.images.device)
-            fresh = self.explain(batch.images[sel], target[sel]).detach()
-            self.cache.put([keys[i] for i in todo], fresh)
-            for i, m in zip(todo, quantize(fresh)):
-                got[i] = m
-        return torch.stack([m.to(self.device) for m in got])  # type: ignore[misc]
+        if not todo:
+            return torch.stack([m.to(self.device) for m in got])  # type: ignore[union-attr]
+        fresh = self.explain(batch.images, target).detach()
+        self.cache.put([keys[i] for i in todo], fresh[todo])
+        return fresh
 
     def score(self, batch: Batch) -> dict[str, Any]:
         """Columns for the rows of one batch (same image size)."""

@@ -2,8 +2,9 @@
 
 Every perturbed image of a batch is a ``torch.where`` between a start and a finish image
 under a per-sample cumulative mask ``rank < count[step]``, where ``rank`` comes from one
-stable argsort of the map; images are built lazily per chunk on ``x.device`` and scored
-``chunk`` at a time, so there is no per-sample or per-step Python loop over forwards.
+argsort of the map (equal values ordered by the ``ties`` rule, see ``_order``); images
+are built lazily per chunk on ``x.device`` and scored ``chunk`` at a time, so there is
+no per-sample or per-step Python loop over forwards.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from faithbench.errors import ConfigError
 from faithbench.metrics._common import (Activation, check_choice, check_range, clean,
                                         forward_chunks, nan_where, per_sample_noise,
                                         probabilities)
+from faithbench.metrics._order import Ties, ranks
 
 Substitute = Literal["zero", "blur", "mean", "noise"]
 SUBSTITUTES = ("zero", "blur", "mean", "noise")
@@ -70,12 +72,7 @@ def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
         return torch.zeros_like(x)
     if kind == "mean":
         return x.mean((2, 3), keepdim=True).expand_as(x)
-    if kind == "blur":
-        if isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1 \
-                or blur_kernel % 2 == 0:
-            raise ConfigError(f"blur_kernel={blur_kernel!r} must be an odd positive integer (e.g. 11)")
-        if not blur_sigma > 0:
-            raise ConfigError(f"blur_sigma={blur_sigma!r} must be > 0")
+    if kind == "blur":  # blur_kernel (odd) and blur_sigma (> 0): declared by the metrics
         c = x.shape[1]
         k = gaussian_kernel(blur_kernel, blur_sigma).to(x)
         return F.conv2d(x, k.expand(c, 1, -1, -1), padding=blur_kernel // 2, groups=c)
@@ -84,28 +81,18 @@ def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
     return mu + sd * eps
 
 
-def ranks(heatmap: Tensor, order: Literal["morf", "lerf"]) -> Tensor:
-    """Position of each pixel in the perturbation order, [B,H*W] int64. ``morf``: most
-    relevant first (descending), ``lerf``: least relevant first (ascending). Ties go to
-    the lower flattened index in both orders (stable sort), so a constant map gives the
-    same raster order for both."""
-    flat = heatmap.flatten(1)
-    key = -flat + 0.0 if order == "morf" else flat + 0.0  # + 0.0 turns -0.0 into 0.0
-    perm = torch.sort(key, dim=1, stable=True).indices
-    pos = torch.arange(flat.shape[1], device=flat.device).expand_as(perm)
-    return torch.empty_like(perm).scatter_(1, perm, pos)
-
-
 def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
            mode: Literal["deletion", "insertion"], order: Literal["morf", "lerf"],
            step: float, substitute: str, activation: Activation | None, chunk: int,
            seed: int | None, ids: list[int], blur_kernel: int = 11,
-           blur_sigma: float = 5.0) -> tuple[Tensor, Tensor]:
+           blur_sigma: float = 5.0, ties: Ties = "random") -> tuple[Tensor, Tensor]:
     """Score curve and its AUC.
 
     Args:
         x: [B,C,H,W] model input; heatmap: [B,H,W]; target: [B] int64.
         mode: ``deletion`` goes from ``x`` to the substitute, ``insertion`` back.
+        ties: order of equal-valued pixels (``random``, ``rise``, ``stable``; see
+            ``faithbench.metrics._order``); ``random`` is seeded by (seed, ids[i]).
     Returns:
         (auc [B], curve [B,T]): class score after each step, trapezoid area over the
         fraction of pixels perturbed in [0, 1]; NaN rows where the map is not finite.
@@ -116,7 +103,7 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
     b, _, hh, ww = x.shape
     counts = schedule(hh * ww, step).to(x.device)
     t = counts.numel()
-    rank = ranks(h, order).view(b, 1, hh, ww)
+    rank = ranks(h, order, ties, seed, ids).view(b, 1, hh, ww)
     sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
     start, finish = (x, sub) if mode == "deletion" else (sub, x)
     # Ranks and step counts as floats (exact integers: float32 up to 2^24 pixels) make

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from faithbench.metrics import register
 from faithbench.metrics._common import Activation, sample_ids
+from faithbench.metrics._order import Ties
 from faithbench.metrics._perturb import Substitute, curve_x, curves
 from faithbench.params import Count, Fraction, OddSize, Positive
 from faithbench.types import Batch
@@ -23,7 +24,7 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
              batch: Batch | None = None, step: Fraction = RISE_STEP,
              substitute: Substitute = "zero", activation: Activation | None = None,
              chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
-             blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+             blur_sigma: Positive = 5.0, ties: Ties = "random") -> dict[str, Tensor]:
     """Deletion AUC (RISE): remove pixels most-salient first, replacing them with
     ``substitute`` (RISE: ``zero``, 0 in normalised space = the dataset mean colour),
     ``step`` of the pixels at a time, and integrate the target's class score
@@ -32,7 +33,11 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     Args:
         x: [B,C,H,W] normalised input; heatmap: [B,H,W] raw map; target: [B] int64.
         step: fraction of pixels per step (default 1/28: RISE's 28 steps, 29 points).
-        chunk: perturbed images per forward. seed: for ``substitute="noise"``.
+        chunk: perturbed images per forward. seed: for ``substitute="noise"`` and
+            ``ties="random"`` (per sample, with the sample's dataset position).
+        ties: order of pixels of equal saliency: ``random`` (seeded, unbiased; the
+            default), ``rise`` (RISE's ``np.flip(np.argsort(sal))``, computed by numpy),
+            ``stable`` (raster order). See ``faithbench.metrics._order``.
     Returns:
         ``deletion`` [B] AUC in [0,1]; ``deletion_curve`` [B,T] scores at each step;
         ``deletion_curve_x`` [B,T] the fraction of pixels removed at each point.
@@ -48,7 +53,7 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     auc, curve = curves(model, x, heatmap, target, mode="deletion", order="morf",
                         step=step, substitute=substitute, activation=activation,
                         chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
-                        blur_kernel=blur_kernel, blur_sigma=blur_sigma)
+                        blur_kernel=blur_kernel, blur_sigma=blur_sigma, ties=ties)
     return {"deletion": auc, "deletion_curve": curve, "deletion_curve_x": curve_x(x, step)}
 
 
@@ -57,7 +62,7 @@ def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
               batch: Batch | None = None, step: Fraction = RISE_STEP,
               substitute: Substitute = "blur", activation: Activation | None = None,
               chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
-              blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+              blur_sigma: Positive = 5.0, ties: Ties = "random") -> dict[str, Tensor]:
     """Insertion AUC (RISE): start from ``substitute`` (RISE: ``blur``, Gaussian kernel
     11, sigma 5, zero padding, in normalised space) and restore the original pixels
     most-salient first, ``step`` of the pixels at a time; integrate the target's class
@@ -72,7 +77,7 @@ def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     auc, curve = curves(model, x, heatmap, target, mode="insertion", order="morf",
                         step=step, substitute=substitute, activation=activation,
                         chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
-                        blur_kernel=blur_kernel, blur_sigma=blur_sigma)
+                        blur_kernel=blur_kernel, blur_sigma=blur_sigma, ties=ties)
     return {"insertion": auc, "insertion_curve": curve, "insertion_curve_x": curve_x(x, step)}
 
 
@@ -82,12 +87,14 @@ def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
          batch: Batch | None = None, step: Fraction = RISE_STEP,
          substitute: Substitute = "zero", activation: Activation | None = None,
          chunk: Count = 128, seed: int | None = None, blur_kernel: OddSize = 11,
-         blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+         blur_sigma: Positive = 5.0, ties: Ties = "random") -> dict[str, Tensor]:
     """Area between perturbation curves: remove pixels most-relevant first (MoRF, the
     deletion curve) and least-relevant first (LeRF, Samek et al. 2017), and return
     ``AUC(LeRF) - AUC(MoRF)`` (Schulz et al. 2020), with the same substitute and steps.
-    A faithful map drops the score fast under MoRF and slowly under LeRF; a constant map
-    gives exactly 0 (both orders are the same raster order). Higher is better.
+    A faithful map drops the score fast under MoRF and slowly under LeRF. LeRF is MoRF of
+    the negated map under the same ``ties`` rule: with ``random`` and ``stable`` tied
+    pixels keep one order in both curves, so a constant map gives exactly 0. Higher is
+    better.
 
     Args: as ``deletion``.
     Returns:
@@ -97,7 +104,7 @@ def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     """
     kw = dict(mode="deletion", step=step, substitute=substitute, activation=activation,
               chunk=chunk, seed=seed, ids=sample_ids(batch, x.shape[0]),
-              blur_kernel=blur_kernel, blur_sigma=blur_sigma)
+              blur_kernel=blur_kernel, blur_sigma=blur_sigma, ties=ties)
     morf, morf_curve = curves(model, x, heatmap, target, order="morf", **kw)
     lerf, lerf_curve = curves(model, x, heatmap, target, order="lerf", **kw)
     return {"abpc": lerf - morf, "abpc_morf": morf, "abpc_lerf": lerf,

@@ -66,16 +66,16 @@ def test_insertion_and_abpc_toy_by_hand():
     assert two["deletion"].item() == pytest.approx(0.125, abs=1e-6)
 
 
-def test_constant_map_gives_raster_order_and_zero_abpc():
+def test_constant_map_with_stable_ties_gives_raster_order_and_zero_abpc():
     x, t = object_image(), torch.tensor([0])
     flat = torch.zeros(1, 4, 4)
-    out = run("deletion", ObjectFraction(), x, flat, t, step=1 / 16)
+    out = run("deletion", ObjectFraction(), x, flat, t, step=1 / 16, ties="stable")
     # Raster order deletes (1,1),(1,2) at steps 6,7 and (2,1),(2,2) at steps 10,11.
     exp = [1.0] * 6 + [.75, .5, .5, .5, .25, 0, 0, 0, 0, 0, 0]
     assert out["deletion_curve"][0].tolist() == pytest.approx(exp)
-    assert run("abpc", ObjectFraction(), x, flat, t, step=1 / 16)["abpc"].item() == 0.0
+    assert run("abpc", ObjectFraction(), x, flat, t, step=1 / 16, ties="stable")["abpc"].item() == 0.0
     neg_zero = torch.full((1, 4, 4), -0.0)
-    again = run("deletion", ObjectFraction(), x, neg_zero, t, step=1 / 16)
+    again = run("deletion", ObjectFraction(), x, neg_zero, t, step=1 / 16, ties="stable")
     assert torch.equal(again["deletion_curve"], out["deletion_curve"])
 
 

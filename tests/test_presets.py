@@ -75,8 +75,10 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
             "metric.deletion.step": 1 / 28, "metric.deletion.substitute": "zero",
             "metric.deletion.activation": "softmax", "metric.insertion.step": 1 / 28,
             "metric.insertion.substitute": "blur", "metric.insertion.blur_kernel": 11,
-            "metric.insertion.blur_sigma": 5.0, "metric.insertion.activation": "softmax"}),
-        (["method=grad_cam"], {"method.name": "grad_cam", "method.layer": None}),
+            "metric.insertion.blur_sigma": 5.0, "metric.insertion.activation": "softmax",
+            "metric.deletion.ties": "rise", "metric.insertion.ties": "rise"}),
+        (["method=grad_cam"], {"method.name": "grad_cam", "method.layer": None,
+                               "metric.deletion.ties": "rise", "metric.insertion.ties": "rise"}),
     ],
     "gradcam_localisation": [
         ([], {"model.arch": "vgg16", "model.weights": "IMAGENET1K_V1", "method.name": "grad_cam",
