@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -154,6 +155,8 @@ def _problem(tp: Any, value: Any, name: str) -> str | None:
     origin = typing.get_origin(tp)
     if tp is Any or tp is inspect.Parameter.empty:
         return None
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a 0-d numpy array or tensor from a notebook: its number
     if origin is Annotated:
         base, *rules = typing.get_args(tp)
         bad = _problem(base, value, name)
@@ -175,8 +178,10 @@ def _problem(tp: Any, value: Any, name: str) -> str | None:
     if tp is type(None):
         return None if value is None else f"{name}={value!r} must be null"
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__") \
+                or not hasattr(value, "__iter__"):
             return f"{name}={value!r} must be a list"
+        value = list(value)  # any sequence: a list, a tuple, an OmegaConf ListConfig, an array
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         if origin is tuple and len(args) > 1 and len(args) == len(typing.get_args(tp)):
             if len(value) != len(args):
@@ -190,11 +195,11 @@ def _problem(tp: Any, value: Any, name: str) -> str | None:
         return None
     if tp is bool:
         return None if isinstance(value, bool) else f"{name}={value!r} must be true or false"
-    if tp is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    if tp is int:  # numbers.Integral admits numpy's integers too
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
         return None if ok else f"{name}={value!r} must be an integer"
     if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
         return None if ok else f"{name}={value!r} must be a number"
     if tp is str:
         return None if isinstance(value, str) else f"{name}={value!r} must be a string"

@@ -235,8 +235,11 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
         for key, owner in job.scorer.outputs.items():
             if owner != m.name or ok[key].dtype == object:  # per-sample vectors: not averaged
                 continue
-            s = summarize_column(ok, key, m.info.aggregate, seed=int(job.cfg.seed),
-                                 num_classes=class_space(m.params))
+            # A metric's aggregation is for its scores; other outputs (the pointing
+            # game's point _y/_x) are plain means, never class means over absent classes.
+            score = m.info.direction(m.name, key) is not None
+            s = summarize_column(ok, key, m.info.aggregate if score else "mean",
+                                 seed=int(job.cfg.seed), num_classes=class_space(m.params))
             out[key] = s["mean"]
             out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s["ci_low"], s["ci_high"]
             out[f"{key}_n"] = float(s["n"])

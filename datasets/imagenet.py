@@ -8,13 +8,13 @@ folders as torchvision's ``ImageNet`` layout). Boxes, in either common layout:
   synset and ``<bndbox>``), anywhere under ``root`` or in the folder ``boxes``;
 - ``LOC_val_solution.csv`` (``ImageId,PredictionString`` = "synset x0 y0 x1 y1 ...").
 
-Box coordinates (``box_convention="voc"``, default): the ILSVRC devkit says its boxes
-are "in PASCAL VOC format", i.e. inclusive pixel indices counted from 1, and its
-evaluation (``eval_clsloc.m`` / ``compute_overlap.m``) measures a box as
-``(xmax - xmin + 1) * (ymax - ymin + 1)`` pixels. They become pixel-edge xyxy
-``[xmin - 1, ymin - 1, xmax, ymax]`` as VOC's do (``voc2007``), clamped at 0 (a few
-ILSVRC boxes start at 0). ``"edges"``: used as given, for files already holding pixel
-edges. Label: the synset folder if the image sits in one, else the synset of its boxes.
+Box coordinates (``box_convention="inclusive"``, default): inclusive pixel indices
+counted from 0. The devkit's evaluation (``eval_clsloc.m`` / ``compute_overlap.m``)
+measures a box as ``(xmax - xmin + 1) * (ymax - ymin + 1)`` pixels (inclusive), and the
+data fix the base: of the 80,477 validation boxes (wsolevaluation's copy), 7,388 have
+``xmin = 0`` and 6,086 ``xmax = W - 1``, none ``xmax = W``. They become pixel-edge xyxy
+``[xmin, ymin, xmax + 1, ymax + 1]``, clipped to the image. ``"edges"``: used as given
+(the reading before; the last column and row of every box are left out). Label: the synset folder if the image sits in one, else the synset of its boxes.
 An image with neither is left out (warning).
 """
 
@@ -30,7 +30,7 @@ import torch
 from faithbench.datasets import register
 from faithbench.datasets._common import log, make_sample, read_rgb, require_root
 from faithbench.datasets._imagenet_classes import imagenet_class_names, synset_to_index
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError
 from faithbench.preprocess import Preprocess
 from faithbench.types import BenchDataset, Sample
 
@@ -38,7 +38,7 @@ LAYOUT = ("ILSVRC2012 val images (flat or in synset folders) with per-image XML 
           "or LOC_val_solution.csv")
 IMAGE_EXT = {".jpeg", ".jpg", ".png"}
 Boxes = list[tuple[str, list[float]]]  # (synset, xyxy) per object
-BoxConvention = Literal["voc", "edges"]
+BoxConvention = Literal["inclusive", "edges"]
 
 
 def parse_xml(path: Path) -> Boxes:
@@ -73,7 +73,7 @@ class ImageNetDataset(BenchDataset):
 
     def __init__(self, preprocess: Preprocess, items: list[tuple[str, Path, str | None]],
                  xml: dict[str, Path], csv_rows: dict[str, str],
-                 box_convention: BoxConvention = "voc") -> None:
+                 box_convention: BoxConvention = "inclusive") -> None:
         self.pre, self.items, self.xml, self.csv_rows = preprocess, items, xml, csv_rows
         self.box_convention = box_convention
         self.class_names = imagenet_class_names()
@@ -97,8 +97,8 @@ class ImageNetDataset(BenchDataset):
             boxes = torch.tensor([b for _, b in objs], dtype=torch.float32).reshape(-1, 4)
             if (boxes[:, 2:] < boxes[:, :2]).any():
                 raise ValueError("inverted box")
-            if self.box_convention == "voc":  # inclusive 1-based indices -> pixel edges
-                boxes[:, :2] = (boxes[:, :2] - 1).clamp(min=0)
+            if self.box_convention == "inclusive":  # 0-based inclusive indices -> pixel edges
+                boxes[:, 2:] += 1
             synset = folder_synset or (objs[0][0] if objs else None)
             if synset is None:
                 raise ValueError("no label: no synset folder and no boxes")
@@ -109,13 +109,15 @@ class ImageNetDataset(BenchDataset):
         img = read_rgb(path)
         if img is None:
             return None
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, img.shape[2])
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, img.shape[1])
         return make_sample(self.pre, img, label, f"imagenet/{stem}", boxes=boxes,
                            box_labels=labels)
 
 
 @register(needs_root=True, label_space="imagenet")
 def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
-             boxes: str | None = None, box_convention: BoxConvention = "voc") -> BenchDataset:
+             boxes: str | None = None, box_convention: BoxConvention = "inclusive") -> BenchDataset:
     """Build the ILSVRC2012 validation set.
 
     Args:
@@ -123,11 +125,9 @@ def imagenet(preprocess: Preprocess, root: str | None = None, images: str = "",
         images: sub-folder of ``root`` holding the images ("" = search all of root).
         boxes: an XML folder or ``LOC_val_solution.csv`` (relative to root or absolute);
             by default XML files found under root, else ``root/LOC_val_solution.csv``.
-        box_convention: ``voc`` (the devkit's: 1-based inclusive pixel indices, made
-            pixel edges ``[xmin-1, ymin-1, xmax, ymax]``) | ``edges`` (used as given).
+        box_convention: ``inclusive`` (0-based inclusive pixel indices, made pixel
+            edges ``[xmin, ymin, xmax+1, ymax+1]``) | ``edges`` (used as given).
     """
-    if box_convention not in ("voc", "edges"):
-        raise unknown_choice("box_convention", box_convention, ["voc", "edges"])
     base = require_root(root, "imagenet", LAYOUT)
     index = synset_to_index()
     files = sorted(p for p in (base / images).rglob("*") if p.suffix.lower() in IMAGE_EXT)

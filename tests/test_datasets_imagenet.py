@@ -47,8 +47,9 @@ def test_xml_layout(tmp_path, caplog):
     s = ds[0]
     assert int(s.label) == 281 and s.box_labels.tolist() == [281, 281]
     assert s.id == "imagenet/ILSVRC2012_val_00000001"
-    # 1-based inclusive (4, 2, 20, 10) -> edges (3, 1, 20, 10), then x 0.8, y 1.6
-    assert torch.allclose(s.boxes, torch.tensor([[2.4, 1.6, 16, 16], [0, 0, 32, 32]]))
+    # 0-based inclusive (4, 2, 20, 10) -> edges (4, 2, 21, 11), then x 0.8, y 1.6; the
+    # whole-image box (0, 0, 40, 20) -> (0, 0, 41, 21) is clipped to the 40x20 image
+    assert torch.allclose(s.boxes, torch.tensor([[3.2, 3.2, 16.8, 17.6], [0, 0, 32, 32]]))
     assert int(ds[1].label) == 0
     with caplog.at_level(logging.WARNING):
         assert ds[2] is None and ds[3] is None
@@ -68,7 +69,7 @@ def test_csv_layout(tmp_path, caplog):
     assert len(ds) == 3
     s = ds[0]
     assert int(s.label) == 0 and s.boxes.shape == (2, 4)
-    assert torch.allclose(s.boxes[1], torch.tensor([0, 0, 6.4, 12.8]))
+    assert torch.allclose(s.boxes[1], torch.tensor([0, 0, 7.2, 14.4]))  # (0, 0, 9, 9) edges
     with caplog.at_level(logging.WARNING):
         assert ds[1] is None and ds[2] is None
     ds2 = datasets.build("imagenet", PRE, root=str(tmp_path), boxes="LOC_val_solution.csv")
@@ -76,10 +77,11 @@ def test_csv_layout(tmp_path, caplog):
 
 
 def test_boxes_cover_the_pixels_the_devkit_counts(tmp_path):
-    """ILSVRC boxes are PASCAL VOC-style inclusive 1-based pixel indices: the devkit's
+    """ILSVRC boxes are inclusive pixel indices counted from 0: the devkit's
     compute_overlap.m counts (xmax - xmin + 1) * (ymax - ymin + 1) pixels, those with
-    1-based column xmin..xmax and row ymin..ymax. At scale 1 the box's mask must be
-    exactly those pixels, for XML and CSV alike; ``edges`` keeps the old reading."""
+    column xmin..xmax and row ymin..ymax, and the validation boxes reach xmax = W - 1
+    (never W) and start at 0. At scale 1 the box's mask must be exactly those pixels,
+    for XML and CSV alike; ``edges`` keeps the old reading."""
     from faithbench.types import boxes_to_mask
 
     box = (5, 3, 12, 20)  # xmin, ymin, xmax, ymax
@@ -89,16 +91,16 @@ def test_boxes_cover_the_pixels_the_devkit_counts(tmp_path):
     (tmp_path / "c" / "LOC.csv").write_text(
         f"ImageId,PredictionString\nILSVRC2012_val_00000002,{TENCH} {' '.join(map(str, box))}\n")
     want = torch.zeros(32, 32, dtype=torch.bool)
-    for v in range(1, 33):  # 1-based row / column indices, as the devkit's
-        for u in range(1, 33):
-            want[v - 1, u - 1] = box[0] <= u <= box[2] and box[1] <= v <= box[3]
+    for v in range(32):  # 0-based row / column indices
+        for u in range(32):
+            want[v, u] = box[0] <= u <= box[2] and box[1] <= v <= box[3]
     assert int(want.sum()) == (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
     for sub, extra in (("x", {}), ("c", {"boxes": "c/LOC.csv"})):
         ds = datasets.build("imagenet", PRE, root=str(tmp_path), images=sub, **extra)
         assert torch.equal(boxes_to_mask(ds[0].boxes, (32, 32)), want), sub
     ds = datasets.build("imagenet", PRE, root=str(tmp_path), images="x", box_convention="edges")
     assert ds[0].boxes.tolist() == [[5.0, 3.0, 12.0, 20.0]]
-    with pytest.raises(ConfigError, match="box_convention 'pixels'.*Valid choices: edges, voc"):
+    with pytest.raises(ConfigError, match="box_convention 'pixels'.*Valid choices: edges, inclusive"):
         datasets.build("imagenet", PRE, root=str(tmp_path), box_convention="pixels")
 
 

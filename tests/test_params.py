@@ -11,8 +11,11 @@ import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 
 from faithbench import methods, metrics
 from faithbench.cli import compose
@@ -33,6 +36,9 @@ def f(x, *, mode: Literal["a", "b"] = "a", step: Fraction = 0.5, n: Count = 3,
     {"mode": "b"}, {"step": 1}, {"step": 1e-9}, {"n": 1}, {"k": 1}, {"k": 13}, {"act": None},
     {"act": "sigmoid"}, {"flag": True}, {"levels": [0.0, 2.0]}, {"name": "x"}, {"pair": [3, 4]},
     {"seed": None}, {"seed": 7}, {"obj": object()}, {"unknown": 1},
+    # what a notebook passes: numpy and torch scalars, OmegaConf lists, arrays
+    {"step": np.float32(0.5)}, {"step": torch.tensor(0.5)}, {"n": np.int64(4)},
+    {"levels": OmegaConf.create([0.1, 0.2])}, {"levels": np.array([0.1, 0.2])},
 ])
 def test_admitted_values_pass(params):
     check_params(f, params, "metric 'f'")
@@ -56,6 +62,10 @@ def test_admitted_values_pass(params):
     ({"name": 3}, r"name=3 must be a string"),
     ({"pair": [1]}, r"pair=\[1\] must hold 2 values"),
     ({"seed": "x"}, r"seed='x' must be an integer"),
+    ({"step": float("nan")}, r"step=nan must be a number"),
+    ({"n": np.float64(2.0)}, r"must be an integer"),
+    ({"step": np.float32(0.0)}, r"step=0.0 is out of range"),
+    ({"levels": {"a": 1}}, r"must be a list"),
 ])
 def test_refused_values_name_the_value_and_what_is_valid(params, message):
     with pytest.raises(ConfigError, match=message):
@@ -72,7 +82,7 @@ def test_range_bounds_are_exact():
 
 def test_a_direct_call_runs_the_same_checks():
     with pytest.raises(ConfigError, match=r"method 'rise': keep_prob=0 is out of range"):
-        methods.get("rise").fn(None, __import__("torch").zeros(1, 3, 8, 8), [0], keep_prob=0)
+        methods.get("rise").fn(None, torch.zeros(1, 3, 8, 8), [0], keep_prob=0)
 
 
 def _bad_value(tp: Any) -> Any:

@@ -149,6 +149,10 @@ def test_torchray_center_scores_and_difficult_subset_are_the_protocols(torchray_
             assert row["pointing_game"] == hits[(img, cls)], (img, cls)
             in_subset = img not in FLAGGED or cls in FLAGGED[img]
             assert math.isnan(row["pointing_game_difficult"]) != in_subset, (img, cls)
+        # the point is not a score: a plain mean, not a class mean over absent classes
+        for key in ("pointing_game_y", "pointing_game_x"):
+            assert r.data.metrics[key] == pytest.approx(df[key].dropna().mean())
+            assert f"{key}_classes" not in r.data.metrics
 
 
 def test_report_puts_published_beside_measured(torchray_sweep, tmp_path):

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from faithbench.config import DATASET_KEYS, digest, entry_params, flatten, select_indices, to_dict
 from faithbench.errors import ConfigError
+from faithbench.params import check_params as declared_checks
 
 if TYPE_CHECKING:
     from faithbench.registry import Entry
@@ -25,12 +26,14 @@ log = logging.getLogger("faithbench")
 
 
 def check_params(fn: Any, params: dict[str, Any], name: str) -> None:
-    """Every key of ``params`` must be a parameter of entry ``fn`` (after ``ctx``)."""
+    """Every key of ``params`` must be a parameter of entry ``fn`` (after ``ctx``), and
+    every value one that its declaration admits (``faithbench.params``)."""
     own = [n for n in inspect.signature(fn).parameters if n != "ctx"]
     bad = [k for k in params if k not in own]
     if bad:
         raise ConfigError(f"visualisation {name!r} has no parameter {bad[0]!r}. "
                           f"Valid parameters: {', '.join(own)}.")
+    declared_checks(fn, params, f"visualisation {name!r}")
 
 
 def prepare(cfg: DictConfig) -> tuple[Entry[VizInfo], dict[str, Any], VizContext]:
