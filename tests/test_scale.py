@@ -55,15 +55,16 @@ def test_sweep_killed_at_random_moments_ends_equal_to_an_uninterrupted_one(workd
     rng = random.Random(0)
     kills = 0
     for _ in range(4):
-        # Kill at a random moment after the try has written a new part, so that every
-        # try is cut mid-sweep however fast the machine is (a fixed sleep let a fast
-        # machine finish the sweep before the second kill).
-        before = _parts(workdir)
+        # Kill at a random moment right after the try has written its k-th new part
+        # (k = 1 or 2 of the sweep's 10): every try is cut mid-sweep however fast the
+        # machine is (a fixed sleep let a fast machine finish the sweep before the second
+        # kill, and the rest of the sweep takes about a second once a part is written).
+        before, k = _parts(workdir), rng.randint(1, 2)
         p = _faithbench(SWEEP, workdir)
         deadline = time.monotonic() + 300
-        while p.poll() is None and not _parts(workdir) - before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0, 1.5))
+        while p.poll() is None and len(_parts(workdir) - before) < k and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.1))
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             kills += 1
@@ -71,7 +72,7 @@ def test_sweep_killed_at_random_moments_ends_equal_to_an_uninterrupted_one(workd
         finished = _finished(workdir)  # nothing is marked finished before it is complete
         for method, df in finished.items():
             assert df["id"].is_unique and len(df) == 10
-    assert kills >= 2
+    assert kills >= 3
     p = _faithbench(SWEEP, workdir)
     assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
     got = _finished(workdir)
