@@ -329,32 +329,114 @@ CHECK = """<script>window.addEventListener('load', () => {
     text: document.body.innerText.length}));
 });</script></body>"""
 
+# Drives the page as a reader would: sorts a leaderboard column twice, filters by
+# dataset and metric, opens a method's view; records what is visible after each step.
+DRIVE = """<script>window.addEventListener('load', () => {
+  const shown = el => el.offsetParent !== null;
+  const order = t => [...t.tBodies[0].rows].map(r => r.dataset.method);
+  const board = document.querySelector('table.sortable'), out = {before: order(board)};
+  board.querySelector('th[data-metric="deletion"]').click();
+  out.asc = order(board);
+  board.querySelector('th[data-metric="deletion"]').click();
+  out.desc = order(board);
+  const pick = (name, v) => { const s = document.querySelector(`select[name=${name}]`);
+    s.value = v; s.dispatchEvent(new Event('change')); };
+  const count = sel => [...document.querySelectorAll(sel)].filter(shown).length;
+  out.rows_all = count('tr[data-method]');
+  pick('dataset', 'toy_data');
+  out.rows_dataset = count('tr[data-method]');
+  out.sections = count('section[data-dataset]');
+  pick('metric', 'deletion');
+  out.metric_columns = count('th[data-metric]');
+  out.metric_rows = [...document.querySelectorAll('tr[data-metric]')].filter(shown).map(r => r.dataset.metric);
+  out.matrices = count('.matrices > div');
+  pick('metric', ''); pick('dataset', '');
+  out.rows_reset = count('tr[data-method]');
+  out.views_before = count('.view');
+  const link = [...board.querySelectorAll('a')].find(a => a.textContent === 'toy_method');
+  link.click();
+  setTimeout(() => {
+    const open = [...document.querySelectorAll('.view')].filter(shown);
+    out.views = open.map(v => v.dataset.method);
+    out.view_imgs = open.length ? [...open[0].querySelectorAll('img')].map(i =>
+      [i.alt, i.complete, i.naturalWidth, i.offsetWidth]) : [];
+    out.hash = location.hash;
+    document.body.setAttribute('data-drive', JSON.stringify(out));
+  }, 200);
+});</script></body>"""
 
-def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _dump(browser: str, page: Path, profile: Path, attr: str) -> dict:
+    """The page's DOM after its scripts ran in headless Chromium: the JSON in ``attr``."""
+    import re
+
+    res = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = re.search(rf"{attr}=\"([^\"]*)\"", res.stdout)
+    assert m, res.stdout[:500]
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def _browser() -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no Chromium installed (Debian package 'chromium'; .ci/run installs it where apt works)")
+    return browser
+
+
+def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
+    browser = _browser()
     page = (store / "rep" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     n_fig = sum(len(s.figures) for s in report.sections)
-    assert page.count("<img ") == n_fig == 4
+    assert n_fig == 4
+    n_cd = sum(len(s.cd_figures) for s in report.sections) + len(report.cd_figures)
+    n_view = sum(len(p) for s in report.sections for p in s.views.values())
+    assert n_cd == 7 + 1 and n_view == 3 * 2  # a diagram per metric and over all; curves + maps per method
+    assert page.count("<img ") == n_fig + n_cd + n_view
     probe = tmp_path / "page.html"
     probe.write_text(page.replace("</body>", CHECK))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    res = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    import re
-
-    m = re.search(r"data-check=\"([^\"]*)\"", res.stdout)
-    assert m, res.stdout[:500]
-    check = json.loads(m.group(1).replace("&quot;", '"'))
-    assert len(check["imgs"]) == n_fig
+    check = _dump(browser, probe, tmp_path / "profile", "data-check")
+    assert len(check["imgs"]) == n_fig + n_cd + n_view
     assert all(ok and w > 100 and h > 100 for ok, w, h in check["imgs"]), check["imgs"]
     assert check["tables"] >= 5 and check["text"] > 500
     shot = Path(os.environ.get("FAITHBENCH_REPORT_SHOT", tmp_path / "shot.png"))
-    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1300,2400",
-                    (store / "rep" / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1300,2400", (store / "rep" / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10000
+
+
+def test_html_page_sorts_filters_and_drills_down_in_headless_chromium(store, report, tmp_path):
+    """The page's script in a real browser, on a report with a second (renamed) section:
+    sorting orders rows by the number, the filter hides rows, sections, columns and
+    matrices of other datasets and metrics, a method's name opens its view with its
+    curves and maps."""
+    import copy
+
+    from faithbench.report.webpage import html_page
+
+    browser = _browser()
+    rep = copy.copy(report)
+    other = copy.deepcopy(report.sections[0])
+    other.board.dataset = "toy_data_b"
+    rep.sections = [report.sections[0], other]
+    probe = tmp_path / "page.html"
+    probe.write_text(html_page(rep).replace("</body>", DRIVE))
+    out = _dump(browser, probe, tmp_path / "profile", "data-drive")
+    board = pd.read_csv(store / "rep" / "leaderboard.csv").query("key == 'deletion'")
+    by_mean = board.sort_values(["mean", "label"])["label"].tolist()
+    assert out["before"] == sorted(METHODS)  # the table's order: by label
+    assert out["asc"] == by_mean and out["desc"] == board.sort_values(["mean", "label"], ascending=[False, True])["label"].tolist()
+    assert out["asc"] != out["before"] or out["desc"] != out["before"]
+    assert out["rows_all"] == 6 and out["rows_dataset"] == 3 and out["sections"] == 1
+    assert out["metric_columns"] == 1 and out["matrices"] == 1
+    assert out["metric_rows"] and set(out["metric_rows"]) == {"deletion"}
+    assert out["rows_reset"] == 6 and out["views_before"] == 0
+    assert out["views"] == ["toy_method"] and out["hash"].startswith("#view-")
+    assert [a for a, *_ in out["view_imgs"]] == ["toy_method: curves", "toy_method: gallery"]
+    assert all(ok and w > 100 and shown > 0 for _, ok, w, shown in out["view_imgs"]), out["view_imgs"]

@@ -38,9 +38,15 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
     bars = [(p, g) for p in ("nemenyi", "wilcoxon") for g in getattr(t, p)]
     top = 0.28 + 0.09 * len(bars)  # first label line below the bars
     depth = top + step * max(half, k - half)
+    # label margins sized to the longest label (~0.05 in per 7-pt character), so the
+    # figure keeps its one-column width unless the labels cannot fit in it
+    margin = 0.1 + 0.052 * max(len(f"{mark(lab, controls)}  0.00") for lab in t.labels)
+    width = max(COLUMN_IN, 2 * margin + 1.2)
+    axes_h, title_h = 0.55 * (depth + 0.6), 0.42
+    height = axes_h + title_h + 0.05
     with style():
-        fig = plt.figure(figsize=(COLUMN_IN, 0.75 + 0.55 * depth))
-        ax = fig.add_axes((0.27, 0.04, 0.46, 0.72))
+        fig = plt.figure(figsize=(width, height))
+        ax = fig.add_axes((margin / width, 0.05 / height, 1 - 2 * margin / width, axes_h / height))
         ax.set_xlim(0.8, k + 0.2)
         ax.set_ylim(depth + 0.05, -0.55)
         ax.axis("off")
@@ -67,9 +73,9 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
                     else f"{r:.2f}  {mark(lab, controls)}", ha="right" if left else "left",
                     va="center", fontsize=7, color="0.45" if ctrl else "black",
                     style="italic" if ctrl else "normal")
-        legend = [f"grey: Nemenyi (CD at alpha = {t.alpha:g})",
-                  f"black: Wilcoxon, {t.correction.capitalize()}-corrected"]
         friedman = "–" if math.isnan(t.p) else f"{t.p:.2g}"
-        fig.text(0.5, 0.995, f"{title}\nFriedman p = {friedman}, N = {t.n} {t.blocks}; "
-                 + "; ".join(legend), ha="center", va="top", fontsize=6)
+        corr = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(t.correction, t.correction)
+        fig.text(0.5, 1 - 0.02 / height, f"{title}\nFriedman p = {friedman}, N = {t.n} {t.blocks}\n"
+                 f"grey: Nemenyi (alpha = {t.alpha:g}); black: Wilcoxon, {corr}-corrected",
+                 ha="center", va="top", fontsize=6, linespacing=1.25)
     return fig

@@ -49,8 +49,10 @@ def _row(gal: Gallery, sid: str) -> int:
     return int(np.flatnonzero(gal["ids"] == sid)[0])
 
 
-def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure:
-    """Rows: samples; columns: the image, then each method's map over it."""
+def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
+                   controls: set[str] | None = None) -> Figure:
+    """Rows: samples; columns: the image, then each method's map over it (controls'
+    titles say "control")."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     signed = {lab: bool((gals[lab]["maps"] < 0).any()) for lab in labels}
@@ -69,9 +71,20 @@ def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure
                 gal = gals[lab]
                 overlay(axes[i, j], img, gal["maps"][_row(gal, sid)].astype(np.float32), signed[lab])
         for j, title in enumerate(["image", *labels]):
-            axes[0, j].set_title(title, fontsize=7)
+            ctrl = controls is not None and title in controls and j > 0
+            axes[0, j].set_title(f"{title}\n(control)" if ctrl else title, fontsize=7)
         fig.suptitle(f"{b.model} / {b.dataset}", fontsize=9)
     return fig
+
+
+def method_gallery(gal: Gallery, label: str, n: int) -> Figure:
+    """One method's maps over the first ``n`` samples of its own gallery (its view in
+    the HTML page): the images on top, the maps over them below."""
+    from faithbench.figures import heatmap_grid
+
+    k = min(n, len(gal["ids"]))
+    titles = [f"{gal['ids'][i]}\n{class_name(gal, int(gal['target'][i]))}" for i in range(k)]
+    return heatmap_grid(gal["images"][:k] / 255.0, gal["maps"][:k].astype(np.float32), titles, label)
 
 
 def _boxes(f: pd.DataFrame) -> dict[str, Any]:
