@@ -440,3 +440,78 @@ def test_html_page_sorts_filters_and_drills_down_in_headless_chromium(store, rep
     assert out["views"] == ["toy_method"] and out["hash"].startswith("#view-")
     assert [a for a, *_ in out["view_imgs"]] == ["toy_method: curves", "toy_method: gallery"]
     assert all(ok and w > 100 and shown > 0 for _, ok, w, shown in out["view_imgs"]), out["view_imgs"]
+
+
+def test_rank_statistics_equal_scipy_on_the_per_sample_blocks(store, report):
+    """ranks.csv and pairwise.csv against scipy on the blocks read straight from the
+    parquet files: Friedman chi-square and p, the Nemenyi CD formula, Holm over the
+    k(k-1)/2 Wilcoxon tests of each metric."""
+    import itertools
+    import math
+
+    from scipy import stats
+
+    from faithbench.report.stats import holm
+
+    per = samples(store, "t")
+    ranks = pd.read_csv(store / "rep" / "ranks.csv")
+    pairs = pd.read_csv(store / "rep" / "pairwise.csv")
+    section = ranks[ranks["model"] == "toy_model"].set_index("key")
+    assert set(section.index) == set(METRICS)  # every shown metric has per-sample values
+    for key, r in section.iterrows():
+        wide = pd.concat({m: per[m].set_index("id")[key].astype(float) for m in METHODS}, axis=1).dropna()
+        ref = stats.friedmanchisquare(*wide.to_numpy().T)
+        n, k = wide.shape
+        assert (r["n"], r["k"]) == (n, k)
+        assert r["friedman"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+        q = stats.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
+        assert r["cd"] == pytest.approx(q * math.sqrt(k * (k + 1) / (6 * n)), rel=1e-12)
+        got = pairs[pairs["key"] == key].set_index(["method", "versus"])
+        combos = list(itertools.combinations(sorted(METHODS), 2))
+        p = []
+        for a, b in combos:
+            d = (wide[a] - wide[b]).to_numpy()
+            p.append(1.0 if not np.any(d != 0) else
+                     stats.wilcoxon(d[d != 0], method="exact" if len(set(np.abs(d[d != 0]))) == (d != 0).sum()
+                                    else "approx").pvalue)
+        for (a, b), pa in zip(combos, holm(np.array(p))):
+            assert got.loc[(a, b), "p_adj"] == pytest.approx(pa) == got.loc[(b, a), "p_adj"]
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    cells = board[board["shown"]].pivot(index="key", columns="label", values="mean").dropna(axis=1)
+    overall = ranks[ranks["key"] == "all"].iloc[0]
+    hib = board.groupby("key")["higher_is_better"].first().loc[cells.index]
+    oriented = cells.to_numpy() * np.where(hib, 1.0, -1.0)[:, None]  # each block ranked by its direction
+    ref = stats.friedmanchisquare(*oriented.T)
+    assert overall["n"] == len(cells) and overall["friedman"] == pytest.approx(ref.statistic, rel=1e-12)
+
+
+def test_controls_are_marked_and_methods_below_them_flagged(store, report):
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    pairs = pd.read_csv(store / "rep" / "pairwise.csv").set_index(["key", "method", "versus"])
+    ctrl = {"toy_random", "toy_center"}
+    assert set(board.loc[board["control"], "label"]) == ctrl
+    s = report.sections[0]
+    flagged = []
+    for _, c in board[board["shown"] & ~board["control"]].iterrows():
+        means = board[board["key"] == c["key"]].set_index("label")["mean"]
+        better = [(c["mean"] > means[x]) if c["higher_is_better"] else (c["mean"] < means[x]) for x in ctrl]
+        sig = [bool(pairs.loc[(c["key"], c["label"], x), "significant"] and pairs.loc[(c["key"], c["label"], x), "better"])
+               for x in ctrl if (c["key"], c["label"], x) in pairs.index]
+        beats = all(better) and all(sig)
+        assert c["beats_controls"] == beats
+        if not beats:
+            flagged.append(c["key"])
+    assert s.below.get("toy_method", []) == sorted(flagged, key=s.board.shown.index)
+    md = _md_table((store / "rep" / "report.md").read_text(), "Leaderboard")
+    col = md[0].index("beats controls")
+    rows = {r[0]: r[col] for r in md[2:]}
+    assert rows["toy_random"] == rows["toy_center"] == "control"
+    assert rows["toy_method"] == ("yes" if not flagged else "**no: " + ", ".join(s.below["toy_method"]) + "**")
+    html = (store / "rep" / "report.html").read_text()
+    assert html.count("toy_random (c)") == html.count("toy_center (c)") == len(s.ranks) * 2  # matrix rows + columns
+    for paths in [*s.cd_figures.values(), *report.cd_figures.values()]:
+        pdf = paths[1].read_bytes()
+        assert paths[0].exists() and b"/Subtype /Image" not in pdf  # vector only
+        width_pt = float(pdf.split(b"/MediaBox [")[1].split()[2])
+        assert width_pt <= 3.5 * 72  # one column (3.3 in) plus the tight bounding box's slack

@@ -26,7 +26,8 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
     """The diagram of one rank test: rank 1 (best) on the left; the better half of the
     methods is labelled on the left, the other half on the right; grey bars are the
     Nemenyi cliques (with the CD drawn above the axis), black bars the Wilcoxon–Holm
-    (or the test's correction) cliques. Controls are printed in grey italics.
+    (or the test's correction) cliques. Controls are printed in grey italics with a
+    dagger, explained in the title.
 
     Args:
         t: the rank test (mean ranks over ``t.n`` blocks of ``t.blocks``).
@@ -38,10 +39,11 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
     bars = [(p, g) for p in ("nemenyi", "wilcoxon") for g in getattr(t, p)]
     top = 0.28 + 0.09 * len(bars)  # first label line below the bars
     depth = top + step * max(half, k - half)
-    # label margins sized to the longest label (~0.05 in per 7-pt character), so the
+    # label margins sized to the longest label (~0.045 in per 6.5-pt character), so the
     # figure keeps its one-column width unless the labels cannot fit in it
-    margin = 0.1 + 0.052 * max(len(f"{mark(lab, controls)}  0.00") for lab in t.labels)
-    width = max(COLUMN_IN, 2 * margin + 1.2)
+    name = lambda lab: f"{lab} †" if lab in controls else lab  # noqa: E731
+    margin = 0.1 + 0.046 * max(len(f"{name(lab)}  0.00") for lab in t.labels)
+    width = max(COLUMN_IN, 2 * margin + max(0.9, 0.12 * k))  # >= 0.12 in per rank
     axes_h, title_h = 0.55 * (depth + 0.6), 0.42
     height = axes_h + title_h + 0.05
     with style():
@@ -53,10 +55,11 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
         ax.plot([1, k], [0, 0], color="black", lw=0.8)
         for r in range(1, k + 1):
             ax.plot([r, r], [0, -0.08], color="black", lw=0.8)
-            ax.text(r, -0.12, str(r), ha="center", va="bottom", fontsize=7)
+            if k <= 12 or r % 2 == 1 or r == k:
+                ax.text(r, -0.12, str(r), ha="center", va="bottom", fontsize=6)
         if math.isfinite(t.cd) and t.cd < k - 1:  # the CD as a bracket above the axis
             ax.plot([1, 1 + t.cd], [-0.42, -0.42], color="0.55", lw=1.2)
-            ax.text(1 + t.cd / 2, -0.45, f"CD = {t.cd:.2f}", ha="center", va="bottom", fontsize=6)
+            ax.text(1 + t.cd / 2, -0.48, f"CD = {t.cd:.2f}", ha="center", va="bottom", fontsize=6)
         for i, (proc, g) in enumerate(bars):  # cliques, each a bar a little lower
             lo, hi = t.mean_ranks[g].min(), t.mean_ranks[g].max()
             y = 0.17 + 0.09 * i
@@ -69,13 +72,14 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
             end = 0.8 if left else k + 0.2
             ax.plot([r, r, end], [0, y, y], color="black", lw=0.6)
             ctrl = lab in controls
-            ax.text(end + (-0.05 if left else 0.05), y, f"{mark(lab, controls)}  {r:.2f}" if left
-                    else f"{r:.2f}  {mark(lab, controls)}", ha="right" if left else "left",
-                    va="center", fontsize=7, color="0.45" if ctrl else "black",
+            ax.text(end + (-0.05 if left else 0.05), y, f"{name(lab)}  {r:.2f}" if left
+                    else f"{r:.2f}  {name(lab)}", ha="right" if left else "left",
+                    va="center", fontsize=6.5, color="0.45" if ctrl else "black",
                     style="italic" if ctrl else "normal")
         friedman = "–" if math.isnan(t.p) else f"{t.p:.2g}"
         corr = {"holm": "Holm", "bh": "Benjamini-Hochberg"}.get(t.correction, t.correction)
         fig.text(0.5, 1 - 0.02 / height, f"{title}\nFriedman p = {friedman}, N = {t.n} {t.blocks}\n"
-                 f"grey: Nemenyi (alpha = {t.alpha:g}); black: Wilcoxon, {corr}-corrected",
+                 f"grey: Nemenyi (alpha = {t.alpha:g}); black: Wilcoxon, {corr}-corrected"
+                 + ("; † control" if controls & set(t.labels) else ""),
                  ha="center", va="top", fontsize=6, linespacing=1.25)
     return fig
