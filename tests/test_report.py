@@ -315,6 +315,8 @@ def test_latex_compiles(store, report, tmp_path):
     doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}\n"
                    f"\\begin{{document}}\\input{{{rep / 'leaderboard.tex'}}}\n"
                    f"\\begin{{table}}\\input{{{rep / 'tables' / 'toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\begin{{table}}\\input{{{rep / 'tables' / 'tests_toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\includegraphics{{{rep / 'figures' / 'cd_toy_model__toy_data__deletion.pdf'}}}\n"
                    f"\\includegraphics[width=\\linewidth]{{{rep / 'figures' / 'curves_toy_model__toy_data.pdf'}}}\n"
                    "\\end{document}\n")
     res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name],

@@ -139,7 +139,7 @@ def matrix(t: RankTest, controls: set[str], digits: int = 2) -> str:
                 continue
             x, s = float(eff.loc[a, c]), bool(sig.loc[a, c])
             tds.append(f'<td style="background:{_colour(x)}" title="p_adj = {float(p.loc[a, c]):.3g}">'
-                       f"{num(x, digits)}{'*' if s else ''}</td>")
+                       f"{num(round(x, digits) + 0.0, digits)}{'*' if s else ''}</td>")  # no "-0.00"
         rows.append(f'<tr><th class="t">{name(a)}</th>' + "".join(tds) + "</tr>")
     return (f'<div data-metric="{e(t.key)}"><h4>{e(t.key)}</h4><table class="matrix"><thead><tr>{head}'
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
@@ -149,7 +149,8 @@ def matrix_rows(t: RankTest, controls: set[str], digits: int = 2) -> tuple[list[
     """The same matrix as (header, rows) of text, for Markdown."""
     eff, sig = t.matrix("effect"), t.matrix("significant")
     name = lambda lab: f"{lab} (control)" if lab in controls else lab  # noqa: E731
-    rows = [[name(a)] + ["" if a == c else num(float(eff.loc[a, c]), digits) + ("*" if sig.loc[a, c] else "")
+    rows = [[name(a)] + ["" if a == c else num(round(float(eff.loc[a, c]), digits) + 0.0, digits)
+                         + ("*" if sig.loc[a, c] else "")
                          for c in t.labels] for a in t.labels]
     return ["effect: row vs column", *[name(c) for c in t.labels]], rows
 

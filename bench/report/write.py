@@ -124,7 +124,8 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
 
 def latex_files(rep: Report, out: Path) -> list[Path]:
     """``tables/<model>__<dataset>.tex`` (a bare booktabs tabular each, to \\input in a
-    table of your own) and ``leaderboard.tex`` (all of them in captioned tables)."""
+    table of your own), ``tables/tests_<model>__<dataset>.tex`` (its paired tests) and
+    ``leaderboard.tex`` (the leaderboards in captioned tables)."""
     digits = rep.options.digits
     body, paths = [], []
     for s in rep.sections:
@@ -134,6 +135,9 @@ def latex_files(rep: Report, out: Path) -> list[Path]:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(tab + "\n")
         paths.append(p)
+        if len(s.tests):  # the full list of paired tests, folded on the HTML page
+            paths.append(out / "tables" / f"tests_{b.slug}.tex")
+            paths[-1].write_text(latex_tabular(*frame_rows(s.tests[docs.TEST_COLS], digits, "tex")) + "\n")
         cap = docs.caption(rep, s, "tex")
         # shrink to the line width when wider, never enlarge
         body.append("\\begin{table}[t]\n\\centering\n\\small\n"
