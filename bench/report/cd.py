@@ -39,10 +39,10 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
     bars = [(p, g) for p in ("nemenyi", "wilcoxon") for g in getattr(t, p)]
     top = 0.28 + 0.09 * len(bars)  # first label line below the bars
     depth = top + step * max(half, k - half)
-    # label margins sized to the longest label (~0.045 in per 6.5-pt character), so the
+    # label margins sized to the longest label (~0.05 in per 6.5-pt character), so the
     # figure keeps its one-column width unless the labels cannot fit in it
     name = lambda lab: f"{lab} †" if lab in controls else lab  # noqa: E731
-    margin = 0.1 + 0.046 * max(len(f"{name(lab)}  0.00") for lab in t.labels)
+    margin = 0.1 + 0.05 * max(len(f"{name(lab)}  00.00") for lab in t.labels)
     width = max(COLUMN_IN, 2 * margin + max(0.9, 0.12 * k))  # >= 0.12 in per rank
     axes_h, title_h = 0.55 * (depth + 0.6), 0.42
     height = axes_h + title_h + 0.05
@@ -55,7 +55,7 @@ def cd_figure(t: RankTest, controls: set[str], title: str) -> Figure:
         ax.plot([1, k], [0, 0], color="black", lw=0.8)
         for r in range(1, k + 1):
             ax.plot([r, r], [0, -0.08], color="black", lw=0.8)
-            if k <= 12 or r % 2 == 1 or r == k:
+            if k <= 12 or r % 2 == 1:
                 ax.text(r, -0.12, str(r), ha="center", va="bottom", fontsize=6)
         if math.isfinite(t.cd) and t.cd < k - 1:  # the CD as a bracket above the axis
             ax.plot([1, 1 + t.cd], [-0.42, -0.42], color="0.55", lw=1.2)

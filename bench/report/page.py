@@ -22,7 +22,7 @@ th[data-dir=desc]::after{content:" ▼"}.view{display:none;border:2px solid #888
 .view:target{display:block}.control{color:#777;font-style:italic}.flag{color:#b00;font-weight:bold}
 .filters{position:sticky;top:0;background:#fafafa;padding:.4em;border-bottom:1px solid #ccc;z-index:1}
 table.matrix td{text-align:center;min-width:3em}.matrices{display:flex;flex-wrap:wrap;gap:1.5em}
-details{margin:.5em 0}summary{cursor:pointer;color:#345}"""
+details{margin:.5em 0}summary{cursor:pointer;color:#345}td.beats{white-space:normal;min-width:12em}"""
 
 JS = """<script>
 (function () {
@@ -105,6 +105,8 @@ def board(b: Board, header: list[str], rows: list[list[str]], win: pd.Series, co
                 attrs = f' data-metric="{e(c)}"'
                 if c in below.get(lab, []):
                     attrs += ' class="flag" title="does not beat the controls on this metric"'
+            if c == "beats":
+                attrs = ' class="t beats"'
             sv = e(v) if isinstance(v, str) else ("" if v is None or math.isnan(float(v)) else repr(float(v)))
             tds.append(f'<td{attrs} data-v="{sv}">{text}</td>')
         body.append(f'<tr {where} data-method="{e(lab)}">' + "".join(tds) + "</tr>")
@@ -129,7 +131,8 @@ def matrix(t: RankTest, controls: set[str], digits: int = 2) -> str:
     e = lambda x: esc(str(x), "html")  # noqa: E731
     eff, sig, p = t.matrix("effect"), t.matrix("significant"), t.matrix("p_adj")
     name = lambda lab: f'<span class="control">{e(lab)} (c)</span>' if lab in controls else e(lab)  # noqa: E731
-    head = "<th></th>" + "".join(f"<th>{name(c)}</th>" for c in t.labels)
+    # columns numbered in mean-rank order, so that 20 methods fit the page's width
+    head = "<th></th>" + "".join(f'<th title="{e(c)}">{j}</th>' for j, c in enumerate(t.labels, 1))
     rows = []
     for a in t.labels:
         tds = []
@@ -140,7 +143,7 @@ def matrix(t: RankTest, controls: set[str], digits: int = 2) -> str:
             x, s = float(eff.loc[a, c]), bool(sig.loc[a, c])
             tds.append(f'<td style="background:{_colour(x)}" title="p_adj = {float(p.loc[a, c]):.3g}">'
                        f"{num(round(x, digits) + 0.0, digits)}{'*' if s else ''}</td>")  # no "-0.00"
-        rows.append(f'<tr><th class="t">{name(a)}</th>' + "".join(tds) + "</tr>")
+        rows.append(f'<tr><th class="t">{t.labels.index(a) + 1}. {name(a)}</th>' + "".join(tds) + "</tr>")
     return (f'<div data-metric="{e(t.key)}"><h4>{e(t.key)}</h4><table class="matrix"><thead><tr>{head}'
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 

@@ -15,6 +15,7 @@ from faithbench import methods
 from faithbench.errors import ConfigError
 from faithbench.report.board import Board
 from faithbench.report.ranks import RankTest, rank_test
+from faithbench.report.stats import adjust
 
 
 def controls(b: Board) -> set[str]:
@@ -85,23 +86,27 @@ def across_ranks(boards: list[Board], alpha: float, correction: str,
 
 def below_controls(b: Board, tests: list[RankTest], ctrl: set[str]) -> dict[str, list[str]]:
     """label -> shown outputs on which the method does not beat every control: its
-    mean is not better than each control's, or (where per-sample values exist) the
-    pairwise Wilcoxon test against a control is not significantly in its favour."""
-    by_key = {t.key: t.pairs.set_index(["method", "versus"]) for t in tests}
+    mean is not better than each control's, or (where per-sample values exist) its
+    paired Wilcoxon test against a control is not significantly in its favour. The
+    family of that question is the (method, control) tests of the metric: their raw
+    p-values are adjusted together (the test's correction), not with all k(k-1)/2 pairs."""
+    by_key = {t.key: t for t in tests}
     out: dict[str, list[str]] = {}
     if not ctrl:
         return out
     for key in b.shown:
         hib = b.info(key).higher_is_better
         means = b.cells[b.cells["key"] == key].set_index("label")["mean"]
-        for lab in means.index.difference(sorted(ctrl)):
-            ok = True
-            for c in sorted(ctrl & set(means.index)):
-                d = means[lab] - means[c]
-                ok &= bool((d > 0) if hib else (d < 0))
-                if key in by_key and (lab, c) in by_key[key].index:
-                    pair = by_key[key].loc[(lab, c)]
-                    ok &= bool(pair["significant"] and pair["better"])
-            if not ok:
+        others, cs = sorted(set(means.index) - ctrl), sorted(ctrl & set(means.index))
+        sig: dict[tuple[str, str], bool] = {}
+        if key in by_key:
+            t = by_key[key]
+            pairs = t.pairs.set_index(["method", "versus"])
+            fam = [(lab, c) for lab in others for c in cs if (lab, c) in pairs.index]
+            p_adj = adjust(np.array([pairs.loc[f, "p"] for f in fam], dtype=float), t.correction)
+            sig = {f: bool(q < t.alpha and pairs.loc[f, "better"]) for f, q in zip(fam, p_adj)}
+        for lab in others:
+            better = all(bool(means[lab] > means[c] if hib else means[lab] < means[c]) for c in cs)
+            if not (better and all(sig.get((lab, c), True) for c in cs)):
                 out.setdefault(lab, []).append(key)
     return out
