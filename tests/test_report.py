@@ -316,6 +316,7 @@ def test_latex_compiles(store, report, tmp_path):
                    f"\\begin{{document}}\\input{{{rep / 'leaderboard.tex'}}}\n"
                    f"\\begin{{table}}\\input{{{rep / 'tables' / 'toy_model__toy_data.tex'}}}\\end{{table}}\n"
                    f"\\begin{{table}}\\input{{{rep / 'tables' / 'tests_toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\begin{{table}}\\input{{{rep / 'tables' / 'ranks.tex'}}}\\end{{table}}\n"
                    f"\\includegraphics{{{rep / 'figures' / 'cd_toy_model__toy_data__deletion.pdf'}}}\n"
                    f"\\includegraphics[width=\\linewidth]{{{rep / 'figures' / 'curves_toy_model__toy_data.pdf'}}}\n"
                    "\\end{document}\n")

@@ -124,8 +124,9 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
 
 def latex_files(rep: Report, out: Path) -> list[Path]:
     """``tables/<model>__<dataset>.tex`` (a bare booktabs tabular each, to \\input in a
-    table of your own), ``tables/tests_<model>__<dataset>.tex`` (its paired tests) and
-    ``leaderboard.tex`` (the leaderboards in captioned tables)."""
+    table of your own), ``tables/tests_<model>__<dataset>.tex`` (its paired tests),
+    ``tables/ranks.tex`` (the rank tests) and ``leaderboard.tex`` (the leaderboards in
+    captioned tables)."""
     digits = rep.options.digits
     body, paths = [], []
     for s in rep.sections:
@@ -150,6 +151,13 @@ def latex_files(rep: Report, out: Path) -> list[Path]:
             body.append("\\begin{table}[t]\n\\centering\n\\small\n"
                         f"{t}\n\\caption{{Published vs measured, {docs.tex(b.model)} on "
                         f"{docs.tex(b.dataset)}.}}\n\\label{{tab:published-{b.slug}}}\n\\end{{table}}\n")
+    tests = [t for s in rep.sections for t in s.ranks] + rep.across
+    if tests:  # Friedman tests and Nemenyi CDs, the critical-difference diagrams' numbers
+        where = [(s.board.model, s.board.dataset) for s in rep.sections for _ in s.ranks]
+        where += [("*", "*")] * len(rep.across)
+        df = pd.DataFrame([{"model": m, "dataset": d, **t.row()} for (m, d), t in zip(where, tests)])
+        paths.append(out / "tables" / "ranks.tex")
+        paths[-1].write_text(latex_tabular(*frame_rows(df.drop(columns="mean_ranks"), digits, "tex")) + "\n")
     paths.insert(0, out / "leaderboard.tex")
     paths[0].write_text("% faithbench report: needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
                         + "\n".join(body))
