@@ -516,6 +516,13 @@ def test_controls_are_marked_and_methods_below_them_flagged(store, report):
     rows = {r[0]: r[col] for r in md[2:]}
     assert rows["toy_random"] == rows["toy_center"] == "control"
     assert rows["toy_method"] == ("yes" if not flagged else "**no: " + ", ".join(s.below["toy_method"]) + "**")
+    text = (store / "rep" / "report.md").read_text()
+    for title in ("Ranks over samples", "Paired tests", "Significance: deletion"):
+        table = text.split(f"### {title}")[1].split("\n\n")[1]
+        assert "toy_random (control)" in table and "toy_center (control)" in table
+        assert "toy_method (control)" not in table
+    tests = pd.read_csv(store / "rep" / "tests.csv")
+    assert (tests["control"] == tests["method"].isin(ctrl)).all() and tests["versus_control"].any()
     html = (store / "rep" / "report.html").read_text()
     assert html.count("toy_random (c)") == html.count("toy_center (c)") == len(s.ranks)  # a matrix row each (columns are numbered)
     for paths in [*s.cd_figures.values(), *report.cd_figures.values()]:

@@ -40,13 +40,13 @@ def _sections(rep: Report, markup: Markup) -> list[tuple[Section, dict[str, tupl
     for s in rep.sections:
         t: dict[str, tuple] = {"Leaderboard": leaderboard(s.board, s.win, d, markup, s.controls, s.below)}
         if s.ranks:
-            t[RANKS] = frame_rows(pd.DataFrame([r.row() for r in s.ranks]), d, markup)
+            t[RANKS] = frame_rows(pd.DataFrame([r.row(s.controls) for r in s.ranks]), d, markup)
             for r in s.ranks:
                 t[f"{SIGNIFICANCE}: {r.key}"] = page.matrix_rows(r, s.controls)
         if len(s.tests):
             name = (f"Paired tests (Wilcoxon signed-rank, {CORRECTION[rep.options.correction]} "
                     f"correction, alpha = {rep.options.alpha})")
-            t[name] = frame_rows(s.tests[TEST_COLS], d, markup)
+            t[name] = frame_rows(marked(s.tests[TEST_COLS], s.controls, ["method", "versus"]), d, markup)
         if (s.reliability["n_methods"] > 1).any():
             t["Metric reliability (Krippendorff's alpha, ordinal, of method rankings over samples)"] = \
                 frame_rows(s.reliability, d, markup)
@@ -55,7 +55,7 @@ def _sections(rep: Report, markup: Markup) -> list[tuple[Section, dict[str, tupl
                 t[f"Agreement between metrics (Spearman of {kind})"] = frame_rows(
                     m.rename_axis("metric").reset_index(), 2, markup)
         if len(s.published):
-            t["Published vs measured"] = frame_rows(s.published[PUB_COLS], d, markup)
+            t["Published vs measured"] = frame_rows(marked(s.published[PUB_COLS], s.controls, ["method"]), d, markup)
         out.append((s, t))
     return out
 
@@ -72,6 +72,14 @@ MATRIX_NOTE = ("Each metric's methods x methods matrix: the matched-pairs rank-b
 def matrix_note(rep: Report) -> str:
     return (MATRIX_NOTE.replace("CORR", CORRECTION[rep.options.correction])
             .replace("ALPHA", f"{rep.options.alpha:g}"))
+
+
+def marked(df: pd.DataFrame, controls: set[str], columns: list[str]) -> pd.DataFrame:
+    """A copy of ``df`` whose method-label ``columns`` say "(control)" for controls."""
+    out = df.copy()
+    for c in columns:
+        out[c] = [f"{v} (control)" if v in controls else v for v in out[c]]
+    return out
 
 
 def informative(m: pd.DataFrame) -> bool:

@@ -115,9 +115,11 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     return out
 
 
-def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure | None:
-    """Rows: methods; columns: samples with a ground-truth box of their target class.
-    Ground truth in green, predicted boxes dashed, pointing-game points as stars."""
+def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
+                        controls: set[str] | None = None) -> Figure | None:
+    """Rows: methods (controls say so); columns: samples with a ground-truth box of
+    their target class. Ground truth in green, predicted boxes dashed, pointing-game
+    points as stars."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     keep = [s for s in ids if (first["box_labels"][first["box_sample"] == _row(first, s)]
@@ -153,7 +155,7 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> F
                         ax.plot(pt[1], pt[0], marker="*", ms=9, mfc="white", mec="black", mew=0.7)
                     legend[f"{p} point"] = Line2D([], [], marker="*", ls="", ms=8, mfc="white", mec="black")
                 if j == 0:
-                    ax.set_ylabel(lab, fontsize=7)
+                    ax.set_ylabel(f"{lab}\n(control)" if controls and lab in controls else lab, fontsize=7)
                 if i == 0:
                     ax.set_title(f"{sid} ({class_name(gal, int(t))})", fontsize=6)
         fig.legend(list(legend.values()), list(legend), loc="outside lower center",

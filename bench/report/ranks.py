@@ -99,11 +99,12 @@ class RankTest:
         m = self.pairs.pivot(index="method", columns="versus", values=column)
         return m.reindex(index=self.labels, columns=self.labels)
 
-    def row(self) -> dict[str, object]:
-        """The test as one table row."""
+    def row(self, controls: set[str] | frozenset[str] = frozenset()) -> dict[str, object]:
+        """The test as one table row (``controls`` are marked in the mean ranks)."""
+        name = lambda lab: f"{lab} (control)" if lab in controls else lab  # noqa: E731
         return {"key": self.key, "blocks": self.blocks, "n": self.n, "k": len(self.labels),
                 "friedman": self.statistic, "p": self.p, "cd": self.cd,
-                "mean_ranks": "; ".join(f"{lab} {r:.2f}" for lab, r in self.mean_ranks.items())}
+                "mean_ranks": "; ".join(f"{name(lab)} {r:.2f}" for lab, r in self.mean_ranks.items())}
 
 
 def rank_test(values: pd.DataFrame, higher_is_better: bool | np.ndarray, key: str, blocks: str,

@@ -45,7 +45,7 @@ def figures(rep: Report, out: Path) -> None:
         if ids:
             s.figures["Heatmap gallery: the same samples for every method"] = save(
                 gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}")
-            fig = localisation_figure(b, gals, ids)
+            fig = localisation_figure(b, gals, ids, s.controls)
             if fig is not None:
                 s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
 
@@ -89,7 +89,9 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
                                    else k not in s.below.get(lab, [])  # shown outputs only
                                    for lab, k in zip(cells["label"], cells["key"])]
         frames["leaderboard"].append(cells.assign(**where))
-        frames["tests"].append(s.tests.assign(**where, correction=rep.options.correction))
+        frames["tests"].append(s.tests.assign(**where, correction=rep.options.correction,
+                                              control=s.tests["method"].isin(s.controls),
+                                              versus_control=s.tests["versus"].isin(s.controls)))
         frames["reliability"].append(s.reliability.assign(**where))
         for kind, m in zip(("ranking", "sample"), s.agreement):
             if len(m):
