@@ -530,3 +530,39 @@ def test_controls_are_marked_and_methods_below_them_flagged(store, report):
         assert paths[0].exists() and b"/Subtype /Image" not in pdf  # vector only
         width_pt = float(pdf.split(b"/MediaBox [")[1].split()[2])
         assert width_pt <= 3.5 * 72  # one column (3.3 in) plus the tight bounding box's slack
+
+
+def test_rank_tests_across_pairs_use_each_pairs_means_as_a_block(report):
+    """Two (model, dataset) pairs (the toy one and a copy with other means): one test
+    per metric with the pairs as blocks, one over every (pair, metric) cell, each block
+    oriented by its metric's direction; a method missing from a pair is left out."""
+    import copy
+
+    from scipy import stats
+
+    from faithbench.report.ranking import across_ranks
+
+    a = report.sections[0].board
+    b = copy.deepcopy(a)
+    b.dataset = "toy_data_b"
+    b.cells["mean"] = b.cells["mean"] * np.where(b.cells["label"] == "toy_center", 0.5, 1.5)
+    problems: list[str] = []
+    tests = {t.key: t for t in across_ranks([a, b], 0.05, "holm", problems)}
+    assert set(tests) == set(a.shown) | {"all"} and not problems
+    for key in a.shown:
+        wide = np.array([[bd.cells.set_index(["label", "key"]).loc[(m, key), "mean"] for m in sorted(METHODS)]
+                         for bd in (a, b)])
+        t = tests[key]
+        assert t.n == 2 and t.blocks == "(model, dataset) pairs"
+        if np.unique(wide[0]).size > 1 or np.unique(wide[1]).size > 1:
+            assert t.statistic == pytest.approx(stats.friedmanchisquare(*wide.T).statistic)
+    hib = np.array([a.info(k).higher_is_better for k in a.shown] * 2)
+    cells = np.array([[bd.cells.set_index(["label", "key"]).loc[(m, k), "mean"] for m in sorted(METHODS)]
+                      for bd in (a, b) for k in a.shown])
+    oriented = cells * np.where(hib, 1.0, -1.0)[:, None]
+    assert tests["all"].n == 2 * len(a.shown)
+    assert tests["all"].statistic == pytest.approx(stats.friedmanchisquare(*oriented.T).statistic)
+    b.cells = b.cells[b.cells["label"] != "toy_random"]
+    tests = {t.key: t for t in across_ranks([a, b], 0.05, "holm", problems)}
+    assert set(tests["all"].labels) == {"toy_method", "toy_center"}
+    assert any("toy_random left out" in p for p in problems)
