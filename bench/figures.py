@@ -77,12 +77,14 @@ def image_axes(ax: Axes) -> None:
         sp.set_visible(False)
 
 
-def save(fig: Figure, stem: Path, dpi: int = 200) -> list[Path]:
-    """Save ``fig`` as ``stem.png`` and ``stem.pdf``; closes it. Returns both paths."""
+def save(fig: Figure, stem: Path, dpi: int = 200, pdf: bool = True) -> list[Path]:
+    """Save ``fig`` as ``stem.png`` and (unless ``pdf`` is False: figures only for the
+    screen) ``stem.pdf``; closes it. Returns the paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")][:2 if pdf else 1]
     fig.savefig(paths[0], dpi=dpi)
-    fig.savefig(paths[1])
+    if pdf:
+        fig.savefig(paths[1])
     plt.close(fig)
     return paths
 

@@ -315,6 +315,9 @@ def test_latex_compiles(store, report, tmp_path):
     doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\usepackage{graphicx}\n"
                    f"\\begin{{document}}\\input{{{rep / 'leaderboard.tex'}}}\n"
                    f"\\begin{{table}}\\input{{{rep / 'tables' / 'toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\begin{{table}}\\input{{{rep / 'tables' / 'tests_toy_model__toy_data.tex'}}}\\end{{table}}\n"
+                   f"\\begin{{table}}\\input{{{rep / 'tables' / 'ranks.tex'}}}\\end{{table}}\n"
+                   f"\\includegraphics{{{rep / 'figures' / 'cd_toy_model__toy_data__deletion.pdf'}}}\n"
                    f"\\includegraphics[width=\\linewidth]{{{rep / 'figures' / 'curves_toy_model__toy_data.pdf'}}}\n"
                    "\\end{document}\n")
     res = subprocess.run([engine, "-interaction=nonstopmode", "-halt-on-error", doc.name],
@@ -329,32 +332,237 @@ CHECK = """<script>window.addEventListener('load', () => {
     text: document.body.innerText.length}));
 });</script></body>"""
 
+# Drives the page as a reader would: sorts a leaderboard column twice, filters by
+# dataset and metric, opens a method's view; records what is visible after each step.
+DRIVE = """<script>window.addEventListener('load', () => {
+  const shown = el => el.offsetParent !== null;
+  const order = t => [...t.tBodies[0].rows].map(r => r.dataset.method);
+  const board = document.querySelector('table.sortable'), out = {before: order(board)};
+  board.querySelector('th[data-metric="deletion"]').click();
+  out.asc = order(board);
+  board.querySelector('th[data-metric="deletion"]').click();
+  out.desc = order(board);
+  const pick = (name, v) => { const s = document.querySelector(`select[name=${name}]`);
+    s.value = v; s.dispatchEvent(new Event('change')); };
+  const count = sel => [...document.querySelectorAll(sel)].filter(shown).length;
+  out.rows_all = count('tr[data-method]');
+  pick('dataset', 'toy_data');
+  out.rows_dataset = count('tr[data-method]');
+  out.sections = count('section[data-dataset]');
+  pick('metric', 'deletion');
+  out.metric_columns = count('th[data-metric]');
+  out.metric_rows = [...document.querySelectorAll('tr[data-metric]')].filter(shown).map(r => r.dataset.metric);
+  out.matrices = count('.matrices > div');
+  pick('metric', ''); pick('dataset', '');
+  out.rows_reset = count('tr[data-method]');
+  out.views_before = count('.view');
+  const link = [...board.querySelectorAll('a')].find(a => a.textContent === 'toy_method');
+  link.click();
+  setTimeout(() => {
+    const open = [...document.querySelectorAll('.view')].filter(shown);
+    out.views = open.map(v => v.dataset.method);
+    out.view_imgs = open.length ? [...open[0].querySelectorAll('img')].map(i =>
+      [i.alt, i.complete, i.naturalWidth, i.offsetWidth]) : [];
+    out.hash = location.hash;
+    document.body.setAttribute('data-drive', JSON.stringify(out));
+  }, 200);
+});</script></body>"""
 
-def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _dump(browser: str, page: Path, profile: Path, attr: str) -> dict:
+    """The page's DOM after its scripts ran in headless Chromium: the JSON in ``attr``."""
+    import re
+
+    res = subprocess.run([browser, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    m = re.search(rf"{attr}=\"([^\"]*)\"", res.stdout)
+    assert m, res.stdout[:500]
+    return json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def _browser() -> str:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.skip("no Chromium installed (Debian package 'chromium'; .ci/run installs it where apt works)")
+    return browser
+
+
+def test_html_page_renders_in_headless_chromium(store, report, tmp_path):
+    browser = _browser()
     page = (store / "rep" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     n_fig = sum(len(s.figures) for s in report.sections)
-    assert page.count("<img ") == n_fig == 4
+    assert n_fig == 4
+    n_cd = sum(len(s.cd_figures) for s in report.sections) + len(report.cd_figures)
+    n_view = sum(len(p) for s in report.sections for p in s.views.values())
+    assert n_cd == 7 + 1 and n_view == 3 * 2  # a diagram per metric and over all; curves + maps per method
+    assert page.count("<img ") == n_fig + n_cd + n_view
     probe = tmp_path / "page.html"
     probe.write_text(page.replace("</body>", CHECK))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    res = subprocess.run([browser, *flags, "--dump-dom", probe.as_uri()], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    import re
-
-    m = re.search(r"data-check=\"([^\"]*)\"", res.stdout)
-    assert m, res.stdout[:500]
-    check = json.loads(m.group(1).replace("&quot;", '"'))
-    assert len(check["imgs"]) == n_fig
+    check = _dump(browser, probe, tmp_path / "profile", "data-check")
+    assert len(check["imgs"]) == n_fig + n_cd + n_view
     assert all(ok and w > 100 and h > 100 for ok, w, h in check["imgs"]), check["imgs"]
     assert check["tables"] >= 5 and check["text"] > 500
     shot = Path(os.environ.get("FAITHBENCH_REPORT_SHOT", tmp_path / "shot.png"))
-    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1300,2400",
-                    (store / "rep" / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1300,2400", (store / "rep" / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10000
+
+
+def test_html_page_sorts_filters_and_drills_down_in_headless_chromium(store, report, tmp_path):
+    """The page's script in a real browser, on a report with a second (renamed) section:
+    sorting orders rows by the number, the filter hides rows, sections, columns and
+    matrices of other datasets and metrics, a method's name opens its view with its
+    curves and maps."""
+    import copy
+
+    from faithbench.report.webpage import html_page
+
+    browser = _browser()
+    rep = copy.copy(report)
+    other = copy.deepcopy(report.sections[0])
+    other.board.dataset = "toy_data_b"
+    rep.sections = [report.sections[0], other]
+    probe = tmp_path / "page.html"
+    probe.write_text(html_page(rep).replace("</body>", DRIVE))
+    out = _dump(browser, probe, tmp_path / "profile", "data-drive")
+    board = pd.read_csv(store / "rep" / "leaderboard.csv").query("key == 'deletion'")
+    by_mean = board.sort_values(["mean", "label"])["label"].tolist()
+    assert out["before"] == sorted(METHODS)  # the table's order: by label
+    assert out["asc"] == by_mean and out["desc"] == board.sort_values(["mean", "label"], ascending=[False, True])["label"].tolist()
+    assert out["asc"] != out["before"] or out["desc"] != out["before"]
+    assert out["rows_all"] == 6 and out["rows_dataset"] == 3 and out["sections"] == 1
+    assert out["metric_columns"] == 1 and out["matrices"] == 1
+    assert out["metric_rows"] and set(out["metric_rows"]) == {"deletion"}
+    assert out["rows_reset"] == 6 and out["views_before"] == 0
+    assert out["views"] == ["toy_method"] and out["hash"].startswith("#view-")
+    assert [a for a, *_ in out["view_imgs"]] == ["toy_method: curves", "toy_method: gallery"]
+    assert all(ok and w > 100 and shown > 0 for _, ok, w, shown in out["view_imgs"]), out["view_imgs"]
+
+
+def test_rank_statistics_equal_scipy_on_the_per_sample_blocks(store, report):
+    """ranks.csv and pairwise.csv against scipy on the blocks read straight from the
+    parquet files: Friedman chi-square and p, the Nemenyi CD formula, Holm over the
+    k(k-1)/2 Wilcoxon tests of each metric."""
+    import itertools
+    import math
+
+    from scipy import stats
+
+    from faithbench.report.stats import holm
+
+    per = samples(store, "t")
+    ranks = pd.read_csv(store / "rep" / "ranks.csv")
+    pairs = pd.read_csv(store / "rep" / "pairwise.csv")
+    section = ranks[ranks["model"] == "toy_model"].set_index("key")
+    assert set(section.index) == set(METRICS)  # every shown metric has per-sample values
+    for key, r in section.iterrows():
+        wide = pd.concat({m: per[m].set_index("id")[key].astype(float) for m in METHODS}, axis=1).dropna()
+        ref = stats.friedmanchisquare(*wide.to_numpy().T)
+        n, k = wide.shape
+        assert (r["n"], r["k"]) == (n, k)
+        assert r["friedman"] == pytest.approx(ref.statistic, rel=1e-12)
+        assert r["p"] == pytest.approx(ref.pvalue, rel=1e-12)
+        q = stats.studentized_range.ppf(0.95, k, np.inf) / math.sqrt(2)
+        assert r["cd"] == pytest.approx(q * math.sqrt(k * (k + 1) / (6 * n)), rel=1e-12)
+        got = pairs[pairs["key"] == key].set_index(["method", "versus"])
+        combos = list(itertools.combinations(sorted(METHODS), 2))
+        p = []
+        for a, b in combos:
+            d = (wide[a] - wide[b]).to_numpy()
+            p.append(1.0 if not np.any(d != 0) else
+                     stats.wilcoxon(d[d != 0], method="exact" if len(set(np.abs(d[d != 0]))) == (d != 0).sum()
+                                    else "approx").pvalue)
+        for (a, b), pa in zip(combos, holm(np.array(p))):
+            assert got.loc[(a, b), "p_adj"] == pytest.approx(pa) == got.loc[(b, a), "p_adj"]
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    cells = board[board["shown"]].pivot(index="key", columns="label", values="mean").dropna(axis=1)
+    overall = ranks[ranks["key"] == "all"].iloc[0]
+    hib = board.groupby("key")["higher_is_better"].first().loc[cells.index]
+    oriented = cells.to_numpy() * np.where(hib, 1.0, -1.0)[:, None]  # each block ranked by its direction
+    ref = stats.friedmanchisquare(*oriented.T)
+    assert overall["n"] == len(cells) and overall["friedman"] == pytest.approx(ref.statistic, rel=1e-12)
+
+
+def test_controls_are_marked_and_methods_below_them_flagged(store, report):
+    board = pd.read_csv(store / "rep" / "leaderboard.csv")
+    pairs = pd.read_csv(store / "rep" / "pairwise.csv").set_index(["key", "method", "versus"])
+    ctrl = {"toy_random", "toy_center"}
+    assert set(board.loc[board["control"], "label"]) == ctrl
+    s = report.sections[0]
+    from faithbench.report.stats import holm
+
+    flagged = []
+    for _, c in board[board["shown"] & ~board["control"]].iterrows():
+        means = board[board["key"] == c["key"]].set_index("label")["mean"]
+        better = [(c["mean"] > means[x]) if c["higher_is_better"] else (c["mean"] < means[x]) for x in ctrl]
+        # the family: every (non-control method, control) test of this metric, Holm-adjusted
+        fam = [(c["key"], m, x) for m in sorted(set(METHODS) - ctrl) for x in sorted(ctrl)]
+        p_adj = dict(zip(fam, holm(np.array([pairs.loc[f, "p"] for f in fam]))))
+        sig = [bool(p_adj[(c["key"], c["label"], x)] < 0.05 and pairs.loc[(c["key"], c["label"], x), "better"])
+               for x in ctrl]
+        beats = all(better) and all(sig)
+        assert c["beats_controls"] == beats
+        if not beats:
+            flagged.append(c["key"])
+    assert s.below.get("toy_method", []) == sorted(flagged, key=s.board.shown.index)
+    md = _md_table((store / "rep" / "report.md").read_text(), "Leaderboard")
+    col = md[0].index("beats controls")
+    rows = {r[0]: r[col] for r in md[2:]}
+    assert rows["toy_random"] == rows["toy_center"] == "control"
+    assert rows["toy_method"] == ("yes" if not flagged else "**no: " + ", ".join(s.below["toy_method"]) + "**")
+    text = (store / "rep" / "report.md").read_text()
+    for title in ("Ranks over samples", "Paired tests", "Significance: deletion"):
+        table = text.split(f"### {title}")[1].split("\n\n")[1]
+        assert "toy_random (control)" in table and "toy_center (control)" in table
+        assert "toy_method (control)" not in table
+    tests = pd.read_csv(store / "rep" / "tests.csv")
+    assert (tests["control"] == tests["method"].isin(ctrl)).all() and tests["versus_control"].any()
+    html = (store / "rep" / "report.html").read_text()
+    assert html.count("toy_random (c)") == html.count("toy_center (c)") == len(s.ranks)  # a matrix row each (columns are numbered)
+    for paths in [*s.cd_figures.values(), *report.cd_figures.values()]:
+        pdf = paths[1].read_bytes()
+        assert paths[0].exists() and b"/Subtype /Image" not in pdf  # vector only
+        width_pt = float(pdf.split(b"/MediaBox [")[1].split()[2])
+        assert width_pt <= 3.5 * 72  # one column (3.3 in) plus the tight bounding box's slack
+
+
+def test_rank_tests_across_pairs_use_each_pairs_means_as_a_block(report):
+    """Two (model, dataset) pairs (the toy one and a copy with other means): one test
+    per metric with the pairs as blocks, one over every (pair, metric) cell, each block
+    oriented by its metric's direction; a method missing from a pair is left out."""
+    import copy
+
+    from scipy import stats
+
+    from faithbench.report.ranking import across_ranks
+
+    a = report.sections[0].board
+    b = copy.deepcopy(a)
+    b.dataset = "toy_data_b"
+    b.cells["mean"] = b.cells["mean"] * np.where(b.cells["label"] == "toy_center", 0.5, 1.5)
+    problems: list[str] = []
+    tests = {t.key: t for t in across_ranks([a, b], 0.05, "holm", problems)}
+    assert set(tests) == set(a.shown) | {"all"} and not problems
+    for key in a.shown:
+        wide = np.array([[bd.cells.set_index(["label", "key"]).loc[(m, key), "mean"] for m in sorted(METHODS)]
+                         for bd in (a, b)])
+        t = tests[key]
+        assert t.n == 2 and t.blocks == "(model, dataset) pairs"
+        if np.unique(wide[0]).size > 1 or np.unique(wide[1]).size > 1:
+            assert t.statistic == pytest.approx(stats.friedmanchisquare(*wide.T).statistic)
+    hib = np.array([a.info(k).higher_is_better for k in a.shown] * 2)
+    cells = np.array([[bd.cells.set_index(["label", "key"]).loc[(m, k), "mean"] for m in sorted(METHODS)]
+                      for bd in (a, b) for k in a.shown])
+    oriented = cells * np.where(hib, 1.0, -1.0)[:, None]
+    assert tests["all"].n == 2 * len(a.shown)
+    assert tests["all"].statistic == pytest.approx(stats.friedmanchisquare(*oriented.T).statistic)
+    b.cells = b.cells[b.cells["label"] != "toy_random"]
+    tests = {t.key: t for t in across_ranks([a, b], 0.05, "holm", problems)}
+    assert set(tests["all"].labels) == {"toy_method", "toy_center"}
+    assert any("toy_random left out" in p for p in problems)

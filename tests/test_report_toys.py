@@ -68,8 +68,8 @@ def toy_noise(model, x, heatmap, target, batch):
             "toy_noise_curve_x": torch.tensor(LEVELS).expand(x.shape[0], -1)}
 
 
-EXTRA = [(methods.METHODS, "toy_random", toy_random, {"stochastic": True}),
-         (methods.METHODS, "toy_center", toy_center, {"needs_grad": False}),
+EXTRA = [(methods.METHODS, "toy_random", toy_random, {"stochastic": True, "model_free": True}),
+         (methods.METHODS, "toy_center", toy_center, {"needs_grad": False, "model_free": True}),
          (metrics.METRICS, "toy_drop", toy_drop, {"higher_is_better": False,
                                                   "outputs": {"toy_drop_change": False}}),
          (metrics.METRICS, "toy_loc", toy_loc, {"higher_is_better": True, "needs": {"boxes"}}),

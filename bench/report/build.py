@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from faithbench.errors import ConfigError
-from faithbench.report import analysis, published
+from faithbench.report import analysis, published, ranking
 from faithbench.report.board import Board, make_board
 from faithbench.report.merge import Group, group_runs, label_groups, load_frame
+from faithbench.report.ranks import RankTest
 from faithbench.report.runs import ArtifactStore, RunInfo, select_runs
 from faithbench.report.stats import CORRECTIONS
 from faithbench.report.truth import TruthReport, build_truth
@@ -71,6 +72,11 @@ class Section:
     agreement: tuple[pd.DataFrame, pd.DataFrame]
     published: pd.DataFrame
     figures: dict[str, list[Path]] = field(default_factory=dict)  # caption -> [png, pdf]
+    ranks: list[RankTest] = field(default_factory=list)  # per shown output, samples as blocks
+    controls: set[str] = field(default_factory=set)  # labels of control methods
+    below: dict[str, list[str]] = field(default_factory=dict)  # label -> outputs not beating the controls
+    cd_figures: dict[str, list[Path]] = field(default_factory=dict)  # output key -> [png, pdf]
+    views: dict[str, list[Path]] = field(default_factory=dict)  # label -> its drill-down images
 
 
 @dataclass
@@ -83,6 +89,8 @@ class Report:
     experiment_id: str | None = None
     store: ArtifactStore | None = None  # where run artifacts were downloaded
     truth: TruthReport | None = None  # the known-truth track's section, when it has runs
+    across: list[RankTest] = field(default_factory=list)  # (model, dataset) pairs as blocks
+    cd_figures: dict[str, list[Path]] = field(default_factory=dict)  # key or "all" -> [png, pdf]
 
 
 def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
@@ -104,9 +112,12 @@ def section(b: Board, opts: Options, pub: pd.DataFrame) -> Section:
     if opts.win and any(k.key == opts.win for k in b.keys):
         win = analysis.win_rate(b, opts.win)
     rank_m, samp_m = analysis.agreement(b) if len(b.shown) > 1 else (pd.DataFrame(), pd.DataFrame())
+    tests = ranking.section_ranks(b, opts.alpha, opts.correction)
+    ctrl = ranking.controls(b)
     return Section(b, analysis.paired_tests(b, opts.control, opts.correction, opts.alpha), win,
                    analysis.reliability(b), (rank_m, samp_m),
-                   published.compare(pub, b.cells, b.model, b.dataset))
+                   published.compare(pub, b.cells, b.model, b.dataset), ranks=tests,
+                   controls=ctrl, below=ranking.below_controls(b, tests, ctrl))
 
 
 def build(opts: Options, scratch: Path | None = None) -> Report:
@@ -139,8 +150,9 @@ def build(opts: Options, scratch: Path | None = None) -> Report:
     if not sections:
         raise ConfigError("no complete run to report on: " + "; ".join(problems))
     truth = build_truth(groups, problems, opts.n_resamples, 0 if opts.seed is None else opts.seed)
+    across = ranking.across_ranks([s.board for s in sections], opts.alpha, opts.correction, problems)
     return Report(opts, uri, sections, _sources(groups), problems, runs[0].experiment_id, store,
-                  truth)
+                  truth, across)
 
 
 def _check_logged(b: Board, problems: list[str]) -> None:

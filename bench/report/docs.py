@@ -1,17 +1,16 @@
-"""The report as documents: Markdown (figures linked) and one self-contained HTML page
-(tables, and figures embedded as data URIs: it opens offline, with no other file)."""
+"""The report as Markdown (figures linked), and the tables and notes that the
+Markdown and the HTML page (``webpage``) share."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from pathlib import Path
 
 import pandas as pd
 
-from faithbench.report import truth
+from faithbench.report import page, truth
 from faithbench.report.build import Report, Section
-from faithbench.report.render import (Markup, esc, frame_rows, html_table, leaderboard,
+from faithbench.report.render import (Markup, esc, frame_rows, leaderboard,
                                       markdown_table)
 
 CORRECTION = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}
@@ -39,11 +38,15 @@ def _sections(rep: Report, markup: Markup) -> list[tuple[Section, dict[str, tupl
     d = rep.options.digits
     out = []
     for s in rep.sections:
-        t: dict[str, tuple] = {"Leaderboard": leaderboard(s.board, s.win, d, markup)}
+        t: dict[str, tuple] = {"Leaderboard": leaderboard(s.board, s.win, d, markup, s.controls, s.below)}
+        if s.ranks:
+            t[RANKS] = frame_rows(pd.DataFrame([r.row(s.controls) for r in s.ranks]), d, markup)
+            for r in s.ranks:
+                t[f"{SIGNIFICANCE}: {r.key}"] = page.matrix_rows(r, s.controls)
         if len(s.tests):
             name = (f"Paired tests (Wilcoxon signed-rank, {CORRECTION[rep.options.correction]} "
                     f"correction, alpha = {rep.options.alpha})")
-            t[name] = frame_rows(s.tests[TEST_COLS], d, markup)
+            t[name] = frame_rows(marked(s.tests[TEST_COLS], s.controls, ["method", "versus"]), d, markup)
         if (s.reliability["n_methods"] > 1).any():
             t["Metric reliability (Krippendorff's alpha, ordinal, of method rankings over samples)"] = \
                 frame_rows(s.reliability, d, markup)
@@ -52,8 +55,30 @@ def _sections(rep: Report, markup: Markup) -> list[tuple[Section, dict[str, tupl
                 t[f"Agreement between metrics (Spearman of {kind})"] = frame_rows(
                     m.rename_axis("metric").reset_index(), 2, markup)
         if len(s.published):
-            t["Published vs measured"] = frame_rows(s.published[PUB_COLS], d, markup)
+            t["Published vs measured"] = frame_rows(marked(s.published[PUB_COLS], s.controls, ["method"]), d, markup)
         out.append((s, t))
+    return out
+
+
+RANKS = "Ranks over samples (Friedman test, Nemenyi critical difference)"
+SIGNIFICANCE = "Significance"
+MATRIX_NOTE = ("Each metric's methods x methods matrix: the matched-pairs rank-biserial effect of "
+               "the row method against the column method, oriented so that positive (green) means "
+               "the row method is better by the metric's direction; * = significant after CORR "
+               "correction of the k(k-1)/2 paired Wilcoxon tests of that metric at alpha = ALPHA. "
+               "Methods in mean-rank order; (c) / (control): a control method.")
+
+
+def matrix_note(rep: Report) -> str:
+    return (MATRIX_NOTE.replace("CORR", CORRECTION[rep.options.correction])
+            .replace("ALPHA", f"{rep.options.alpha:g}"))
+
+
+def marked(df: pd.DataFrame, controls: set[str], columns: list[str]) -> pd.DataFrame:
+    """A copy of ``df`` whose method-label ``columns`` say "(control)" for controls."""
+    out = df.copy()
+    for c in columns:
+        out[c] = [f"{v} (control)" if v in controls else v for v in out[c]]
     return out
 
 
@@ -78,6 +103,8 @@ def _intro(rep: Report) -> list[str]:
             f"made {dt.datetime.now().isoformat(timespec='seconds')}."]
 
 
+ACROSS = ("Ranks across (model, dataset) pairs and metrics (Friedman test, Nemenyi critical "
+          "difference): each leaderboard mean is a block")
 NOTES = ("Statistics: means (mean of per-class means where the metric says so) with "
          "percentile-bootstrap 95% CIs from the per-sample values; paired two-sided Wilcoxon "
          "signed-rank tests on the samples both methods scored, zero differences dropped; "
@@ -97,56 +124,20 @@ def markdown(rep: Report, out: Path) -> str:
             lines += [f"### {title}", "", markdown_table(header, rows), ""]
             if i == 0:
                 lines += [caption(rep, s, "md"), ""]
-        for cap, paths in s.figures.items():
+            if title.startswith(SIGNIFICANCE):
+                lines += [matrix_note(rep), ""]
+        figs = {**s.figures, **{f"Critical-difference diagram: {k}": p for k, p in s.cd_figures.items()}}
+        for cap, paths in figs.items():
             rel = paths[0].relative_to(out).as_posix()
             lines += [f"![{cap}]({rel})", f"*{cap}* ([PDF]({paths[1].relative_to(out).as_posix()}))", ""]
+    if rep.across:
+        lines += [f"## {ACROSS}", "", markdown_table(*frame_rows(pd.DataFrame([t.row() for t in rep.across]),
+                                                                rep.options.digits, "md")), ""]
+        for k, paths in rep.cd_figures.items():
+            lines += [f"![critical-difference diagram: {k}]({paths[0].relative_to(out).as_posix()})", ""]
     if rep.truth is not None:
         lines += ["## Known truth", "", truth.NOTE, ""]
         for title, table in truth.tables(rep.truth, rep.options.digits, "md").items():
             lines += [f"### {title}", "", markdown_table(*table), ""]
     lines += ["## Runs", "", markdown_table(*frame_rows(rep.runs, 0, "md")), ""]
     return "\n".join(lines)
-
-
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:13px}
-th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
-.t{text-align:left}thead th{border-bottom:2px solid #444}
-small{color:#666}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}
-figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#444}
-.problems{background:#fff4e5;padding:.5em 1em}p.note{font-size:13px;color:#444}"""
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"data:image/png;base64,{data}"
-
-
-def html_page(rep: Report) -> str:
-    """One page with every table and every figure inline; no link leaves the page."""
-    e = lambda t: esc(t, "html")  # noqa: E731
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>faithbench report"
-             f"</title><style>{CSS}</style></head><body><h1>faithbench report</h1>"]
-    parts += [f"<p class=note>{e(t)}</p>" for t in (*_intro(rep), NOTES)]
-    if rep.problems:
-        parts.append("<div class=problems><h2>Left out / warnings</h2><ul>"
-                     + "".join(f"<li>{e(p)}</li>" for p in rep.problems) + "</ul></div>")
-    for s, tables in _sections(rep, "html"):
-        b = s.board
-        parts.append(f'<section id="{e(b.slug)}"><h2>{e(b.model)} / {e(b.dataset)}</h2>')
-        for i, (title, (header, rows)) in enumerate(tables.items()):
-            parts.append(f"<h3>{e(title)}</h3>" + html_table(header, rows))
-            if i == 0:
-                parts.append(f"<p class=note>{caption(rep, s, 'html')}</p>")
-        for cap, paths in s.figures.items():
-            parts.append(f'<figure><img src="{_img(paths[0])}" alt="{e(cap)}">'
-                         f"<figcaption>{e(cap)}</figcaption></figure>")
-        parts.append("</section>")
-    if rep.truth is not None:
-        parts.append(f'<section id="known-truth"><h2>Known truth</h2><p class=note>{e(truth.NOTE)}</p>')
-        for title, table in truth.tables(rep.truth, rep.options.digits, "html").items():
-            parts.append(f"<h3>{e(title)}</h3>" + html_table(*table))
-        parts.append("</section>")
-    parts.append("<h2>Runs</h2>" + html_table(*frame_rows(rep.runs, 0, "html"), cls="runs"))
-    parts.append("</body></html>")
-    return "\n".join(parts)

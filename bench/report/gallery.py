@@ -49,8 +49,10 @@ def _row(gal: Gallery, sid: str) -> int:
     return int(np.flatnonzero(gal["ids"] == sid)[0])
 
 
-def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure:
-    """Rows: samples; columns: the image, then each method's map over it."""
+def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
+                   controls: set[str] | None = None) -> Figure:
+    """Rows: samples; columns: the image, then each method's map over it (controls'
+    titles say "control")."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     signed = {lab: bool((gals[lab]["maps"] < 0).any()) for lab in labels}
@@ -69,9 +71,20 @@ def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure
                 gal = gals[lab]
                 overlay(axes[i, j], img, gal["maps"][_row(gal, sid)].astype(np.float32), signed[lab])
         for j, title in enumerate(["image", *labels]):
-            axes[0, j].set_title(title, fontsize=7)
+            ctrl = controls is not None and title in controls and j > 0
+            axes[0, j].set_title(f"{title}\n(control)" if ctrl else title, fontsize=7)
         fig.suptitle(f"{b.model} / {b.dataset}", fontsize=9)
     return fig
+
+
+def method_gallery(gal: Gallery, label: str, n: int) -> Figure:
+    """One method's maps over the first ``n`` samples of its own gallery (its view in
+    the HTML page): the images on top, the maps over them below."""
+    from faithbench.figures import heatmap_grid
+
+    k = min(n, len(gal["ids"]))
+    titles = [f"{gal['ids'][i]}\n{class_name(gal, int(gal['target'][i]))}" for i in range(k)]
+    return heatmap_grid(gal["images"][:k] / 255.0, gal["maps"][:k].astype(np.float32), titles, label)
 
 
 def _boxes(f: pd.DataFrame) -> dict[str, Any]:
@@ -102,9 +115,11 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     return out
 
 
-def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> Figure | None:
-    """Rows: methods; columns: samples with a ground-truth box of their target class.
-    Ground truth in green, predicted boxes dashed, pointing-game points as stars."""
+def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
+                        controls: set[str] | None = None) -> Figure | None:
+    """Rows: methods (controls say so); columns: samples with a ground-truth box of
+    their target class. Ground truth in green, predicted boxes dashed, pointing-game
+    points as stars."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     keep = [s for s in ids if (first["box_labels"][first["box_sample"] == _row(first, s)]
@@ -140,7 +155,7 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str]) -> F
                         ax.plot(pt[1], pt[0], marker="*", ms=9, mfc="white", mec="black", mew=0.7)
                     legend[f"{p} point"] = Line2D([], [], marker="*", ls="", ms=8, mfc="white", mec="black")
                 if j == 0:
-                    ax.set_ylabel(lab, fontsize=7)
+                    ax.set_ylabel(f"{lab}\n(control)" if controls and lab in controls else lab, fontsize=7)
                 if i == 0:
                     ax.set_title(f"{sid} ({class_name(gal, int(t))})", fontsize=6)
         fig.legend(list(legend.values()), list(legend), loc="outside lower center",

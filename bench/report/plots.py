@@ -65,8 +65,14 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
-def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple]) -> Figure:
-    """One panel per curve key: each method's mean curve with its 95% CI band."""
+def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
+                  controls: set[str] | None = None, highlight: str | None = None) -> Figure:
+    """One panel per curve key: each method's mean curve with its 95% CI band;
+    controls dashed. With ``highlight``, that method alone is in colour with its band,
+    the others thin and grey (the method's own view in the HTML page)."""
+    from faithbench.report.cd import mark
+
+    controls = controls or set()
     ncol = min(3, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     with style():
@@ -79,7 +85,11 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple]) -> Figure
                 v = np.stack(g.frame[key].to_numpy()).astype(np.float64)  # type: ignore[index]
                 mean, lo, hi, _ = curve_band(v)
                 x, xlabel = x_axis(b, key, v.shape[1])
-                ax.plot(x, mean, color=colors[g.label], label=g.label)
+                ls = "--" if g.label in controls else "-"
+                if highlight is not None and g.label != highlight:
+                    ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)
+                    continue
+                ax.plot(x, mean, color=colors[g.label], ls=ls, label=mark(g.label, controls), zorder=2)
                 ax.fill_between(x, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
             ax.set_title(key.removesuffix("_curve"))
             ax.set_xlabel(xlabel)
@@ -89,7 +99,8 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple]) -> Figure
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
                    frameon=False)
-        fig.suptitle(f"{b.model} / {b.dataset}", fontsize=9)
+        who = f": {highlight} (grey: the other methods)" if highlight else ""
+        fig.suptitle(f"{b.model} / {b.dataset}{who}", fontsize=9)
     return fig
 
 

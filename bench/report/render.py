@@ -43,16 +43,22 @@ def small(text: str, markup: Markup) -> str:
     return {"md": text, "tex": rf"{{\scriptsize {text}}}", "html": f"<small>{text}</small>"}[markup]
 
 
-def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup) -> tuple[list[str], list[list[str]]]:
+def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup,
+                controls: set[str] | None = None,
+                below: dict[str, list[str]] | None = None) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of one leaderboard: method, n, one column per shown output
     ("mean [CI low, CI high] (rank)", best in bold, arrow = direction), Win % when
-    computed, mean rank (best in bold)."""
+    computed, "beats controls" when the board has controls ("control" for a control,
+    "yes", or "no: " and the outputs on which it does not beat them), mean rank (best
+    in bold)."""
     up, down = ARROW[markup]
     header = ["method", "n"]
     for k in b.shown:
         header.append(f"{esc(k, markup)} {up if b.info(k).higher_is_better else down}")
     if len(win):
         header.append(f"{esc('win %', markup)} {up}")
+    if controls:
+        header.append("beats controls")
     header.append(f"mean rank {down}")
     cells = b.cells.set_index(["label", "key"])
     best_rank = b.rows["mean_rank"].min()
@@ -76,10 +82,21 @@ def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup) -> tuple[
             w = win.get(r["label"], float("nan"))
             txt = num(w, 1)
             line.append(bold(txt, markup) if w == win.max() else txt)
+        if controls:
+            line.append(beats(r["label"], controls, below or {}, markup))
         mr = num(r["mean_rank"], 2)
         line.append(bold(mr, markup) if r["mean_rank"] == best_rank else mr)
         rows.append(line)
     return header, rows
+
+
+def beats(label: str, controls: set[str], below: dict[str, list[str]], markup: Markup) -> str:
+    """The "beats controls" cell of one method row."""
+    if label in controls:
+        return "control"
+    if label in below:
+        return bold(esc("no: " + ", ".join(below[label]), markup), markup)
+    return "yes"
 
 
 def numeric(rows: list[list[str]], j: int) -> bool:
@@ -107,12 +124,16 @@ def latex_tabular(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def html_table(header: list[str], rows: list[list[str]], cls: str = "board") -> str:
-    """An HTML table; text columns are left-aligned, numbers right-aligned."""
+def html_table(header: list[str], rows: list[list[str]], cls: str = "board",
+               metrics: list[str] | None = None) -> str:
+    """An HTML table; text columns are left-aligned, numbers right-aligned. With
+    ``metrics`` (one per row), each row carries its metric for the page's filter."""
     left = [j == 0 or not numeric(rows, j) for j in range(len(header))]
     td = ['<td class="t">' if lf else "<td>" for lf in left]
     head = "".join(f'<th class="t">{h}</th>' if lf else f"<th>{h}</th>" for h, lf in zip(header, left))
-    body = "".join("<tr>" + "".join(f"{td[j]}{c}</td>" for j, c in enumerate(r)) + "</tr>" for r in rows)
+    tr = [f'<tr data-metric="{html.escape(m)}">' for m in metrics] if metrics else ["<tr>"] * len(rows)
+    body = "".join(tr[i] + "".join(f"{td[j]}{c}</td>" for j, c in enumerate(r)) + "</tr>"
+                   for i, r in enumerate(rows))
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 

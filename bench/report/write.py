@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from faithbench.figures import method_colors, save
-from faithbench.report import docs
-from faithbench.report.build import Report
-from faithbench.report.gallery import common_ids, gallery_figure, load_gallery, localisation_figure
+from faithbench.report import docs, webpage
+from faithbench.report.build import Report, Section
+from faithbench.report.cd import cd_figure
+from faithbench.report.gallery import (common_ids, gallery_figure, load_gallery, localisation_figure,
+                                       method_gallery)
 from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
 
@@ -28,34 +30,68 @@ def figures(rep: Report, out: Path) -> None:
         keys = curve_keys(b)
         if keys:
             s.figures["Curves: mean over samples with pointwise 95% CI bands"] = save(
-                curves_figure(b, keys, colors), stem / f"curves_{b.slug}")
+                curves_figure(b, keys, colors, s.controls), stem / f"curves_{b.slug}")
+        for t in s.ranks:
+            s.cd_figures[t.key] = save(cd_figure(t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
+                                       stem / f"cd_{b.slug}__{t.key}")
         if len(s.agreement[0]) > 1:
             s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = save(
                 agreement_figure(b, *s.agreement), stem / f"agreement_{b.slug}")
         if rep.store is None or rep.options.gallery == 0:
             continue
         gals = load_gallery(b, rep.store)
+        views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
         ids = common_ids(b, gals, rep.options.gallery)
         if ids:
             s.figures["Heatmap gallery: the same samples for every method"] = save(
-                gallery_figure(b, gals, ids), stem / f"gallery_{b.slug}")
-            fig = localisation_figure(b, gals, ids)
+                gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}")
+            fig = localisation_figure(b, gals, ids, s.controls)
             if fig is not None:
                 s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
+
+
+def rank_figures(rep: Report, out: Path) -> None:
+    """Critical-difference diagrams with (model, dataset) pairs as blocks."""
+    ctrl = set().union(*(s.controls for s in rep.sections))
+    for t in rep.across:
+        what = "all shown metrics" if t.key == "all" else t.key
+        rep.cd_figures[t.key] = save(cd_figure(t, ctrl, f"across (model, dataset) pairs: {what}"),
+                                     out / "figures" / f"cd_across__{t.key}")
+
+
+def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: Path) -> None:
+    """Each method's own figures for its view in the HTML page (PNG only, screen
+    resolution): its curves among the others' in grey, its maps over its samples."""
+    b = s.board
+    for i, lab in enumerate(b.labels):
+        paths = []
+        if keys:
+            paths += save(curves_figure(b, keys, colors, s.controls, highlight=lab),
+                          stem / f"{b.slug}__{i}_curves", 90, pdf=False)
+        if lab in gals and n:
+            paths += save(method_gallery(gals[lab], lab, n), stem / f"{b.slug}__{i}_gallery", 90, pdf=False)
+        s.views[lab] = paths
 
 
 def csv_files(rep: Report, out: Path) -> list[Path]:
     """Long-format CSV tables, full precision (every number of the other formats)."""
     frames: dict[str, list[pd.DataFrame]] = {k: [] for k in
-                                             ("leaderboard", "tests", "reliability", "agreement", "win", "published")}
+                                             ("leaderboard", "tests", "reliability", "agreement", "win", "published",
+                                              "ranks", "pairwise")}
     for s in rep.sections:
         b = s.board
         where = {"model": b.model, "dataset": b.dataset}
         info = pd.DataFrame([{"key": k.key, "metric": k.metric, "higher_is_better": k.higher_is_better,
                               "aggregate": k.aggregate, "shown": k.key in b.shown} for k in b.keys])
         cells = b.cells.merge(info, on="key").merge(b.rows[["label", "mean_rank"]], on="label")
+        cells["control"] = cells["label"].isin(s.controls)
+        cells["beats_controls"] = [None if not s.controls or lab in s.controls or k not in b.shown
+                                   else k not in s.below.get(lab, [])  # shown outputs only
+                                   for lab, k in zip(cells["label"], cells["key"])]
         frames["leaderboard"].append(cells.assign(**where))
-        frames["tests"].append(s.tests.assign(**where, correction=rep.options.correction))
+        frames["tests"].append(s.tests.assign(**where, correction=rep.options.correction,
+                                              control=s.tests["method"].isin(s.controls),
+                                              versus_control=s.tests["versus"].isin(s.controls)))
         frames["reliability"].append(s.reliability.assign(**where))
         for kind, m in zip(("ranking", "sample"), s.agreement):
             if len(m):
@@ -65,6 +101,12 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
             frames["win"].append(s.win.rename("win_pct").rename_axis("label").reset_index()
                                  .assign(**where, key=rep.options.win))
         frames["published"].append(s.published)
+        for t in s.ranks:
+            frames["ranks"].append(pd.DataFrame([t.row()]).assign(**where))
+            frames["pairwise"].append(t.pairs.assign(**where, key=t.key, correction=t.correction,
+                                                      control=t.pairs["method"].isin(s.controls)))
+    for t in rep.across:
+        frames["ranks"].append(pd.DataFrame([t.row()]).assign(model="*", dataset="*"))
     paths = []
     for name, fs in frames.items():
         fs = [f for f in fs if len(f)]
@@ -84,16 +126,21 @@ def csv_files(rep: Report, out: Path) -> list[Path]:
 
 def latex_files(rep: Report, out: Path) -> list[Path]:
     """``tables/<model>__<dataset>.tex`` (a bare booktabs tabular each, to \\input in a
-    table of your own) and ``leaderboard.tex`` (all of them in captioned tables)."""
+    table of your own), ``tables/tests_<model>__<dataset>.tex`` (its paired tests),
+    ``tables/ranks.tex`` (the rank tests) and ``leaderboard.tex`` (the leaderboards in
+    captioned tables)."""
     digits = rep.options.digits
     body, paths = [], []
     for s in rep.sections:
         b = s.board
-        tab = latex_tabular(*leaderboard(b, s.win, digits, "tex"))
+        tab = latex_tabular(*leaderboard(b, s.win, digits, "tex", s.controls, s.below))
         p = out / "tables" / f"{b.slug}.tex"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(tab + "\n")
         paths.append(p)
+        if len(s.tests):  # the full list of paired tests, folded on the HTML page
+            paths.append(out / "tables" / f"tests_{b.slug}.tex")
+            paths[-1].write_text(latex_tabular(*frame_rows(s.tests[docs.TEST_COLS], digits, "tex")) + "\n")
         cap = docs.caption(rep, s, "tex")
         # shrink to the line width when wider, never enlarge
         body.append("\\begin{table}[t]\n\\centering\n\\small\n"
@@ -106,6 +153,13 @@ def latex_files(rep: Report, out: Path) -> list[Path]:
             body.append("\\begin{table}[t]\n\\centering\n\\small\n"
                         f"{t}\n\\caption{{Published vs measured, {docs.tex(b.model)} on "
                         f"{docs.tex(b.dataset)}.}}\n\\label{{tab:published-{b.slug}}}\n\\end{{table}}\n")
+    tests = [t for s in rep.sections for t in s.ranks] + rep.across
+    if tests:  # Friedman tests and Nemenyi CDs, the critical-difference diagrams' numbers
+        where = [(s.board.model, s.board.dataset) for s in rep.sections for _ in s.ranks]
+        where += [("*", "*")] * len(rep.across)
+        df = pd.DataFrame([{"model": m, "dataset": d, **t.row()} for (m, d), t in zip(where, tests)])
+        paths.append(out / "tables" / "ranks.tex")
+        paths[-1].write_text(latex_tabular(*frame_rows(df.drop(columns="mean_ranks"), digits, "tex")) + "\n")
     paths.insert(0, out / "leaderboard.tex")
     paths[0].write_text("% faithbench report: needs \\usepackage{booktabs} and \\usepackage{graphicx}\n"
                         + "\n".join(body))
@@ -120,7 +174,10 @@ def write(rep: Report) -> list[Path]:
     paths: list[Path] = []
     if opts.figures:
         figures(rep, out)
-        paths += [p for s in rep.sections for ps in s.figures.values() for p in ps]
+        rank_figures(rep, out)
+        paths += [p for s in rep.sections for f in (s.figures, s.cd_figures) for ps in f.values() for p in ps]
+        paths += [p for ps in rep.cd_figures.values() for p in ps]
+        paths += [p for s in rep.sections for ps in s.views.values() for p in ps]
     if "csv" in opts.formats:
         paths += csv_files(rep, out)
     if "md" in opts.formats:
@@ -130,7 +187,7 @@ def write(rep: Report) -> list[Path]:
         paths += latex_files(rep, out)
     if "html" in opts.formats:
         paths.append(out / "report.html")
-        paths[-1].write_text(docs.html_page(rep))
+        paths[-1].write_text(webpage.html_page(rep))
     if opts.log_mlflow:
         from faithbench.report.mlflow_log import log_report
 
