@@ -15,7 +15,6 @@ from faithbench import methods
 from faithbench.errors import ConfigError
 from faithbench.report.board import Board
 from faithbench.report.ranks import RankTest, rank_test
-from faithbench.report.stats import adjust
 
 
 def controls(b: Board) -> set[str]:
@@ -87,9 +86,12 @@ def across_ranks(boards: list[Board], alpha: float, correction: str,
 def below_controls(b: Board, tests: list[RankTest], ctrl: set[str]) -> dict[str, list[str]]:
     """label -> shown outputs on which the method does not beat every control: its
     mean is not better than each control's, or (where per-sample values exist) its
-    paired Wilcoxon test against a control is not significantly in its favour. The
-    family of that question is the (method, control) tests of the metric: their raw
-    p-values are adjusted together (the test's correction), not with all k(k-1)/2 pairs."""
+    paired Wilcoxon test against a control is not significant at ``alpha`` in its
+    favour. "Beats every control" is an intersection-union test (Berger 1982): it holds
+    at level alpha when each of its tests rejects at alpha, with no correction within a
+    method; each method's flag is its own claim, so none across methods either (a Holm
+    family of every (method, control) test flagged integrated_gradients on the 24
+    shapes scenes, 24/24 hits against 16/24 for `edge`, p = 0.005 raw)."""
     by_key = {t.key: t for t in tests}
     out: dict[str, list[str]] = {}
     if not ctrl:
@@ -103,8 +105,7 @@ def below_controls(b: Board, tests: list[RankTest], ctrl: set[str]) -> dict[str,
             t = by_key[key]
             pairs = t.pairs.set_index(["method", "versus"])
             fam = [(lab, c) for lab in others for c in cs if (lab, c) in pairs.index]
-            p_adj = adjust(np.array([pairs.loc[f, "p"] for f in fam], dtype=float), t.correction)
-            sig = {f: bool(q < t.alpha and pairs.loc[f, "better"]) for f, q in zip(fam, p_adj)}
+            sig = {f: bool(pairs.loc[f, "p"] < t.alpha and pairs.loc[f, "better"]) for f in fam}
         for lab in others:
             better = all(bool(means[lab] > means[c] if hib else means[lab] < means[c]) for c in cs)
             if not (better and all(sig.get((lab, c), True) for c in cs)):
