@@ -127,14 +127,6 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def minmax_channels(acts: Tensor) -> Tensor:
-    """Each channel of [N,K,H,W] rescaled to [0, 1]; constant channels become 0."""
-    flat = acts.flatten(2)
-    lo = flat.amin(-1)[..., None, None]
-    rng = flat.amax(-1)[..., None, None] - lo
-    return torch.where(rng > 0, (acts - lo) / rng.clamp(min=torch.finfo(acts.dtype).tiny), 0.0)
-
-
 # weights(capture, model=, x=, target=, layer=, **params) -> [B,K] channel weights or
 # [B,K,h,w] per-position weights; params are the method's own, defaults filled in.
 Weights = Callable[..., Tensor]

@@ -9,8 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.methods import register
-from faithbench.methods._cam import Capture, cam_method, minmax_channels, upsample
-from faithbench.methods._common import Activation, check_choice, chunk_pairs, class_scores
+from faithbench.errors import check_choice
+from faithbench.methods._cam import Capture, cam_method, upsample
+from faithbench.methods._common import chunk_pairs
+from faithbench.ops import Activation, class_scores, minmax
 from faithbench.params import Count
 
 Weighting = Literal["class_prob", "channel_softmax"]
@@ -28,7 +30,7 @@ def weights(c: Capture, *, model: nn.Module, x: Tensor, target: Tensor, chunk: i
         for b, ch in chunk_pairs(n, k, chunk, x.device):
             # Eq. 3-4: H_k = s(Up(A_k)), the upsampled map min-max scaled to [0, 1],
             # masks the input; the masked image's class score weighs channel k.
-            mask = minmax_channels(upsample(c.acts[b, ch], x.shape[-2:])[:, None])
+            mask = minmax(upsample(c.acts[b, ch], x.shape[-2:])[:, None])
             flat[b, ch] = mask.flatten(1).amax(1) == 0
             logits = model(x[b] * mask.to(x.dtype))
             scores[b, ch] = class_scores(logits.float(), target[b], act)
