@@ -12,6 +12,7 @@ import pandas as pd
 from scipy import stats
 
 from faithbench.errors import ConfigError
+from faithbench.metrics import localisation
 
 log = logging.getLogger("faithbench")
 NAN = {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
@@ -126,11 +127,11 @@ def curve_max(curve: np.ndarray, n_resamples: int = 1000, seed: int = 0,
     Returns:
         ``{"mean", "ci_low", "ci_high", "n"}``.
     """
+    value, _ = localisation.curve_max(curve)  # the metric's own dataset-level score
     rows = curve[~np.isnan(curve).any(1)]
     n = rows.shape[0]
     if n == 0:
         return dict(NAN)
-    value = float(rows.mean(0).max())
     if n == 1 or np.all(rows == rows[0]):
         return {"mean": value, "ci_low": value, "ci_high": value, "n": n}
     rng = np.random.default_rng(seed)

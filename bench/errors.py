@@ -21,3 +21,18 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> ConfigEr
 class IncompatibleError(ConfigError):
     """A model and a dataset that cannot go together (their label spaces differ); a
     sweep over models x datasets skips such pairs instead of failing."""
+
+
+def check_choice(kind: str, value: object, choices: Iterable[str]) -> None:
+    """Raise :func:`unknown_choice` unless ``value`` is one of ``choices``.
+
+    Example:
+        >>> check_choice("order", "morf", ["morf", "lerf"])
+        >>> check_choice("order", "mrf", ["morf", "lerf"])
+        Traceback (most recent call last):
+        ...
+        faithbench.errors.ConfigError: unknown order 'mrf'. Did you mean 'morf', 'lerf'? Valid choices: lerf, morf.
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise unknown_choice(kind, value, choices)

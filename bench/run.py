@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
                                flatten, run_key, select_indices, strip_perf, to_dict)
 from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
+from faithbench.labels import class_order_problem
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
 from faithbench.types import BenchDataset, ModelSpec, stack
 
@@ -125,7 +127,7 @@ def prepare(cfg: DictConfig) -> Job:
     if precision not in PRECISIONS:
         raise unknown_choice("precision", precision, PRECISIONS)
     ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(ds_node, DATASET_KEYS))
-    check_pair(cfg, spec.label_space, ds.label_space)
+    check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
@@ -173,11 +175,19 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def check_pair(cfg: DictConfig, model_space: str, ds_space: str | None) -> None:
+def check_pair(cfg: DictConfig, model_space: str, ds_space: str | None,
+               model_classes: Sequence[str] = (), ds_classes: Sequence[str] = ()) -> None:
+    """Raise IncompatibleError unless the model's and the dataset's label spaces have the
+    same name and, where both class lists are known, the same classes in the same order
+    (a dataset index must mean the model's output of that index)."""
     if ds_space is not None and ds_space != model_space:
         raise IncompatibleError(
             f"model {cfg.model.name!r} predicts {model_space!r} classes but dataset "
             f"{cfg.dataset.name!r} is labelled in {ds_space!r}: pick a matching pair")
+    if (problem := class_order_problem(model_classes, ds_classes)) is not None:
+        raise IncompatibleError(
+            f"model {cfg.model.name!r} and dataset {cfg.dataset.name!r} both use {model_space!r} "
+            f"labels but their classes differ: {problem}")
 
 
 def _write_text_atomic(text: str, path: Path) -> None:

@@ -92,23 +92,12 @@ class Batch:
 
     def regions(self, target: Tensor) -> list[Tensor | None]:
         """Per sample, the ground-truth region of class ``target[i]`` as a bool mask
-        [H,W] in model-input pixels: the union of that class's masks if the dataset has
-        masks, else the union of its boxes; None where the class has no ground truth."""
-        h, w = self.images.shape[-2:]
-        out: list[Tensor | None] = []
-        for i, t in enumerate(target.tolist()):
-            if self.masks is not None and self.mask_labels is not None:
-                sel = self.mask_labels[i] == t
-                out.append(self.masks[i][sel].any(0) if sel.any() else None)
-            elif self.boxes is not None and self.box_labels is not None:
-                sel = self.box_labels[i] == t
-                if not sel.any():
-                    out.append(None)
-                    continue
-                out.append(boxes_to_mask(self.boxes[i][sel], (h, w)))
-            else:
-                out.append(None)
-        return out
+        [H,W] in model-input pixels (``faithbench.regions.class_region``): the union of
+        that class's masks if the dataset has masks, else the union of its boxes; None
+        where the class has no ground truth or it is empty."""
+        from faithbench.regions import class_region  # it reads Batch: imported on use
+
+        return [class_region(self, i, t) for i, t in enumerate(target.tolist())]
 
 
 def boxes_to_mask(boxes: Tensor, size: tuple[int, int]) -> Tensor:

@@ -7,19 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from faithbench.preprocess import Preprocess
-from faithbench.registry import Entry, Registry
+from faithbench.registry import Registry
 from faithbench.types import BenchDataset, DatasetInfo
 
 DATASETS: Registry[DatasetInfo] = Registry("dataset", __name__, DatasetInfo)
-register = DATASETS.register
-
-
-def get(name: str) -> Entry[DatasetInfo]:
-    return DATASETS.get(name)
-
-
-def names(pattern: str = "*") -> list[str]:
-    return DATASETS.names(pattern)
+# get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
+register, get, names = DATASETS.register, DATASETS.get, DATASETS.names
 
 
 def build(name: str, preprocess: Preprocess, **params: Any) -> BenchDataset:

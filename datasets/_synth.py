@@ -19,11 +19,12 @@ import torch
 from torch import Tensor
 
 from faithbench.datasets._synth_draw import polygon_mask, shape_polygon
+from faithbench.labels import MARKER_CLASSES, SHAPES_CLASSES
 
-CLASS_SHAPES = ("circle", "square", "triangle", "star", "cross")
+CLASS_SHAPES = SHAPES_CLASSES  # label = index here
 DISTRACTOR_KINDS = ("bar", "ring")
-MARKER_COLOURS = {"red": (0.95, 0.1, 0.1), "green": (0.1, 0.85, 0.1),
-                  "blue": (0.1, 0.2, 0.95), "yellow": (0.95, 0.9, 0.1)}
+MARKER_COLOURS = dict(zip(MARKER_CLASSES, [(0.95, 0.1, 0.1), (0.1, 0.85, 0.1),
+                                           (0.1, 0.2, 0.95), (0.95, 0.9, 0.1)]))
 GRID = 4  # side of the smooth-noise grid of the background texture
 Colour = tuple[float, float, float]
 

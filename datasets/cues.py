@@ -32,23 +32,18 @@ from torch import Tensor
 
 from faithbench.datasets import register
 from faithbench.datasets._common import make_sample
-from faithbench.datasets._synth import CLASS_SHAPES, MARKER_COLOURS, Scene, render, sample_scene
+from faithbench.datasets._synth import MARKER_COLOURS, Scene, render, sample_scene
 from faithbench.datasets.shapes import mask_box
 from faithbench.errors import ConfigError, unknown_choice
+from faithbench.labels import CUE_CLASSES, cue_space
 from faithbench.preprocess import Preprocess
 from faithbench.types import BenchDataset, Sample
 
 Rule = Literal["shape", "marker"]
 RULES: tuple[str, ...] = ("shape", "marker")
 CUES = RULES  # order of the cue masks in every sample
-NONE = "none"  # the class of an image whose cue was removed (models are trained with it)
-CLASSES: dict[str, tuple[str, ...]] = {"shape": (*CLASS_SHAPES, NONE),
-                                       "marker": (*MARKER_COLOURS, NONE)}
-
-
-def label_space(rule: str) -> str:
-    """The label space of models trained on ``rule``: ``cues:rule=<rule>``."""
-    return f"cues:rule={rule}"
+CLASSES = CUE_CLASSES  # per rule, the class names (the last, "none": the cue was removed)
+label_space = cue_space  # the label space of models trained on a rule: cues:rule=<rule>
 
 
 def marker_contrast(scene: Scene) -> float:

@@ -15,8 +15,8 @@ import torch
 
 from faithbench.datasets import register
 from faithbench.datasets._common import make_sample, read_rgb, require_root
-from faithbench.datasets._imagenet_classes import imagenet_class_names, synset_to_index
 from faithbench.errors import ConfigError
+from faithbench.labels import imagenet_class_names, synset_to_index
 from faithbench.preprocess import Preprocess
 from faithbench.types import BenchDataset, Sample
 

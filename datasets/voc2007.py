@@ -25,12 +25,10 @@ from faithbench.datasets import register
 from faithbench.datasets._common import log, make_sample, read_rgb, require_root
 from faithbench.datasets._hard_flags import hard_classes, read_flags
 from faithbench.errors import ConfigError
+from faithbench.labels import VOC_CLASSES
 from faithbench.preprocess import Preprocess
 from faithbench.types import BenchDataset, Sample
 
-VOC_CLASSES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-               "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
 LAYOUT = "a VOC tree: VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}"
 
 

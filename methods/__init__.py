@@ -7,17 +7,9 @@ Output: float32 on ``x.device``, at input resolution, raw (signed, not normalise
 
 from __future__ import annotations
 
-from faithbench.registry import Entry, Registry
+from faithbench.registry import Registry
 from faithbench.types import MethodInfo
 
 METHODS: Registry[MethodInfo] = Registry("method", __name__, MethodInfo)
-register = METHODS.register
-
-
-def get(name: str) -> Entry[MethodInfo]:
-    """The registered method ``name``; an error lists the valid names."""
-    return METHODS.get(name)
-
-
-def names(pattern: str = "*") -> list[str]:
-    return METHODS.names(pattern)
+# get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
+register, get, names = METHODS.register, METHODS.get, METHODS.names

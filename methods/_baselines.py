@@ -1,33 +1,14 @@
-"""Reference inputs ("baselines") for path methods, and a Gaussian blur."""
+"""Reference inputs ("baselines") for path methods."""
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from faithbench.errors import ConfigError
-from faithbench.methods._common import check_choice, make_generator
+from faithbench.errors import ConfigError, check_choice
+from faithbench.ops import gaussian_blur, generator
 
 BASELINES = ("zero", "blur", "uniform")
-
-
-def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of [B,C,H,W] with std ``sigma`` pixels, kernel radius
-    ceil(3 sigma), reflect padding (replicate where the image is too small to reflect)."""
-    if sigma <= 0:
-        return x.clone()
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    y = F.pad(x, (r, r, 0, 0), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    y = F.pad(y, (0, 0, r, r), mode=mode)
-    return F.conv2d(y, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def make_baseline(x: Tensor, baseline: str | float | Tensor, blur_sigma: float = 5.0,
@@ -36,9 +17,10 @@ def make_baseline(x: Tensor, baseline: str | float | Tensor, blur_sigma: float =
 
     Args:
         baseline: "zero" (all zeros: the dataset-mean image in normalised space),
-            "blur" (``x`` blurred with std ``blur_sigma`` px), "uniform" (noise uniform
-            in each sample's per-channel [min, max], one seeded draw shared by all samples,
-            as the "uniform" baseline of Sturmfels et al., Distill 2020), a number
+            "blur" (``x`` blurred with std ``blur_sigma`` px, radius ceil(3 sigma),
+            mirrored borders), "uniform" (noise uniform in each sample's per-channel
+            [min, max], one seeded draw shared by all samples, as the "uniform"
+            baseline of Sturmfels et al., Distill 2020), a number
             (constant image), or a tensor broadcastable to ``x`` ([C,H,W] or [B,C,H,W]).
     """
     if isinstance(baseline, Tensor):
@@ -50,7 +32,7 @@ def make_baseline(x: Tensor, baseline: str | float | Tensor, blur_sigma: float =
         return torch.zeros_like(x)
     if baseline == "blur":
         return gaussian_blur(x, blur_sigma)
-    u = torch.rand(x.shape[1:], generator=make_generator(seed)).to(x.device, x.dtype)
+    u = torch.rand(x.shape[1:], generator=generator(seed)).to(x.device, x.dtype)
     lo = x.amin((2, 3), keepdim=True)
     hi = x.amax((2, 3), keepdim=True)
     return lo + u * (hi - lo)

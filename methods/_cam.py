@@ -1,20 +1,26 @@
 """Machinery shared by the CAM family: find the layer, capture its activations (and the
 gradient of the target logits w.r.t. them), combine channels, upsample to the input.
 
-Every CAM variant only computes channel weights; see ``grad_cam.py`` for the pattern.
+Every CAM variant only computes channel weights: ``cam_method(weights)`` builds the
+method from them (as pytorch-grad-cam's ``get_cam_weights``); see ``grad_cam.py``.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.errors import ConfigError, unknown_choice
+from faithbench.methods._common import check_inputs
 
 # A forward hook may return a replacement output (or None to keep it).
 OutputEdit = Callable[[Tensor], Tensor | None]
@@ -121,9 +127,61 @@ def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def minmax_channels(acts: Tensor) -> Tensor:
-    """Each channel of [N,K,H,W] rescaled to [0, 1]; constant channels become 0."""
-    flat = acts.flatten(2)
-    lo = flat.amin(-1)[..., None, None]
-    rng = flat.amax(-1)[..., None, None] - lo
-    return torch.where(rng > 0, (acts - lo) / rng.clamp(min=torch.finfo(acts.dtype).tiny), 0.0)
+# weights(capture, model=, x=, target=, layer=, **params) -> [B,K] channel weights or
+# [B,K,h,w] per-position weights; params are the method's own, defaults filled in.
+Weights = Callable[..., Tensor]
+
+_ARGS = """\
+    model: classifier returning logits [B,K].
+    x: normalised images [B,3,H,W].
+    target: class per sample [B] int64 (gradients, if any, are of its logit).
+    layer: dotted name of the convolutional layer (the model's CAM layer by default)."""
+_RETURNS = {True: "ReLU(sum_k w_k A^k)", False: "sum_k w_k A^k (signed, no ReLU)"}
+
+
+def cam_method(weights: Weights, *, grad: bool = True,
+               relu: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Tensor]]:
+    """Make a CAM method from its channel ``weights`` and a declaration: a function whose
+    signature ``(model, x, target, layer=None, **params)`` and docstring (summary, then
+    ``Args:`` for its own ``params`` only) describe the entry; its body is not run.
+
+    The method returns ``upsample(layer_map(...))`` [B,H,W] float32, where
+    ``layer_map`` [B,h,w] (attached as ``.layer_map``) is ``combine(w, A)``: the layer's
+    activations A captured (with gradients if ``grad``) and weighted by ``weights``,
+    then ReLU unless ``relu`` is False.
+    """
+    def decorate(declaration: Callable[..., Any]) -> Callable[..., Tensor]:
+        sig = inspect.signature(declaration)
+
+        def layer_map(*args: Any, **kwargs: Any) -> Tensor:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            params = dict(bound.arguments)
+            model, x = params.pop("model"), params.pop("x")
+            target = check_inputs(x, params.pop("target"))
+            c = capture(model, x, target, params["layer"], grad=grad)
+            w = weights(c, model=model, x=x, target=target, **params)
+            return combine(w.to(c.acts.dtype), c.acts, relu=relu)
+
+        @functools.wraps(declaration)
+        def method(*args: Any, **kwargs: Any) -> Tensor:
+            x = sig.bind(*args, **kwargs).arguments["x"]
+            return upsample(layer_map(*args, **kwargs), x.shape[-2:])
+
+        method.__doc__ = _docstring(declaration.__doc__, relu)
+        layer_map.__name__ = f"{declaration.__name__}_layer_map"
+        layer_map.__doc__ = f"{declaration.__name__} at the layer's resolution [B,h,w], before upsampling."
+        method.layer_map = layer_map  # type: ignore[attr-defined]
+        return method
+
+    return decorate
+
+
+def _docstring(own: str | None, relu: bool) -> str:
+    """The declaration's summary and ``Args:``, after the arguments every CAM shares."""
+    summary, _, extra = inspect.cleandoc(own or "").partition("\nArgs:\n")
+    args = _ARGS + ("\n" + extra.rstrip() if extra.strip() else "")
+    returns = textwrap.fill(f"[B,H,W] float32: {_RETURNS[relu]} at the layer, upsampled "
+                            "bilinearly to the input size, not normalised.", 84,
+                            initial_indent="    ", subsequent_indent="    ")
+    return f"{summary.rstrip()}\n\nArgs:\n{args}\n\nReturns:\n{returns}\n"

@@ -1,4 +1,4 @@
-"""Helpers shared by the attribution methods: input checks, class scores, channel reduction.
+"""Helpers shared by the attribution methods: input checks, channel reduction, chunking.
 
 A module starting with ``_`` is not registered as a method.
 """
@@ -11,19 +11,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError, check_choice
 
-Activation = Literal["softmax", "sigmoid", "logit"]
 Reduce = Literal["sum", "abs_sum", "max_abs"]
-ACTIVATIONS = ("softmax", "sigmoid", "logit")
 REDUCTIONS = ("sum", "abs_sum", "max_abs")
-
-
-def check_choice(kind: str, value: object, choices: Iterable[str]) -> None:
-    """Raise ConfigError naming ``value`` and the valid ``choices`` unless it is one."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise unknown_choice(kind, value, choices)
 
 
 def check_inputs(x: Tensor, target: Tensor) -> Tensor:
@@ -48,21 +39,6 @@ def check_inputs(x: Tensor, target: Tensor) -> Tensor:
     if target.dtype.is_floating_point or target.dtype == torch.bool:
         raise ConfigError(f"target must be an integer tensor, got dtype {target.dtype}")
     return target.to(device=x.device, dtype=torch.int64)
-
-
-def class_scores(logits: Tensor, target: Tensor, activation: str | None) -> Tensor:
-    """Score of class ``target[i]`` in row i of ``logits`` [N,K] -> [N].
-
-    ``activation``: "softmax" (probability among classes), "sigmoid" (multi-label
-    probability), "logit" (the raw logit); None means "softmax".
-    """
-    activation = activation or "softmax"
-    check_choice("activation", activation, ACTIVATIONS)
-    if activation == "softmax":
-        logits = logits.softmax(dim=1)
-    elif activation == "sigmoid":
-        logits = logits.sigmoid()
-    return logits.gather(1, target[:, None])[:, 0]
 
 
 def reduce_channels(a: Tensor, how: str) -> Tensor:
@@ -103,8 +79,3 @@ def chunk_pairs(batch: int, n: int, chunk: int, device: torch.device) -> Iterabl
         j = torch.arange(start, min(start + chunk, total), device=device)
         yield j % batch, j // batch
 
-
-def make_generator(seed: int | None) -> torch.Generator:
-    """A CPU generator seeded by ``seed`` (None -> 0). Random draws happen on CPU from
-    the seed alone so results are the same on every device and for every batch."""
-    return torch.Generator().manual_seed(0 if seed is None else int(seed))

@@ -7,8 +7,7 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import register
-from faithbench.methods._cam import capture, combine, resolve_layer, upsample
-from faithbench.methods._common import check_inputs
+from faithbench.methods._cam import Capture, cam_method, resolve_layer
 
 
 def find_classifier(model: nn.Module, classifier: str | None) -> nn.Linear:
@@ -26,21 +25,19 @@ def find_classifier(model: nn.Module, classifier: str | None) -> nn.Linear:
     return fc
 
 
-def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
-              classifier: str | None = None) -> Tensor:
-    """CAM at the layer's resolution [B,h,w] (see ``cam``)."""
-    target = check_inputs(x, target)
+def weights(c: Capture, *, model: nn.Module, layer: str | None, classifier: str | None,
+            target: Tensor, **_: object) -> Tensor:
+    """Sec. 2: M_c(x, y) = sum_k w^c_k f_k(x, y), w^c the classifier row of class c [B,K]
+    (the bias is left out)."""
     fc = find_classifier(model, classifier)
-    acts = capture(model, x, target, layer, grad=False).acts
-    if fc.in_features != acts.shape[1]:
+    if fc.in_features != c.acts.shape[1]:
         raise ConfigError(f"classifier takes {fc.in_features} features but layer {layer!r} has "
-                          f"{acts.shape[1]} channels: cam needs layer -> global average pool -> linear")
-    # Sec. 2: M_c(x, y) = sum_k w^c_k f_k(x, y), w^c the classifier row of class c.
-    w = fc.weight.detach()[target].to(acts.dtype)
-    return combine(w, acts, relu=False)
+                          f"{c.acts.shape[1]} channels: cam needs layer -> global average pool -> linear")
+    return fc.weight.detach()[target]
 
 
 @register(needs_layer=True, needs_grad=False, cost="forward")
+@cam_method(weights, grad=False, relu=False)
 def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
         classifier: str | None = None) -> Tensor:
     """Class activation map of a global-average-pooling network.
@@ -50,13 +47,8 @@ def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
     ReLU; the bias is left out); for such models ReLU(cam) / (h*w) equals Grad-CAM.
 
     Args:
-        model: classifier returning logits [B,K].
-        x: normalised images [B,3,H,W].
-        target: class per sample [B] int64.
-        layer: dotted name of the last convolutional block (before pooling).
         classifier: dotted name of the final nn.Linear; default: the last one.
-
-    Returns:
-        [B,H,W] float32, upsampled bilinearly.
     """
-    return upsample(layer_map(model, x, target, layer, classifier), x.shape[-2:])
+
+
+layer_map = cam.layer_map

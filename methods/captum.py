@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError, check_choice, unknown_choice
 from faithbench.methods import register
 from faithbench.methods._cam import resolve_layer
-from faithbench.methods._common import Reduce, check_choice, check_inputs, REDUCTIONS
+from faithbench.methods._common import Reduce, check_inputs, REDUCTIONS
 from faithbench.methods._peers import as_tensor, import_peer, preserved, to_map
 
 

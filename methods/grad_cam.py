@@ -6,32 +6,19 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from faithbench.methods import register
-from faithbench.methods._cam import capture, combine, upsample
-from faithbench.methods._common import check_inputs
+from faithbench.methods._cam import Capture, cam_method
 
 
-def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
-    """Grad-CAM at the layer's resolution [B,h,w] (see ``grad_cam``)."""
-    target = check_inputs(x, target)
-    c = capture(model, x, target, layer)
-    # Eq. 1: alpha_k = 1/Z sum_ij d y^c / d A^k_ij (global-average-pooled gradients).
-    alpha = c.grads.mean((2, 3))
-    # Eq. 2: ReLU(sum_k alpha_k A^k).
-    return combine(alpha, c.acts)
+def weights(c: Capture, **_: object) -> Tensor:
+    """Eq. 1: alpha_k = 1/Z sum_ij dy^c/dA^k_ij, the global-average-pooled gradients [B,K]."""
+    return c.grads.mean((2, 3))
 
 
 @register(needs_layer=True, needs_grad=True, cost="backward")
+@cam_method(weights)  # Eq. 2: ReLU(sum_k alpha_k A^k)
 def grad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
-    """Gradient-weighted class activation map.
+    """Gradient-weighted class activation map: each channel weighted by the spatial mean
+    of the gradient of the target's logit (pre-softmax)."""
 
-    Args:
-        model: classifier returning logits [B,K].
-        x: normalised images [B,3,H,W].
-        target: class per sample [B] int64; the gradient is of its logit (pre-softmax).
-        layer: dotted name of the convolutional layer (the model's CAM layer by default).
 
-    Returns:
-        [B,H,W] float32: ReLU(sum_k alpha_k A^k) upsampled bilinearly to the input size,
-        not normalised.
-    """
-    return upsample(layer_map(model, x, target, layer), x.shape[-2:])
+layer_map = grad_cam.layer_map

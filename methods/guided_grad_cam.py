@@ -6,9 +6,10 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from faithbench.methods import register
-from faithbench.methods._cam import capture, combine, upsample
+from faithbench.methods._cam import upsample
 from faithbench.methods._common import Reduce, check_inputs, reduce_channels
 from faithbench.methods._grad import channel_map, input_gradient
+from faithbench.methods.grad_cam import layer_map as grad_cam_map
 
 
 @channel_map("guided_grad_cam", reduce="max_abs")
@@ -16,8 +17,7 @@ def guided_grad_cam_channels(model: nn.Module, x: Tensor, target: Tensor,
                              layer: str | None = None) -> Tensor:
     """Guided backprop [B,3,H,W] times the upsampled Grad-CAM map."""
     target = check_inputs(x, target)
-    c = capture(model, x, target, layer)
-    cam = upsample(combine(c.grads.mean((2, 3)), c.acts), x.shape[-2:])  # Grad-CAM Eq. 1-2
+    cam = upsample(grad_cam_map(model, x, target, layer), x.shape[-2:])
     return input_gradient(model, x, target, rule="guided") * cam[:, None]
 
 

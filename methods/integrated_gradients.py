@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from faithbench.methods import register
 from faithbench.methods._baselines import check_steps, make_baseline
-from faithbench.methods._common import Reduce, check_choice, check_inputs, chunk_pairs, reduce_channels
+from faithbench.errors import check_choice
+from faithbench.methods._common import Reduce, check_inputs, chunk_pairs, reduce_channels
 from faithbench.methods._grad import channel_map, input_gradient
 from faithbench.params import Count, Positive
 

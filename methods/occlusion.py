@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import register
-from faithbench.methods._common import Activation, check_inputs, chunk_pairs, class_scores
+from faithbench.methods._common import check_inputs, chunk_pairs
+from faithbench.ops import Activation, class_scores
 from faithbench.params import Count
 
 

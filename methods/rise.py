@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import register
-from faithbench.methods._common import Activation, check_inputs, chunk_pairs, class_scores, make_generator
+from faithbench.methods._common import check_inputs, chunk_pairs
+from faithbench.ops import Activation, class_scores, generator
 from faithbench.params import Count, Fraction
 
 
@@ -42,7 +43,7 @@ class RiseMasks:
         if n < 1 or cells < 1 or not 0 < keep_prob <= 1:
             raise ConfigError(f"rise needs n_masks >= 1, cells >= 1, 0 < keep_prob <= 1; got "
                               f"{n}, {cells}, {keep_prob}")
-        g = make_generator(seed)
+        g = generator(seed)
         self.grid = torch.rand(n, cells, cells, generator=g) < keep_prob
         shift = torch.rand(n, 2, generator=g)
         self.size, self.device = size, device

@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import get, register
-from faithbench.methods._common import check_chunk, check_inputs, make_generator, reduce_channels
+from faithbench.methods._common import check_chunk, check_inputs, reduce_channels
 from faithbench.methods._grad import CHANNEL_MAPS
+from faithbench.ops import generator
 from faithbench.params import Count, NonNegative
 
 
@@ -68,7 +69,7 @@ def smooth_grad(
     fn = chan.fn if chan else entry.fn
     b, n = x.shape[0], int(n_samples)
     per_call = max(1, check_chunk(chunk) // b)
-    gen = make_generator(seed)
+    gen = generator(seed)
     total: Tensor | None = None
     for start in range(0, n, per_call):
         k = min(per_call, n - start)

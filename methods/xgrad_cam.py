@@ -7,32 +7,21 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.methods import register
-from faithbench.methods._cam import capture, combine, upsample
-from faithbench.methods._common import check_inputs
+from faithbench.methods._cam import Capture, cam_method
 
 
-def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
-    """XGrad-CAM at the layer's resolution [B,h,w] (see ``xgrad_cam``)."""
-    target = check_inputs(x, target)
-    c = capture(model, x, target, layer)
+def weights(c: Capture, **_: object) -> Tensor:
+    """Sec. 4, the weights that satisfy sensitivity and conservation [B,K]:
+    alpha_k = sum_xy (A_xy / sum_ab A_ab) dy/dA_xy; 0 for a channel summing to 0."""
     total = c.acts.sum((2, 3), keepdim=True)
-    # Sec. 4, the weights that satisfy sensitivity and conservation:
-    # alpha_k = sum_xy (A_xy / sum_ab A_ab) dy/dA_xy; 0 for a channel summing to 0.
     share = torch.where(total != 0, c.acts / torch.where(total != 0, total, 1), 0)
-    return combine((share * c.grads).sum((2, 3)), c.acts)
+    return (share * c.grads).sum((2, 3))
 
 
 @register(needs_layer=True, needs_grad=True, cost="backward")
+@cam_method(weights)  # ReLU(sum_k alpha_k A^k)
 def xgrad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
-    """Grad-CAM with gradients averaged with activation-proportional weights.
+    """Grad-CAM with gradients averaged with activation-proportional weights."""
 
-    Args:
-        model: classifier returning logits [B,K].
-        x: normalised images [B,3,H,W].
-        target: class per sample [B] int64.
-        layer: dotted name of the convolutional layer.
 
-    Returns:
-        [B,H,W] float32: ReLU(sum_k alpha_k A^k), upsampled bilinearly, not normalised.
-    """
-    return upsample(layer_map(model, x, target, layer), x.shape[-2:])
+layer_map = xgrad_cam.layer_map

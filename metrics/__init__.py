@@ -8,17 +8,9 @@ per-sample curves [B,T] for figures. Each module registers its metrics with
 
 from __future__ import annotations
 
-from faithbench.registry import Entry, Registry
+from faithbench.registry import Registry
 from faithbench.types import MetricInfo
 
 METRICS: Registry[MetricInfo] = Registry("metric", __name__, MetricInfo)
-register = METRICS.register
-
-
-def get(name: str) -> Entry[MetricInfo]:
-    """The registered metric ``name``; an error lists the valid names."""
-    return METRICS.get(name)
-
-
-def names(pattern: str = "*") -> list[str]:
-    return METRICS.names(pattern)
+# get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
+register, get, names = METRICS.register, METRICS.get, METRICS.names

@@ -1,4 +1,4 @@
-"""Helpers shared by the metric families: validation, class scores, seeded noise, maps.
+"""Helpers shared by the metric families: validation, chunked forwards, seeded noise, maps.
 
 Conventions every metric follows (see docs/metrics.md):
 
@@ -10,25 +10,19 @@ Conventions every metric follows (see docs/metrics.md):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError
+from faithbench.ops import Probability as Activation  # metrics read probabilities: no "logit"
+from faithbench.ops import generator
 from faithbench.types import Batch
 
-Activation = Literal["softmax", "sigmoid"]
 Explain = Callable[..., Tensor]
-
-
-def check_choice(kind: str, value: object, choices: Iterable[str]) -> None:
-    """Raise ConfigError naming ``value`` and the valid ``choices`` if it is not one."""
-    choices = list(choices)
-    if value not in choices:
-        raise unknown_choice(kind, value, choices)
 
 
 def check_range(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
@@ -69,17 +63,6 @@ def nan_where(value: Tensor, ok: Tensor) -> Tensor:
     return torch.where(ok.view(shape), value.float(), torch.full((), float("nan"), device=value.device))
 
 
-def probabilities(logits: Tensor, target: Tensor, activation: Activation | None) -> Tensor:
-    """Class score of ``target`` [N] from ``logits`` [N,K]: softmax probability, or the
-    sigmoid of the logit for multi-label models."""
-    act = activation or "softmax"
-    check_choice("activation", act, ["softmax", "sigmoid"])
-    t = target.to(logits.device).long()[:, None]
-    if act == "softmax":
-        return logits.float().log_softmax(1).gather(1, t)[:, 0].exp()
-    return logits.float().gather(1, t)[:, 0].sigmoid()
-
-
 def forward_chunks(model: nn.Module, n: int, make: Callable[[Tensor], Tensor],
                    chunk: int) -> Tensor:
     """Logits for ``n`` images built lazily by ``make(rows)`` [c,3,H,W], ``chunk`` images
@@ -101,13 +84,6 @@ def sample_ids(batch: Batch | None, b: int) -> list[int]:
     return list(range(b))
 
 
-def generator(seed: int | None, sample: int, device: torch.device, stream: int = 0) -> torch.Generator:
-    """A generator for one sample: a fixed function of (seed, sample, stream)."""
-    g = torch.Generator(device=device)
-    g.manual_seed(((seed or 0) * 1_000_003 + sample * 7_919 + stream * 104_729) % (2**63 - 1))
-    return g
-
-
 def per_sample_noise(shape: tuple[int, ...], seed: int | None, ids: list[int],
                      device: torch.device, kind: Literal["normal", "uniform"] = "normal",
                      stream: int = 0) -> Tensor:
@@ -121,15 +97,6 @@ def per_sample_noise(shape: tuple[int, ...], seed: int | None, ids: list[int],
         else:
             rows.append(torch.rand(shape, generator=g, device=device) * 2 - 1)
     return torch.stack(rows)
-
-
-def minmax(h: Tensor) -> Tensor:
-    """Per-sample min-max normalisation of [B,H,W] to [0,1]; a constant map gives zeros."""
-    flat = h.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    span = (hi - lo)[:, None, None]
-    out = (h - lo[:, None, None]) / torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, out, torch.zeros_like(out))
 
 
 def predictions(model: nn.Module, x: Tensor, chunk: int = 256) -> Tensor:

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from faithbench.metrics._common import check_choice, generator
+from faithbench.errors import check_choice
+from faithbench.ops import generator
 
 Ties = Literal["random", "rise", "stable"]
 TIES: tuple[str, ...] = get_args(Ties)

@@ -13,14 +13,14 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
-from faithbench.metrics._common import (Activation, check_choice, check_range, clean,
-                                        forward_chunks, nan_where, per_sample_noise,
-                                        probabilities)
+from faithbench.errors import check_choice
+from faithbench.metrics._common import (Activation, check_range, clean, forward_chunks,
+                                        nan_where, per_sample_noise)
 from faithbench.metrics._order import Ties, ranks
+from faithbench.ops import class_scores, gaussian_blur
+from faithbench.ops import gaussian_window as gaussian_kernel  # RISE's kernel, by its old name
 
 Substitute = Literal["zero", "blur", "mean", "noise"]
 SUBSTITUTES = ("zero", "blur", "mean", "noise")
@@ -43,24 +43,6 @@ def curve_x(x: Tensor, step: float) -> Tensor:
     return (schedule(n, step).to(x.device, torch.float32) / n).expand(x.shape[0], -1)
 
 
-def gaussian_kernel(size: int, sigma: float) -> Tensor:
-    """RISE's blur kernel: ``scipy.ndimage.gaussian_filter`` of a centred delta in a
-    ``size x size`` array (reflect boundary, truncate 4 sigma), written in torch.
-    The reflected tails fold back into the window, so it is not a truncated Gaussian.
-    Returns [size,size] float32 summing to 1."""
-    if size < 1 or sigma <= 0:
-        raise ConfigError(f"blur kernel size {size!r} must be >= 1 and sigma {sigma!r} > 0")
-    radius = int(4.0 * sigma + 0.5)
-    j = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    w = torch.exp(-0.5 * (j / sigma) ** 2)
-    w = w / w.sum()
-    # scipy's "reflect" extension (d c b a | a b c d | d c b a) has period 2 * size.
-    idx = (torch.arange(size)[:, None] + j.long()[None, :]) % (2 * size)
-    idx = torch.where(idx >= size, 2 * size - 1 - idx, idx)
-    k1 = (w[None, :] * (idx == size // 2)).sum(1)
-    return torch.outer(k1, k1).float()
-
-
 def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
                      blur_kernel: int, blur_sigma: float) -> Tensor:
     """What perturbed pixels become, in the model's (normalised) input space, [B,C,H,W]:
@@ -73,9 +55,7 @@ def substitute_image(x: Tensor, kind: str, seed: int | None, ids: list[int],
     if kind == "mean":
         return x.mean((2, 3), keepdim=True).expand_as(x)
     if kind == "blur":  # blur_kernel (odd) and blur_sigma (> 0): declared by the metrics
-        c = x.shape[1]
-        k = gaussian_kernel(blur_kernel, blur_sigma).to(x)
-        return F.conv2d(x, k.expand(c, 1, -1, -1), padding=blur_kernel // 2, groups=c)
+        return gaussian_blur(x, blur_sigma, window=blur_kernel)
     mu, sd = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True)
     eps = per_sample_noise(tuple(x.shape[1:]), seed, ids, x.device).to(x.dtype)
     return mu + sd * eps
@@ -128,6 +108,6 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
 
     logits = forward_chunks(model, b * t, make, chunk)
     rows = torch.arange(b * t, device=x.device)
-    curve = probabilities(logits, tgt[rows // t], activation).view(b, t)
+    curve = class_scores(logits, tgt[rows // t], activation, via_log_softmax=True).view(b, t)
     auc = torch.trapezoid(curve, counts.to(curve.dtype) / (hh * ww), dim=1)
     return nan_where(auc, ok), nan_where(curve, ok)

@@ -71,7 +71,7 @@ def ssim(a: Tensor, b: Tensor, win_size: int = 7) -> Tensor:
     covariance, K1 = 0.01, K2 = 0.03, averaged over windows fully inside the map. The
     window shrinks to the largest odd size that fits maps smaller than 7 pixels.
     Returns [B] float32."""
-    from faithbench.metrics._common import minmax
+    from faithbench.ops import minmax
 
     w = min(win_size, min(a.shape[-2:]))
     w = w if w % 2 else w - 1

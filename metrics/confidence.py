@@ -26,10 +26,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
+from faithbench.errors import ConfigError, check_choice
 from faithbench.metrics import register
-from faithbench.metrics._common import (Activation, check_choice, clean, forward_chunks,
-                                        minmax, nan_where, probabilities)
+from faithbench.metrics._common import Activation, clean, forward_chunks, nan_where
+from faithbench.ops import class_scores, minmax
 from faithbench.params import Count
 from faithbench.preprocess import Preprocess
 from faithbench.types import Batch
@@ -80,7 +80,7 @@ def confidences(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, sp
     h, ok = clean(heatmap)
     both = torch.cat([x, explanation_image(x, h, space, preprocess, normalisation)])
     logits = forward_chunks(model, both.shape[0], lambda r: both[r.to(x.device)], chunk)
-    p = probabilities(logits, target.repeat(2), activation)
+    p = class_scores(logits, target.repeat(2), activation, via_log_softmax=True)
     b = x.shape[0]
     return p[:b], p[b:], ok
 

@@ -24,9 +24,10 @@ import torch
 from skimage.measure import label
 from torch import Tensor, nn
 
+from faithbench.errors import check_choice
 from faithbench.metrics import register
-from faithbench.metrics._common import (check_choice, clean, minmax, nan_where,
-                                        need_batch, predictions)
+from faithbench.metrics._common import clean, nan_where, need_batch, predictions
+from faithbench.ops import minmax
 from faithbench.params import Count, Fraction, UnitInterval
 from faithbench.types import Batch
 
@@ -142,14 +143,21 @@ def box_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
     return {k: nan_where(v.to(heatmap.device), ok) for k, v in res.items()}
 
 
-def curve_max(curve: Tensor) -> tuple[float, int]:
+def curve_max(curve: Tensor | np.ndarray) -> tuple[float, int]:
     """Dataset-level MaxBoxAcc from the per-sample ``max_box_acc_curve`` [N,T]: the
-    accuracy at each threshold is the mean over samples (NaN rows skipped), and the
-    score is its maximum. Returns (score, index of the best threshold)."""
-    rows = curve[~torch.isnan(curve).any(1)]
+    accuracy at each threshold is the mean over samples (rows with NaN skipped, float64),
+    and the score is its maximum. Returns (score, index of the best threshold), or
+    (NaN, -1) without rows. The runner's ``aggregate.curve_max`` adds a bootstrap CI.
+
+    Example:
+        >>> curve_max(np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]))
+        (0.6666666666666666, 0)
+    """
+    rows = np.asarray(curve, dtype=np.float64)
+    rows = rows[~np.isnan(rows).any(1)]
     if rows.shape[0] == 0:
         return NAN, -1
-    acc = rows.float().mean(0)
+    acc = rows.mean(0)
     best = int(acc.argmax())
     return float(acc[best]), best
 

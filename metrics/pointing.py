@@ -7,13 +7,13 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, nan_where, need_batch, resize
-from faithbench.metrics._regions import MaskResolution, class_region, frame
+from faithbench.ops import gaussian_blur
 from faithbench.params import Count, Positive, UnitInterval, joint_rule
+from faithbench.regions import MaskResolution, class_region, frame
 from faithbench.types import Batch
 
 GroundTruthChoice = Literal["auto", "masks", "boxes"]
@@ -25,16 +25,10 @@ NAN = float("nan")
 def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
     """TorchRay's ``imsmooth(m, sigma, padding_mode="replicate")``: a separable Gaussian
     with taps i = -W..W, W = ceil(4 sigma), weights exp(-i^2 / (2 sigma^2)) summing to 1,
-    borders replicated. [h,w] -> [h,w]; ``sigma <= 0`` returns ``m``."""
+    borders replicated. [h,w] -> [h,w] float32; ``sigma <= 0`` returns ``m``."""
     if sigma <= 0:
         return m
-    w = math.ceil(4 * sigma)
-    i = torch.arange(-w, w + 1, dtype=torch.float32, device=m.device)
-    k = torch.exp(-0.5 * (i / sigma) ** 2)
-    k = k / k.sum()
-    x = F.pad(m[None, None].float(), (w, w, w, w), mode="replicate")
-    x = F.conv2d(F.conv2d(x, k.view(1, 1, -1, 1)), k.view(1, 1, 1, -1))
-    return x[0, 0]
+    return gaussian_blur(m[None, None].float(), sigma, truncate=4.0, padding="replicate")[0, 0]
 
 
 @register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, nan_where
 from faithbench.params import NonNegative
+from faithbench.regions import class_region
 from faithbench.types import Batch
 
 NAN = float("nan")
@@ -28,12 +29,9 @@ def cue_regions(batch: Batch, i: int, t: int, device: torch.device) -> tuple[Ten
     input resolution; None where there is none (or it is empty: no ground truth)."""
     if batch.masks is None or batch.mask_labels is None:
         return None, None
-    m, lab = batch.masks[i].to(device), batch.mask_labels[i].to(device)
-    out = []
-    for sel in (lab == t, lab < 0):
-        r = m[sel].any(0) if bool(sel.any()) else None
-        out.append(r if r is not None and bool(r.any()) else None)
-    return out[0], out[1]
+    hw = tuple(batch.masks[i].shape[-2:])
+    used, other = (class_region(batch, i, c, hw, ground_truth="masks") for c in (t, -1))
+    return (None if used is None else used.to(device)), (None if other is None else other.to(device))
 
 
 @register(higher_is_better=True, needs={"masks"}, outputs={"cue_mass_other": False})

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faithbench.preprocess import with_overrides
-from faithbench.registry import Entry, Registry
+from faithbench.registry import Registry
 from faithbench.types import ModelSpec
 
 
@@ -19,15 +19,8 @@ class ModelInfo:
 
 
 MODELS: Registry[ModelInfo] = Registry("model", __name__, ModelInfo)
-register = MODELS.register
-
-
-def get(name: str) -> Entry[ModelInfo]:
-    return MODELS.get(name)
-
-
-def names(pattern: str = "*") -> list[str]:
-    return MODELS.names(pattern)
+# get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
+register, get, names = MODELS.register, MODELS.get, MODELS.names
 
 
 def load(name: str, preprocess: Mapping[str, Any] | None = None, **params: Any) -> ModelSpec:

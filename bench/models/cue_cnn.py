@@ -17,14 +17,13 @@ from pathlib import Path
 
 from faithbench.checkpoint import load_state_dict
 from faithbench.models import register
+from faithbench.labels import CUE_CLASSES, cue_space
 from faithbench.models._weights import file_sha256
 from faithbench.models.shapes_cnn import PREPROCESS, ShapesCNN
 from faithbench.types import ModelSpec
 
 WEIGHTS = Path(__file__).parent / "weights"
-# = faithbench.datasets.cues.CLASSES (models do not import datasets; a test checks it)
-CLASSES = {"shape": ("circle", "square", "triangle", "star", "cross", "none"),
-           "marker": ("red", "green", "blue", "yellow", "none")}
+CLASSES = CUE_CLASSES  # per rule; the same object as faithbench.datasets.cues.CLASSES
 
 
 def build(rule: str) -> ShapesCNN:
@@ -38,7 +37,7 @@ def _load(rule: str, checkpoint: str | None) -> ModelSpec:
     model = build(rule)
     model.load_state_dict(load_state_dict(path))
     return ModelSpec(name=name, model=model.eval(), preprocess=PREPROCESS,
-                     class_names=list(CLASSES[rule]), label_space=f"cues:rule={rule}",
+                     class_names=list(CLASSES[rule]), label_space=cue_space(rule),
                      weights_id=file_sha256(path), cam_layer="block3", multilabel=False)
 
 

@@ -66,7 +66,7 @@ def efficientnet_lite0(checkpoint: str | None = None) -> ModelSpec:
     """
     import timm
 
-    from faithbench.datasets._imagenet_classes import imagenet_class_names
+    from faithbench.labels import imagenet_class_names
 
     path = Path(checkpoint).expanduser() if checkpoint else wheel_checkpoint()
     state = load_state_dict(path)

@@ -14,13 +14,13 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from faithbench.checkpoint import load_state_dict
+from faithbench.labels import SHAPES_CLASSES
 from faithbench.models import register
 from faithbench.models._weights import file_sha256
 from faithbench.preprocess import Preprocess
 from faithbench.types import ModelSpec
 
 WEIGHTS = Path(__file__).parent / "weights" / "shapes_cnn.pt"
-CLASS_NAMES = ["circle", "square", "triangle", "star", "cross"]  # = datasets._synth order
 # Inputs are 64x64 scenes taken as they are; mean/std roughly centre the pixel range.
 PREPROCESS = Preprocess(size=64, resize="stretch", mean=(0.5, 0.5, 0.5),
                         std=(0.25, 0.25, 0.25))
@@ -40,7 +40,7 @@ class ShapesCNN(nn.Module):
     """[B,3,64,64] -> logits [B,5]. ``block3`` (16x16 maps at 64x64 input) is the last
     conv block and the default CAM layer."""
 
-    def __init__(self, num_classes: int = len(CLASS_NAMES), width: int = 16) -> None:
+    def __init__(self, num_classes: int = len(SHAPES_CLASSES), width: int = 16) -> None:
         super().__init__()
         self.block1 = _block(3, width, 1, pool=True)  # 64 -> 32
         self.block2 = _block(width, 2 * width, 1, pool=True)  # 32 -> 16
@@ -65,5 +65,5 @@ def shapes_cnn(checkpoint: str | None = None) -> ModelSpec:
     model = ShapesCNN()
     model.load_state_dict(load_state_dict(path))
     return ModelSpec(name="shapes_cnn", model=model.eval(), preprocess=PREPROCESS,
-                     class_names=list(CLASS_NAMES), label_space="shapes",
+                     class_names=list(SHAPES_CLASSES), label_space="shapes",
                      weights_id=file_sha256(path), cam_layer="block3", multilabel=False)

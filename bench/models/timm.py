@@ -91,7 +91,7 @@ def timm(arch: str = "resnet50.a1_in1k", checkpoint: str | None = None,
     """
     import timm as timm_lib
 
-    from faithbench.datasets._imagenet_classes import imagenet_class_names
+    from faithbench.labels import imagenet_class_names
 
     if not timm_lib.is_model(arch.split(".")[0]):
         from faithbench.errors import unknown_choice

@@ -39,7 +39,7 @@ from faithbench.models import register
 from faithbench.models._cam import check_layer
 from faithbench.models._fully_conv import FullyConvResNet, FullyConvVGG
 from faithbench.models._weights import tensors_sha256
-from faithbench.models._label_names import COCO_CLASSES, VOC_CLASSES
+from faithbench.labels import COCO_CLASSES, VOC_CLASSES
 from faithbench.preprocess import Preprocess
 from faithbench.types import ModelSpec
 

@@ -17,6 +17,7 @@ import torch
 
 from faithbench.checkpoint import load_state_dict
 from faithbench.errors import ConfigError, unknown_choice
+from faithbench.labels import imagenet_class_names
 from faithbench.models import register
 from faithbench.models._cam import check_layer, torchvision_cam_layer
 from faithbench.models._weights import tensors_sha256
@@ -84,5 +85,5 @@ def torchvision(arch: str = "resnet50", weights: str = "DEFAULT",
         model.aux_logits = False
     layer = check_layer(model, cam_layer) if cam_layer else torchvision_cam_layer(arch, model)
     return ModelSpec(name=f"torchvision_{arch}", model=model.eval(), preprocess=preprocess_of(w),
-                     class_names=list(w.meta["categories"]), label_space="imagenet",
+                     class_names=imagenet_class_names(), label_space="imagenet",
                      weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faithbench.registry import Entry, Registry
+from faithbench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,5 @@ class VizInfo:
 
 
 VISUALIZATIONS: Registry[VizInfo] = Registry("visualization", __name__, VizInfo)
-register = VISUALIZATIONS.register
-
-
-def get(name: str) -> Entry[VizInfo]:
-    """The registered visualisation ``name``; an error lists the valid names."""
-    return VISUALIZATIONS.get(name)
-
-
-def names(pattern: str = "*") -> list[str]:
-    return VISUALIZATIONS.names(pattern)
+# get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
+register, get, names = VISUALIZATIONS.register, VISUALIZATIONS.get, VISUALIZATIONS.names

@@ -40,13 +40,6 @@ def to_numpy_image(x: Tensor) -> np.ndarray:
     return (x.permute(1, 2, 0) if x.dim() == 3 else x).numpy()
 
 
-def unit_scale(x: Tensor, dims: tuple[int, ...] = (-3, -2, -1)) -> Tensor:
-    """Each item min-max scaled to [0,1] over ``dims`` (constant items give 0.5)."""
-    lo, hi = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
-    span = hi - lo
-    return torch.where(span > 0, (x - lo) / span.clamp_min(1e-12), torch.full_like(x, 0.5))
-
-
 def image_row(images: list[Tensor], titles: list[str], size: float = 2.2,
               suptitle: str | None = None) -> Figure:
     """Images [3,H,W] (RGB in [0,1]) or maps [H,W] side by side with titles."""

@@ -55,7 +55,7 @@ def prepare(cfg: DictConfig) -> tuple[Entry[VizInfo], dict[str, Any], VizContext
         check_pair(cfg, spec.label_space, datasets.get(cfg.dataset.name).info.label_space)
         node = to_dict(cfg.dataset)
         ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(node, DATASET_KEYS))
-        check_pair(cfg, spec.label_space, ds.label_space)
+        check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
         return ds, select_indices(len(ds), node.get("limit"), node.get("subset_seed"),
                                   int(node.get("shard", 0)), int(node.get("num_shards", 1)))
 

@@ -5,12 +5,10 @@ variation (Mahendran & Vedaldi, CVPR 2015, Eq. 5). Everything stays on the image
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from faithbench import ops
 from faithbench.errors import ConfigError
 from faithbench.preprocess import Preprocess
 
@@ -39,16 +37,9 @@ def initial_image(shape: tuple[int, ...], pre: Preprocess, init: str, seed: int,
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of [B,C,H,W] (radius 3 sigma, replicated borders)."""
-    if sigma <= 0:
-        return x
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    """Yosinski et al.'s blur regulariser: a separable Gaussian of [B,C,H,W] (radius
+    ceil(3 sigma), replicated borders) -> [B,C,H,W]; ``sigma <= 0``: a copy of ``x``."""
+    return ops.gaussian_blur(x, sigma, padding="replicate")
 
 
 def random_shift(max_shift: int, gen: torch.Generator) -> tuple[int, int]:

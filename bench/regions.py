@@ -1,5 +1,6 @@
-"""Ground-truth regions of one (sample, class) for the pointing games: the union of the
-class's masks or boxes, in the input frame or its footprint in original pixels."""
+"""Ground-truth regions of one (sample, class): the union of the class's masks or boxes,
+in the input frame or its footprint in original pixels. The one way to get them, for the
+pointing games, the known-truth metrics and ``Batch.regions``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from faithbench.errors import ConfigError
-from faithbench.metrics._common import check_choice
+from faithbench.errors import ConfigError, check_choice
 from faithbench.types import Batch, boxes_to_mask
 
 MaskResolution = Literal["original", "input"]
@@ -39,12 +39,15 @@ def _footprint(m: Tensor, batch: Batch, i: int, size: tuple[int, int],
     return out
 
 
-def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
-                 scale: tuple[float, float], ground_truth: str,
+def class_region(batch: Batch, i: int, t: int, size: tuple[int, int] | None = None,
+                 scale: tuple[float, float] = (1.0, 1.0), ground_truth: str = "auto",
                  skip_difficult: bool = False,
                  mask_resolution: MaskResolution = "input") -> Tensor | None:
-    """Union of class ``t``'s ground truth of sample ``i`` as a bool mask of ``size``,
-    the input frame stretched by ``scale`` (y, x). Masks: with
+    """Union of class ``t``'s ground truth of sample ``i`` as a bool mask [h,w] of ``size``
+    (default: the input size), the input frame stretched by ``scale`` (y, x). A negative
+    ``t`` selects every negatively labelled mask (the cue track's unused cues, labelled
+    ``-1 - value``). ``ground_truth``: "masks", "boxes", or "auto" (masks where the
+    batch has them, else boxes). Masks: with
     ``mask_resolution="original"`` and ``batch.orig_masks`` (COCO), the union of the
     original-size masks under the footprint, pixel for pixel (TorchRay's
     ``coco_as_mask``); else the input-resolution masks upsampled nearest-neighbour, so
@@ -52,6 +55,7 @@ def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
     class has no ground truth, an empty mask union (not a free hit), or, with
     ``skip_difficult``, only VOC "difficult" boxes."""
     check_choice("ground_truth", ground_truth, ["auto", "masks", "boxes"])
+    size = tuple(batch.images.shape[-2:]) if size is None else size
     check_choice("mask_resolution", mask_resolution, ["original", "input"])
     use_masks = ground_truth == "masks" or (ground_truth == "auto" and batch.masks is not None)
     if ground_truth != "auto" and getattr(batch, ground_truth) is None:
@@ -61,7 +65,8 @@ def class_region(batch: Batch, i: int, t: int, size: tuple[int, int],
     if use_masks:
         if batch.masks is None or batch.mask_labels is None:
             return None
-        sel = batch.mask_labels[i].cpu() == t
+        labels = batch.mask_labels[i].cpu()
+        sel = labels == t if t >= 0 else labels < 0
         if not bool(sel.any()):
             return None
         if mask_resolution == "original" and batch.orig_masks is not None:
