@@ -38,7 +38,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(w.to(c.acts.dtype), c.acts)
 
 
-@register(needs_layer=True, needs_grad=False, cost="perturbation")
+@register(context=("layer",), cost="perturbation")
 def ablation_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
                  chunk: Count = 64) -> Tensor:
     """Activation maps weighted by how much the target logit drops when the channel is

@@ -40,7 +40,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(w, acts, relu=False)
 
 
-@register(needs_layer=True, needs_grad=False, cost="forward")
+@register(context=("layer",), cost="forward")
 def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
         classifier: str | None = None) -> Tensor:
     """Class activation map of a global-average-pooling network.

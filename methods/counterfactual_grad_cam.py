@@ -18,7 +18,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(-c.grads.mean((2, 3)), c.acts)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def counterfactual_grad_cam(model: nn.Module, x: Tensor, target: Tensor,
                             layer: str | None = None) -> Tensor:
     """Regions whose removal would make the network more confident in ``target``: the

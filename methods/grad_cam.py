@@ -20,7 +20,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(alpha, c.acts)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def grad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Gradient-weighted class activation map.
 

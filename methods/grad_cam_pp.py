@@ -26,7 +26,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(w, a)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def grad_cam_pp(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Grad-CAM with channel weights from positive gradients weighted per position.
 

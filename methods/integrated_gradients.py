@@ -53,7 +53,7 @@ def integrated_gradients_channels(
     return delta.float() * total
 
 
-@register(needs_grad=True, cost="backward")
+@register(optional_context=("seed",), cost="backward")
 def integrated_gradients(
     model: nn.Module, x: Tensor, target: Tensor, baseline: str | float | Tensor = "zero",
     n_steps: Count = 50, rule: Rule = "gausslegendre", internal_batch_size: Count = 64,

@@ -18,7 +18,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(c.grads.clamp(min=0), c.acts)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def layer_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Activations weighted position by position by their positive gradients; works at
     shallow layers too, where Grad-CAM's averaged weights blur.

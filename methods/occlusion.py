@@ -29,7 +29,7 @@ def window_rows(size: int, window: int, stride: int) -> Tensor:
     return (pos >= starts) & (pos < starts + window)
 
 
-@register(needs_grad=False, cost="perturbation")
+@register(context=("activation",), cost="perturbation")
 def occlusion(model: nn.Module, x: Tensor, target: Tensor, window: Count = 16, stride: Count = 8,
               fill: float = 0.0, chunk: Count = 64, activation: Activation | None = None) -> Tensor:
     """Drop of the class score when a square window is filled with ``fill``, averaged per

@@ -44,7 +44,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine(w.to(acts.dtype), acts)
 
 
-@register(needs_layer=True, needs_grad=False, cost="perturbation")
+@register(context=("layer", "activation"), cost="perturbation")
 def score_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None, chunk: Count = 64,
               activation: Activation | None = None, weighting: Weighting = "class_prob") -> Tensor:
     """Activation maps weighted by the class score of the input masked by each map.

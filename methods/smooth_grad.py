@@ -16,7 +16,7 @@ from faithbench.methods._grad import CHANNEL_MAPS
 from faithbench.params import Count, NonNegative
 
 
-@register(needs_grad=True, stochastic=True, cost="backward")
+@register(context=("seed",), optional_context=("layer",), cost="backward")
 def smooth_grad(
     model: nn.Module, x: Tensor, target: Tensor, base: str = "saliency", noise_level: NonNegative = 0.15,
     n_samples: Count = 50, seed: int | None = None, base_params: dict[str, Any] | None = None,

@@ -22,7 +22,7 @@ def layer_map(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = N
     return combine((share * c.grads).sum((2, 3)), c.acts)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def xgrad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Grad-CAM with gradients averaged with activation-proportional weights.
 
