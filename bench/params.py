@@ -203,7 +203,9 @@ def _problem(tp: Any, value: Any, name: str) -> str | None:
         return None if ok else f"{name}={value!r} must be a number"
     if tp is str:
         return None if isinstance(value, str) else f"{name}={value!r} must be a string"
-    return None  # objects the runner injects (callables, modules, preprocess): not config
+    if typing.get_origin(tp) is None and isinstance(tp, type):  # a Preprocess, a Tensor baseline
+        return None if isinstance(value, tp) else f"{name}={value!r} must be a {tp.__name__}"
+    return None  # callables and other forms the runner injects: not config
 
 
 def checked(fn: Callable[..., Any], what: str) -> Callable[..., Any]:

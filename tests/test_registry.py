@@ -144,3 +144,25 @@ def test_only_declared_context_is_filled_and_runner_context_is_not_config():
     assert fill_context(f, {"layer": "l3"}, {"layer": "l4"}, "method 'f'") == {"layer": "l3"}
     with pytest.raises(ConfigError, match=r"method 'f': explain='mine' cannot be set; the runner fills explain"):
         fill_context(f, {"explain": "mine"}, {"explain": print}, "method 'f'")
+
+
+def test_a_class_in_a_union_admits_only_its_instances():
+    """Integrated gradients' baseline is a choice, a number or a tensor; ``zeros`` from a
+    config is refused by its declaration (before any run opens), not inside the method."""
+    import torch
+
+    from faithbench.params import check_params
+
+    ig = methods.get("integrated_gradients").fn
+    for ok in ("blur", 0.5, 1, torch.zeros(3, 4, 4)):
+        check_params(ig, {"baseline": ok}, "method 'integrated_gradients'")
+    for bad in ("zeros", True, [0.0]):
+        with pytest.raises(ConfigError, match=r"unknown baseline .*Valid choices: blur, uniform, zero"):
+            check_params(ig, {"baseline": bad}, "method 'integrated_gradients'")
+    assert ("method", "integrated_gradients", "baseline") in {c[:3] for c in _param_cases()}
+
+
+def _param_cases():
+    from test_params import CASES  # the walk over every entry's declared checks
+
+    return CASES
