@@ -77,6 +77,26 @@ class NonEmpty(Check):
         return None if len(value) > 0 else "must hold at least one value"
 
 
+@dataclass(frozen=True)
+class Registered(Check):
+    """The name of a registered entry of ``kind`` (``"method"``: smooth_grad's ``base``),
+    other than ``itself``, the entry that takes the parameter."""
+
+    kind: str
+    itself: str | None = None
+
+    def problem(self, value: Any) -> str | None:
+        import importlib  # the registries import this module
+
+        if value == self.itself:
+            return f"would make {value!r} wrap itself; name another {self.kind}"
+        reg = importlib.import_module(f"faithbench.{self.kind}s")
+        names = [n for n in reg.names() if n != self.itself]
+        if value in names:
+            return None
+        return f"is not a registered {self.kind}: {unknown_choice(self.kind, value, names)}"
+
+
 # The ranges most parameters share, named once.
 Fraction = Annotated[float, Range(0, 1, lo_open=True)]      # a share in (0, 1]: steps, top-k
 UnitInterval = Annotated[float, Range(0, 1)]                # [0, 1]: thresholds
