@@ -13,8 +13,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from faithbench.errors import ConfigError
-from faithbench.params import _SKIP as DATA_ARGS  # model, x, heatmap, target, batch: not config
-from faithbench.params import check_params
+from faithbench.params import DATA_ARGS, check_params
 from faithbench.types import RUNNER_CONTEXT
 
 # Keys of a dataset node that the runner applies itself (all datasets share them).

@@ -112,7 +112,8 @@ def _num(v: float) -> str:
     return f"{v:g}"
 
 
-_SKIP = ("model", "x", "heatmap", "target", "batch")
+# The data arguments of methods and metrics: not parameters, never in a config.
+DATA_ARGS = ("model", "x", "heatmap", "target", "batch")
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +136,7 @@ def declared(fn: Callable[..., Any]) -> dict[str, Any]:
                 hints[name] = p.annotation
     plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {n: hints[n] for n, p in params.items()
-            if n in hints and n not in _SKIP and p.kind in plain}
+            if n in hints and n not in DATA_ARGS and p.kind in plain}
 
 
 def joint_rule(ok: Callable[[Mapping[str, Any]], bool], problem: str) -> Callable[[F], F]:
@@ -235,7 +236,7 @@ def checked(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         bound = sig.bind_partial(*args, **kwargs).arguments
-        check_params(fn, {k: v for k, v in bound.items() if k not in _SKIP}, what)
+        check_params(fn, {k: v for k, v in bound.items() if k not in DATA_ARGS}, what)
         return fn(*args, **kwargs)
 
     return call

@@ -97,13 +97,15 @@ def _fold_flags(info: dict[str, Any], what: str) -> dict[str, Any]:
     if not old:
         return info
     warnings.warn(f"{what}: register({', '.join(old)}=...) is deprecated; declare "
-                  "context=(...) and cost=... instead", DeprecationWarning, stacklevel=4)
+                  "context=(...) and cost=... instead", DeprecationWarning, stacklevel=3)
     context = set(info.pop("context", ()))
     context |= {c for flag, c in _CONTEXT_FLAGS.items() if info.pop(flag, False)}
     free, grad = info.pop("model_free", None), info.pop("needs_grad", None)
-    cost = "free" if free else "forward" if grad is False else None
-    if cost and info.setdefault("cost", cost) != cost:
-        raise ValueError(f"{what}: cost={info['cost']!r} contradicts model_free={free}, needs_grad={grad}")
+    if free is not None or grad is not None:  # methods only: both follow from the cost
+        cost = info.setdefault("cost", "free" if free else "forward" if grad is False else "backward")
+        if (free is not None and (cost == "free") != free) or \
+                (grad is not None and (cost == "backward") != grad):
+            raise ValueError(f"{what}: cost={cost!r} contradicts model_free={free}, needs_grad={grad}")
     info["context"] = frozenset(context)
     return info
 

@@ -89,6 +89,13 @@ def test_older_capability_keywords_still_register():
     assert reg.get("z").info.model_free
     with pytest.raises(ValueError, match="contradicts"), pytest.warns(DeprecationWarning):
         reg.register("bad", model_free=True, cost="backward")(lambda model, x, target: None)
+    with pytest.raises(ValueError, match="contradicts"), pytest.warns(DeprecationWarning):
+        reg.register("bad", needs_grad=True, cost="perturbation")(lambda model, x, target: None)
+    mreg = Registry("metric", "faithbench.metrics", MetricInfo)
+    with pytest.warns(DeprecationWarning):
+        mreg.register("m", higher_is_better=True, needs_explain=True)(
+            lambda model, x, heatmap, target, batch, explain=None: None)
+    assert mreg.get("m").info.needs_explain and mreg.get("m").info.context == {"explain"}
 
 
 # The capabilities each method declared on commit 5fa710c, before they were derived
