@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import faithbench.methods
 import faithbench.metrics
 
@@ -97,6 +99,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_a_dropped_in_file_is_listed_selectable_configurable_and_runs(workdir):
     files = [Path(faithbench.methods.__path__[0]) / f"{METHOD}.py",
              Path(faithbench.metrics.__path__[0]) / f"{METRIC}.py"]
+    if not all(os.access(f.parent, os.W_OK) for f in files):
+        pytest.skip("the installed package folders are read-only here")
     try:
         files[0].write_text(textwrap.dedent(METHOD_SRC))
         files[1].write_text(textwrap.dedent(METRIC_SRC))
