@@ -28,6 +28,9 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
+    from faithbench.config import store_nodes
+
+    store_nodes()  # entries registered since faithbench.conf was imported get their nodes too
     with initialize_config_module("faithbench.conf", version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))
 
@@ -139,7 +142,8 @@ def list_names(argv: list[str]) -> int:
                "visualizations": visualize.VISUALIZATIONS}[kind]
         for n in reg.names():
             info = reg.get(n).info
-            flags = ", ".join(f"{k}={v}" for k, v in vars(info).items()
+            shown = info.describe() if hasattr(info, "describe") else vars(info)
+            flags = ", ".join(f"{k}={v}" for k, v in shown.items()
                               if v not in (False, None, frozenset(), {}, ()))
             print(f"  {n:28s} {flags}")
     return 0

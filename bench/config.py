@@ -1,4 +1,5 @@
-"""Config plumbing shared by the runner: entry parameters, context filling, run keys."""
+"""Config plumbing shared by the runner: entry config nodes generated from signatures,
+entry parameters, context filling, run keys."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from faithbench.errors import ConfigError
-from faithbench.params import check_params
+from faithbench.params import DATA_ARGS, check_params
+from faithbench.types import RUNNER_CONTEXT
 
 # Keys of a dataset node that the runner applies itself (all datasets share them).
 DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
@@ -40,22 +42,72 @@ def entry_params(node: Any, drop: tuple[str, ...] = ("name",)) -> dict[str, Any]
 def fill_context(fn: Callable[..., Any], params: dict[str, Any],
                  context: Mapping[str, Any], what: str) -> dict[str, Any]:
     """Check ``params`` against ``fn``'s signature and its declared checks (unknown
-    names, types, choices, ranges: ``faithbench.params``), then fill context parameters
-    (``layer``, ``seed``, ``activation``, ``preprocess``, ``explain``) that are absent or None."""
+    names, types, choices, ranges: ``faithbench.params``), then fill each ``context``
+    value (the runner passes the names the entry declares in ``register(context=...)``)
+    whose parameter is absent or None."""
     sig = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
-    own = [n for n, p in sig.items() if p.kind is p.KEYWORD_ONLY or
-           (p.kind is p.POSITIONAL_OR_KEYWORD and n not in
-            ("model", "x", "heatmap", "target", "batch"))]
+    own = list(config_params(fn))
     bad = [k for k in params if k not in sig and not takes_any]
     if bad:
         raise ConfigError(f"{what} has no parameter {bad[0]!r}. Valid parameters: {', '.join(own)}.")
     check_params(fn, params, what)  # the declared checks, before any run is opened
+    for k in RUNNER_CONTEXT & context.keys():
+        if params.get(k) is not None:
+            raise ConfigError(f"{what}: {k}={params[k]!r} cannot be set; the runner fills "
+                              f"{k} (leave it null)")
     out = dict(params)
     for k, v in context.items():
-        if k in sig and out.get(k) is None:
+        if out.get(k) is None:
             out[k] = v
     return out
+
+
+def config_params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The parameters of an entry that a config sets: all but the data arguments and
+    ``*args``/``**kwargs``, in signature order."""
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {n: p for n, p in inspect.signature(fn).parameters.items()
+            if p.kind in plain and n not in DATA_ARGS}
+
+
+def entry_node(name: str, fn: Callable[..., Any]) -> dict[str, Any]:
+    """The config node of a method or metric: ``name``, then every parameter with its
+    signature default (tuples as lists; ``???``, Hydra's mandatory value, where there is
+    no default). Context parameters are null: the runner fills them."""
+    node: dict[str, Any] = {"name": name}
+    for k, p in config_params(fn).items():
+        node[k] = "???" if p.default is p.empty else _plain(p.default, f"{name}.{k}")
+    return node
+
+
+def _plain(v: Any, where: str) -> Any:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_plain(e, where) for e in v]
+    if isinstance(v, Mapping):
+        return {str(k): _plain(e, where) for k, e in v.items()}
+    raise TypeError(f"{where}: default {v!r} is not a config value (None, bool, int, float, "
+                    "str, or a list or dict of them)")
+
+
+def store_nodes() -> None:
+    """Put a node per registered method (group ``method``) and metric (group ``metric``)
+    in Hydra's ConfigStore, and the config ``metric_nodes`` that places every metric's
+    node at ``metric.<name>`` (config.yaml's defaults list includes it). Run when
+    ``faithbench.conf`` is imported, and again by ``cli.compose`` so that entries
+    registered later in the process (a notebook) are composable too."""
+    from hydra.core.config_store import ConfigStore
+
+    from faithbench import methods, metrics
+
+    cs = ConfigStore.instance()
+    for group, reg in (("method", methods), ("metric", metrics)):
+        for n in reg.names():
+            cs.store(group=group, name=n, node=entry_node(n, reg.get(n).fn), provider="faithbench")
+    cs.store(name="metric_nodes", provider="faithbench",
+             node={"defaults": [{f"metric@metric.{m}": m} for m in metrics.names()]})
 
 
 def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) -> dict[str, Any]:

@@ -77,6 +77,26 @@ class NonEmpty(Check):
         return None if len(value) > 0 else "must hold at least one value"
 
 
+@dataclass(frozen=True)
+class Registered(Check):
+    """The name of a registered entry of ``kind`` (``"method"``: smooth_grad's ``base``),
+    other than ``itself``, the entry that takes the parameter."""
+
+    kind: str
+    itself: str | None = None
+
+    def problem(self, value: Any) -> str | None:
+        import importlib  # the registries import this module
+
+        if value == self.itself:
+            return f"would make {value!r} wrap itself; name another {self.kind}"
+        reg = importlib.import_module(f"faithbench.{self.kind}s")
+        names = [n for n in reg.names() if n != self.itself]
+        if value in names:
+            return None
+        return f"is not a registered {self.kind}: {unknown_choice(self.kind, value, names)}"
+
+
 # The ranges most parameters share, named once.
 Fraction = Annotated[float, Range(0, 1, lo_open=True)]      # a share in (0, 1]: steps, top-k
 UnitInterval = Annotated[float, Range(0, 1)]                # [0, 1]: thresholds
@@ -92,7 +112,8 @@ def _num(v: float) -> str:
     return f"{v:g}"
 
 
-_SKIP = ("model", "x", "heatmap", "target", "batch")
+# The data arguments of methods and metrics: not parameters, never in a config.
+DATA_ARGS = ("model", "x", "heatmap", "target", "batch")
 
 
 @functools.lru_cache(maxsize=None)
@@ -115,7 +136,7 @@ def declared(fn: Callable[..., Any]) -> dict[str, Any]:
                 hints[name] = p.annotation
     plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {n: hints[n] for n, p in params.items()
-            if n in hints and n not in _SKIP and p.kind in plain}
+            if n in hints and n not in DATA_ARGS and p.kind in plain}
 
 
 def joint_rule(ok: Callable[[Mapping[str, Any]], bool], problem: str) -> Callable[[F], F]:
@@ -203,7 +224,9 @@ def _problem(tp: Any, value: Any, name: str) -> str | None:
         return None if ok else f"{name}={value!r} must be a number"
     if tp is str:
         return None if isinstance(value, str) else f"{name}={value!r} must be a string"
-    return None  # objects the runner injects (callables, modules, preprocess): not config
+    if typing.get_origin(tp) is None and isinstance(tp, type):  # a Preprocess, a Tensor baseline
+        return None if isinstance(value, tp) else f"{name}={value!r} must be a {tp.__name__}"
+    return None  # callables and other forms the runner injects: not config
 
 
 def checked(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -213,7 +236,7 @@ def checked(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         bound = sig.bind_partial(*args, **kwargs).arguments
-        check_params(fn, {k: v for k, v in bound.items() if k not in _SKIP}, what)
+        check_params(fn, {k: v for k, v in bound.items() if k not in DATA_ARGS}, what)
         return fn(*args, **kwargs)
 
     return call

@@ -130,9 +130,11 @@ def prepare(cfg: DictConfig) -> Job:
     check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
+    # What the runner can inject; each entry gets the names it declares (register(context=...)).
     context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
                "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
-    method_params = fill_context(method_entry.fn, entry_params(cfg.method), context,
+    method_params = fill_context(method_entry.fn, entry_params(cfg.method),
+                                 _declared(context, method_entry.info.injected),
                                  f"method {cfg.method.name!r}")
     cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
     method_params = cap_perf(method_entry.fn, method_params, cap)
@@ -148,7 +150,9 @@ def prepare(cfg: DictConfig) -> Job:
     context["explain"] = scorer.explain
     for name, entry in zip(cfg.metrics, metric_entries):
         params = entry_params(cfg.get("metric", {}).get(name, {}))
-        params = cap_perf(entry.fn, fill_context(entry.fn, params, context, f"metric {name!r}"), cap)
+        params = fill_context(entry.fn, params, _declared(context, entry.info.injected),
+                              f"metric {name!r}")
+        params = cap_perf(entry.fn, params, cap)
         missing = entry.info.needs - ds.ground_truth
         if missing:
             log.info("metric %s skipped: dataset %s has no %s", name, cfg.dataset.name,
@@ -165,6 +169,10 @@ def prepare(cfg: DictConfig) -> Job:
     if int(ds_node.get("num_shards", 1)) > 1:
         name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
     return Job(cfg, scorer, ds, indices, key, name)
+
+
+def _declared(context: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in context.items() if k in names}
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -177,28 +177,75 @@ class ModelSpec:
         return "sigmoid" if self.multilabel else "softmax"
 
 
+# What the runner injects into a method or metric that declares it in ``register(context=...)``:
+# layer: the model's CAM layer; seed: the run seed; activation: the model's output
+# activation; num_classes: its label-space size; preprocess: its Preprocess; explain: the
+# evaluated method as ``explain(x, target) -> [B,H,W]``. Each fills its parameter of the
+# same name when that is None (null in the config).
+Context = Literal["layer", "seed", "activation", "num_classes", "preprocess", "explain"]
+# Context that only the runner can give (objects, not config values): a config must leave it null.
+RUNNER_CONTEXT: frozenset[str] = frozenset({"preprocess", "explain"})
+Cost = Literal["free", "forward", "backward", "perturbation"]
+
+
 @dataclass(frozen=True)
 class MethodInfo:
-    """Capabilities of an attribution method, read by the runner."""
+    """Capabilities of an attribution method: ``context`` it always uses, ``optional_context``
+    it is given but may do without (captum's ``layer`` for non-layer classes; integrated
+    gradients' ``seed`` for its uniform baseline only), and its ``cost`` class. The flags
+    the runner and ``faithbench list`` read are derived from these."""
 
-    needs_layer: bool = False  # takes ``layer``; the model's cam_layer by default
-    needs_grad: bool = True  # needs autograd through the model
-    stochastic: bool = False  # takes ``seed``
-    cost: Literal["free", "forward", "backward", "perturbation"] = "backward"
-    model_free: bool = False  # does not look at the model (controls such as ``edge``)
+    context: frozenset[Context] = frozenset()
+    optional_context: frozenset[Context] = frozenset()
+    cost: Cost = "backward"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "context", frozenset(self.context))
+        object.__setattr__(self, "optional_context", frozenset(self.optional_context))
+
+    @property
+    def injected(self) -> frozenset[str]:
+        """Every context name the runner fills."""
+        return self.context | self.optional_context
+
+    @property
+    def needs_layer(self) -> bool:
+        """Takes ``layer`` and cannot run without one (the model's cam_layer by default)."""
+        return "layer" in self.context
+
+    @property
+    def stochastic(self) -> bool:
+        """Its maps depend on ``seed`` in every setting."""
+        return "seed" in self.context
+
+    @property
+    def needs_grad(self) -> bool:
+        """Needs autograd through the model."""
+        return self.cost == "backward"
+
+    @property
+    def model_free(self) -> bool:
+        """Does not look at the model (controls such as ``edge``)."""
+        return self.cost == "free"
+
+    def describe(self) -> dict[str, Any]:
+        """The capabilities ``faithbench list`` shows."""
+        return {"needs_layer": self.needs_layer, "needs_grad": self.needs_grad,
+                "stochastic": self.stochastic, "cost": self.cost, "model_free": self.model_free}
 
 
 @dataclass(frozen=True)
 class MetricInfo:
     """How to read a metric's outputs. ``higher_is_better`` is for the output named
-    like the metric; ``outputs`` gives the direction of any other scalar outputs."""
+    like the metric; ``outputs`` gives the direction of any other scalar outputs;
+    ``context`` is what the runner injects (see ``Context``)."""
 
     higher_is_better: bool
     needs: frozenset[GroundTruth] = frozenset()
     # "curve_max": the score is max over t of the mean over samples of <name>_curve[:, t]
     # (a dataset-level best threshold, as MaxBoxAcc); per-sample <name> values are NaN.
     aggregate: Literal["mean", "class_mean", "curve_max"] = "mean"
-    needs_explain: bool = False  # takes ``explain(x, target) -> heatmap``
+    context: frozenset[Context] = frozenset()
     outputs: Mapping[str, bool] = field(default_factory=dict)
     # x-axis label of each [B,T] curve output in report figures, e.g.
     # {"max_sensitivity_curve": "noise level (L-inf radius)"}; x positions come from an
@@ -207,10 +254,27 @@ class MetricInfo:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", frozenset(self.needs))
+        object.__setattr__(self, "context", frozenset(self.context))
+
+    @property
+    def injected(self) -> frozenset[str]:
+        """Every context name the runner fills."""
+        return self.context
+
+    @property
+    def needs_explain(self) -> bool:
+        """Takes ``explain(x, target) -> heatmap``, the evaluated method."""
+        return "explain" in self.context
 
     def direction(self, name: str, key: str) -> bool | None:
         """higher_is_better of output ``key`` of metric ``name``; None for non-scores."""
         return self.higher_is_better if key == name else self.outputs.get(key)
+
+    def describe(self) -> dict[str, Any]:
+        """The metadata ``faithbench list`` shows."""
+        return {"higher_is_better": self.higher_is_better, "needs": self.needs,
+                "aggregate": self.aggregate, "needs_explain": self.needs_explain,
+                "outputs": self.outputs, "curve_axes": self.curve_axes}
 
 
 @dataclass(frozen=True)

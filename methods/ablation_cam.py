@@ -34,7 +34,7 @@ def weights(c: Capture, *, model: nn.Module, x: Tensor, target: Tensor, layer: s
     return torch.where(y[:, None] != 0, (y[:, None] - ablated) / torch.where(y != 0, y, 1)[:, None], 0)
 
 
-@register(needs_layer=True, needs_grad=False, cost="perturbation")
+@register(context=("layer",), cost="perturbation")
 @cam_method(weights, grad=False)  # Eq. 3: ReLU(sum_k w_k A_k)
 def ablation_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
                  chunk: Count = 64) -> Tensor:

@@ -36,7 +36,7 @@ def weights(c: Capture, *, model: nn.Module, layer: str | None, classifier: str 
     return fc.weight.detach()[target]
 
 
-@register(needs_layer=True, needs_grad=False, cost="forward")
+@register(context=("layer",), cost="forward")
 @cam_method(weights, grad=False, relu=False)
 def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
         classifier: str | None = None) -> Tensor:

@@ -31,7 +31,7 @@ def captum_classes(module: Any) -> dict[str, type]:
     return out
 
 
-@register(needs_grad=True, cost="backward")
+@register(optional_context=("layer",), cost="backward")
 def captum(
     model: nn.Module, x: Tensor, target: Tensor, attribution: str = "IntegratedGradients",
     layer: str | None = None, init_kwargs: dict[str, Any] | None = None,

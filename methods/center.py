@@ -11,7 +11,7 @@ from faithbench.methods._common import check_inputs
 from faithbench.params import Positive
 
 
-@register(needs_grad=False, cost="free", model_free=True)
+@register(cost="free")
 def center(model: nn.Module | None, x: Tensor, target: Tensor, sigma: Positive = 0.25) -> Tensor:
     """The same centred isotropic Gaussian for every image; it ignores the model.
 

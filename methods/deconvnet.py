@@ -16,7 +16,7 @@ def deconvnet_channels(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
     return input_gradient(model, x, check_inputs(x, target), rule="deconvnet")
 
 
-@register(needs_grad=True, cost="backward")
+@register(cost="backward")
 def deconvnet(model: nn.Module, x: Tensor, target: Tensor, reduce: Reduce = "max_abs") -> Tensor:
     """Backpropagation where every ReLU rectifies the backward signal itself
     (R_in = max(R_out, 0)) and ignores where its forward input was positive. Max-pooling

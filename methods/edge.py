@@ -12,7 +12,7 @@ from faithbench.methods import register
 from faithbench.methods._common import check_inputs
 
 
-@register(needs_grad=False, cost="free", model_free=True)
+@register(cost="free")
 def edge(model: nn.Module | None, x: Tensor, target: Tensor) -> Tensor:
     """Sobel magnitude sqrt(G_x^2 + G_y^2) of the channel mean, with kernel
     [[1, 0, -1], [2, 0, -2], [1, 0, -1]] and edge-replicated borders.

@@ -14,7 +14,7 @@ def weights(c: Capture, **_: object) -> Tensor:
     return c.grads.mean((2, 3))
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 @cam_method(weights)  # Eq. 2: ReLU(sum_k alpha_k A^k)
 def grad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Gradient-weighted class activation map: each channel weighted by the spatial mean

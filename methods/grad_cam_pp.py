@@ -22,7 +22,7 @@ def weights(c: Capture, **_: object) -> Tensor:
     return (alpha * g.clamp(min=0)).sum((2, 3))
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 @cam_method(weights)  # ReLU(sum_k w_k A^k)
 def grad_cam_pp(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Grad-CAM with channel weights from positive gradients weighted per position."""

@@ -16,7 +16,7 @@ def gradient_x_input_channels(model: nn.Module, x: Tensor, target: Tensor) -> Te
     return x.float() * input_gradient(model, x, check_inputs(x, target))
 
 
-@register(needs_grad=True, cost="backward")
+@register(cost="backward")
 def gradient_x_input(model: nn.Module, x: Tensor, target: Tensor, reduce: Reduce = "sum") -> Tensor:
     """Input times the gradient of the target logit (a first-order Taylor term relative
     to the all-zero input, i.e. the dataset-mean image in normalised space).

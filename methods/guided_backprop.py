@@ -16,7 +16,7 @@ def guided_backprop_channels(model: nn.Module, x: Tensor, target: Tensor) -> Ten
     return input_gradient(model, x, check_inputs(x, target), rule="guided")
 
 
-@register(needs_grad=True, cost="backward")
+@register(cost="backward")
 def guided_backprop(model: nn.Module, x: Tensor, target: Tensor, reduce: Reduce = "max_abs") -> Tensor:
     """Gradient of the target logit in which every ReLU passes back only positive
     gradients at positive inputs (Fig. 1 of the paper). Applies to nn.ReLU modules,

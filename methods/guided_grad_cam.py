@@ -21,7 +21,7 @@ def guided_grad_cam_channels(model: nn.Module, x: Tensor, target: Tensor,
     return input_gradient(model, x, target, rule="guided") * cam[:, None]
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def guided_grad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
                     reduce: Reduce = "max_abs") -> Tensor:
     """Pointwise product of guided backpropagation and the (bilinearly upsampled)

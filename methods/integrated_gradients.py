@@ -54,10 +54,11 @@ def integrated_gradients_channels(
     return delta.float() * total
 
 
-@register(needs_grad=True, cost="backward")
+@register(optional_context=("seed",), cost="backward")
 def integrated_gradients(
-    model: nn.Module, x: Tensor, target: Tensor, baseline: str | float | Tensor = "zero",
-    n_steps: Count = 50, rule: Rule = "gausslegendre", internal_batch_size: Count = 64,
+    model: nn.Module, x: Tensor, target: Tensor,
+    baseline: Literal["zero", "blur", "uniform"] | float | Tensor = "zero", n_steps: Count = 50,
+    rule: Rule = "gausslegendre", internal_batch_size: Count = 64,
     blur_sigma: Positive = 5.0, seed: int | None = None, reduce: Reduce = "sum",
 ) -> Tensor:
     """Path integral of the target logit's gradient from a baseline x' to x.

@@ -14,7 +14,7 @@ def weights(c: Capture, **_: object) -> Tensor:
     return c.grads.clamp(min=0)
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 @cam_method(weights)  # Eq. 6-7: M = ReLU(sum_k w^k * A^k)
 def layer_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Activations weighted position by position by their positive gradients; works at

@@ -12,7 +12,7 @@ from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._common import check_inputs, chunk_pairs
 from faithbench.ops import Activation, class_scores
-from faithbench.params import Count
+from faithbench.params import Count, joint_rule
 
 
 def window_rows(size: int, window: int, stride: int) -> Tensor:
@@ -30,7 +30,10 @@ def window_rows(size: int, window: int, stride: int) -> Tensor:
     return (pos >= starts) & (pos < starts + window)
 
 
-@register(needs_grad=False, cost="perturbation")
+@register(context=("activation",), cost="perturbation")
+@joint_rule(lambda p: p["stride"] <= p["window"],
+            "stride={stride!r} is out of range for window={window!r}; valid: [1, window] "
+            "(a longer stride leaves pixels uncovered)")
 def occlusion(model: nn.Module, x: Tensor, target: Tensor, window: Count = 16, stride: Count = 8,
               fill: float = 0.0, chunk: Count = 64, activation: Activation | None = None) -> Tensor:
     """Drop of the class score when a square window is filled with ``fill``, averaged per

@@ -17,7 +17,7 @@ from faithbench.methods._common import check_inputs
 from faithbench.methods._peers import import_peer, preserved
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 def pytorch_grad_cam(model: nn.Module, x: Tensor, target: Tensor, cam: str = "GradCAM",
                      layer: str | None = None, init_kwargs: dict[str, Any] | None = None) -> Tensor:
     """Run ``pytorch_grad_cam.<cam>`` on ``layer`` with one ClassifierOutputTarget per

@@ -21,7 +21,7 @@ def image_seed(seed: int | None, image: Tensor) -> int:
     return int.from_bytes(h.digest(), "little") >> 1
 
 
-@register(needs_grad=False, stochastic=True, cost="free", model_free=True)
+@register(context=("seed",), cost="free")
 def random(model: nn.Module | None, x: Tensor, target: Tensor, seed: int | None = None) -> Tensor:
     """Independent U(0, 1) values per pixel; it ignores the model and the target.
 

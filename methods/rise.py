@@ -62,7 +62,7 @@ class RiseMasks:
         return self.ry[rows] @ g @ self.rx[cols].transpose(1, 2)
 
 
-@register(needs_grad=False, stochastic=True, cost="perturbation")
+@register(context=("seed", "activation"), cost="perturbation")
 def rise(model: nn.Module, x: Tensor, target: Tensor, n_masks: Count = 4000, cells: Count = 7,
          keep_prob: Fraction = 0.5, seed: int | None = None, chunk: Count = 64,
          activation: Activation | None = None) -> Tensor:

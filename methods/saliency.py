@@ -16,7 +16,7 @@ def saliency_channels(model: nn.Module, x: Tensor, target: Tensor) -> Tensor:
     return input_gradient(model, x, check_inputs(x, target))
 
 
-@register(needs_grad=True, cost="backward")
+@register(cost="backward")
 def saliency(model: nn.Module, x: Tensor, target: Tensor, reduce: Reduce = "max_abs") -> Tensor:
     """Gradient of the target logit w.r.t. the input pixels.
 

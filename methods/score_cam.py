@@ -40,7 +40,7 @@ def weights(c: Capture, *, model: nn.Module, x: Tensor, target: Tensor, chunk: i
     return torch.where(flat, 0.0, scores)
 
 
-@register(needs_layer=True, needs_grad=False, cost="perturbation")
+@register(context=("layer", "activation"), cost="perturbation")
 @cam_method(weights, grad=False)  # Eq. 5: ReLU(sum_k alpha_k A_k)
 def score_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None, chunk: Count = 64,
               activation: Activation | None = None, weighting: Weighting = "class_prob") -> Tensor:

@@ -4,7 +4,7 @@ adding noise", ICML Workshop on Visualization for Deep Learning 2017)."""
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import Tensor, nn
@@ -14,14 +14,15 @@ from faithbench.methods import get, register
 from faithbench.methods._common import check_chunk, check_inputs, reduce_channels
 from faithbench.methods._grad import CHANNEL_MAPS
 from faithbench.ops import generator
-from faithbench.params import Count, NonNegative
+from faithbench.params import Count, NonNegative, Registered
 
 
-@register(needs_grad=True, stochastic=True, cost="backward")
+@register(context=("seed",), optional_context=("layer",), cost="backward")
 def smooth_grad(
-    model: nn.Module, x: Tensor, target: Tensor, base: str = "saliency", noise_level: NonNegative = 0.15,
-    n_samples: Count = 50, seed: int | None = None, base_params: dict[str, Any] | None = None,
-    layer: str | None = None, chunk: Count = 64,
+    model: nn.Module, x: Tensor, target: Tensor,
+    base: Annotated[str, Registered("method", itself="smooth_grad")] = "saliency",
+    noise_level: NonNegative = 0.15, n_samples: Count = 50, seed: int | None = None,
+    base_params: dict[str, Any] | None = None, layer: str | None = None, chunk: Count = 64,
 ) -> Tensor:
     """Average of a method's maps over noisy copies of the input (Eq. 2 of the paper):
     M(x) = 1/n sum_i M_base(x + N(0, sigma^2)), sigma = noise_level * (max(x) - min(x)).

@@ -18,7 +18,7 @@ def weights(c: Capture, **_: object) -> Tensor:
     return (share * c.grads).sum((2, 3))
 
 
-@register(needs_layer=True, needs_grad=True, cost="backward")
+@register(context=("layer",), cost="backward")
 @cam_method(weights)  # ReLU(sum_k alpha_k A^k)
 def xgrad_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Grad-CAM with gradients averaged with activation-proportional weights."""

@@ -85,7 +85,7 @@ def confidences(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, sp
     return p[:b], p[b:], ok
 
 
-@register(higher_is_better=False,
+@register(higher_is_better=False, context=("activation", "preprocess"),
           outputs={"average_drop_change": False, "average_drop_score": True,
                    "average_drop_explained_score": True})
 def average_drop(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
@@ -118,7 +118,7 @@ def average_drop(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
             "average_drop_score": nan_where(y, ok), "average_drop_explained_score": nan_where(o, ok)}
 
 
-@register(higher_is_better=True)
+@register(higher_is_better=True, context=("activation", "preprocess"))
 def increase_in_confidence(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                            batch: Batch | None = None, space: Space = "pixel",
                            normalisation: Normalisation = "relu_max",

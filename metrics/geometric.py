@@ -21,7 +21,7 @@ from faithbench.types import Batch
 _SHIFTS = ([0.0, 0.05], [0.0, -0.05], [0.05, 0.0], [-0.05, 0.0])
 
 
-@register(higher_is_better=True, needs_explain=True,
+@register(higher_is_better=True, context=("explain",),
           outputs={"rotation_stability_topk_iou": True},
           curve_axes={f"rotation_stability{k}_curve": "rotation (degrees)" for k in ("", "_topk_iou")})
 def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
@@ -57,7 +57,7 @@ def rotation_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
                      levels=[float(a) for a in angles])
 
 
-@register(higher_is_better=True, needs_explain=True,
+@register(higher_is_better=True, context=("explain",),
           outputs={"translation_stability_topk_iou": True},
           curve_axes={f"translation_stability{k}_curve": "shift (index in shifts)"
                       for k in ("", "_topk_iou")})

@@ -19,7 +19,8 @@ RISE_STEP = 1 / 28  # 224*8 pixels per step at 224x224
 PERTURBED_AXIS = "fraction of the perturbation"  # x of the curves: share of pixels perturbed
 
 
-@register(higher_is_better=False, curve_axes={"deletion_curve": PERTURBED_AXIS})
+@register(higher_is_better=False, context=("seed", "activation"),
+          curve_axes={"deletion_curve": PERTURBED_AXIS})
 def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
              batch: Batch | None = None, step: Fraction = RISE_STEP,
              substitute: Substitute = "zero", activation: Activation | None = None,
@@ -57,7 +58,8 @@ def deletion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     return {"deletion": auc, "deletion_curve": curve, "deletion_curve_x": curve_x(x, step)}
 
 
-@register(higher_is_better=True, curve_axes={"insertion_curve": PERTURBED_AXIS})
+@register(higher_is_better=True, context=("seed", "activation"),
+          curve_axes={"insertion_curve": PERTURBED_AXIS})
 def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
               batch: Batch | None = None, step: Fraction = RISE_STEP,
               substitute: Substitute = "blur", activation: Activation | None = None,
@@ -81,7 +83,8 @@ def insertion(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     return {"insertion": auc, "insertion_curve": curve, "insertion_curve_x": curve_x(x, step)}
 
 
-@register(higher_is_better=True, outputs={"abpc_morf": False, "abpc_lerf": True},
+@register(higher_is_better=True, context=("seed", "activation"),
+          outputs={"abpc_morf": False, "abpc_lerf": True},
           curve_axes={"abpc_morf_curve": PERTURBED_AXIS, "abpc_lerf_curve": PERTURBED_AXIS})
 def abpc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
          batch: Batch | None = None, step: Fraction = RISE_STEP,

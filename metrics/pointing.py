@@ -31,7 +31,7 @@ def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
     return gaussian_blur(m[None, None].float(), sigma, truncate=4.0, padding="replicate")[0, 0]
 
 
-@register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean",
+@register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean", context=("num_classes",),
           outputs={"pointing_game_difficult": True})
 @joint_rule(lambda p: p["tolerance_unit"] != "fraction" or p["tolerance"] <= 1,
             "tolerance={tolerance!r} is out of range for tolerance_unit='fraction'; valid: (0, 1], "

@@ -23,7 +23,7 @@ NOISE_STREAM, SENSITIVITY_STREAM = 100, 200  # distinct noise streams per metric
 _NOISE_AXIS = "noise level (std / image range)"
 
 
-@register(higher_is_better=True, needs_explain=True,
+@register(higher_is_better=True, context=("explain", "seed"),
           outputs={"noise_stability_ssim": True, "noise_stability_topk_iou": True},
           curve_axes={f"noise_stability{k}_curve": _NOISE_AXIS for k in ("", "_ssim", "_topk_iou")})
 def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
@@ -64,7 +64,7 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
                      topk, absolute, chunk, levels=[float(v) for v in sigmas])
 
 
-@register(higher_is_better=False, needs_explain=True, outputs={"max_sensitivity_mean": False})
+@register(higher_is_better=False, context=("explain", "seed"), outputs={"max_sensitivity_mean": False})
 def max_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                     batch: Batch | None = None, explain: Explain | None = None,
                     radius: Positive = 0.02, n_samples: Count = 10,

@@ -55,7 +55,7 @@ def reinitialise(model: nn.Module, names: Sequence[str], seed: int) -> None:
             mods[n].reset_parameters()
 
 
-@register(higher_is_better=False, needs_explain=True,
+@register(higher_is_better=False, context=("explain", "seed"),
           outputs={"model_randomisation_ssim": False, "model_randomisation_final": False},
           curve_axes={f"model_randomisation{k}_curve": "layers re-initialised (top down)"
                       for k in ("", "_ssim")})

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-import faithbench.conf
+from faithbench.cli import compose
 from faithbench.errors import ConfigError
 from faithbench.methods import get, names
 
 LAYER = "features.5"
-CONF = Path(faithbench.conf.__file__).parent / "method"
 # Cheaper settings for the sweep; keys absent from a method's signature are ignored.
 CHEAP = {"n_samples": 3, "n_steps": 4, "n_masks": 24, "internal_batch_size": 5, "window": 8, "stride": 4}
 EXTRA = {"captum": {"attribution": "IntegratedGradients", "attribute_kwargs": {"n_steps": 4}}}
@@ -140,9 +138,7 @@ def test_hooks_removed_on_exception(name, tiny_cnn, images):
 
 @pytest.mark.parametrize("name", ALL)
 def test_yaml_matches_signature(name):
-    path = CONF / f"{name}.yaml"
-    assert path.exists(), f"missing {path}"
-    cfg = OmegaConf.to_container(OmegaConf.load(path))
+    cfg = OmegaConf.to_container(compose([f"method={name}"]).method)  # generated from the signature
     assert cfg.pop("name") == name
     sig = inspect.signature(get(name).fn).parameters
     params = {k: p.default for k, p in list(sig.items())[3:]}
