@@ -58,18 +58,14 @@ def task(cfg: DictConfig) -> None:
         results = run(cfg)
         summary.update(status="ok", results=results)
         log.info(_summary_line(name, results, list(cfg.metrics)))
-    except IncompatibleError as e:
-        summary.update(status="skipped", error=str(e))
+    except ConfigError as e:  # an incompatible (model, dataset) pair is skipped, not failed
+        skipped = isinstance(e, IncompatibleError)
+        summary.update(status="skipped" if skipped else "failed", error=str(e))
         if not multirun:
             print(f"faithbench: error: {e}", file=sys.stderr)
             sys.exit(2)
-        log.info("%s skipped: %s", name, e)
-    except ConfigError as e:
-        summary.update(status="failed", error=str(e))
-        if not multirun:
-            print(f"faithbench: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        log.error("%s failed: %s", name, e)
+        log.log(logging.INFO if skipped else logging.ERROR, "%s %s: %s", name,
+                "skipped" if skipped else "failed", e)
     except Exception as e:  # keep the sweep going; the failure is listed at its end
         if not multirun:
             raise

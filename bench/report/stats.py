@@ -8,6 +8,7 @@ adjustment of the p-values of one family of tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -74,6 +75,20 @@ def rank_biserial(d: np.ndarray) -> float:
     return float((plus - minus) / (plus + minus))
 
 
+def _step_adjust(p: np.ndarray, step: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """Adjusted p-values of the family of finite entries of ``p``: ``step(sorted, m)``
+    maps the ascending p-values to their adjusted values; NaN entries are left out of
+    the family (m counts the defined ones) and stay NaN; capped at 1."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    if idx.size == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    out[order] = np.minimum(step(p[order], idx.size), 1.0)
+    return out
+
+
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm's step-down adjusted p-values: sorted ascending, ``p_(i) * (m - i + 1)``,
     made monotone by a running maximum and capped at 1. NaN entries are left out of the
@@ -83,16 +98,7 @@ def holm(p: np.ndarray) -> np.ndarray:
         >>> holm(np.array([0.01, 0.04, 0.03])).round(4).tolist()
         [0.03, 0.06, 0.06]
     """
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    m = idx.size
-    if m == 0:
-        return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    adj = np.maximum.accumulate(p[order] * (m - np.arange(m)))
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    return _step_adjust(p, lambda s, m: np.maximum.accumulate(s * (m - np.arange(m))))
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -103,16 +109,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
         >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03])).round(4).tolist()
         [0.03, 0.04, 0.04]
     """
-    p = np.asarray(p, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    m = idx.size
-    if m == 0:
-        return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    scaled = p[order] * m / np.arange(1, m + 1)
-    out[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
-    return out
+    return _step_adjust(p, lambda s, m: np.minimum.accumulate((s * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 def adjust(p: np.ndarray, correction: str) -> np.ndarray:
