@@ -10,12 +10,12 @@ from faithbench.methods._cam import Capture, cam_method
 
 
 def weights(c: Capture, **_: object) -> Tensor:
-    """Eq. 5: per-position weights w^k_ij = ReLU(dy^c/dA^k_ij) [B,K,h,w]."""
+    """Per-position weights w^k_ij = ReLU(dy^c/dA^k_ij) [B,K,h,w] (Sec. III of the paper)."""
     return c.grads.clamp(min=0)
 
 
 @register(context=("layer",), cost="backward")
-@cam_method(weights)  # Eq. 6-7: M = ReLU(sum_k w^k * A^k)
+@cam_method(weights)  # M = ReLU(sum_k w^k * A^k), element-wise products
 def layer_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """Activations weighted position by position by their positive gradients; works at
     shallow layers too, where Grad-CAM's averaged weights blur."""
