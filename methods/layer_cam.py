@@ -10,7 +10,7 @@ from faithbench.methods._cam import Capture, cam_method
 
 
 def weights(c: Capture, **_: object) -> Tensor:
-    """Per-position weights w^k_ij = ReLU(dy^c/dA^k_ij) [B,K,h,w] (Sec. III of the paper)."""
+    """Per-position weights w^k_ij = ReLU(dy^c/dA^k_ij) [B,K,h,w]."""
     return c.grads.clamp(min=0)
 
 
