@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from faithbench import schema
 from faithbench.figures import image_axes, overlay, style
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
@@ -108,9 +109,9 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     for c in f.columns:
         if c.endswith("_point") and f[c].dtype == object:
             out[c[:-6]] = lambda r, k, c=c: np.asarray(r[c], dtype=float)
-        if c.endswith("_y") and f"{c[:-2]}_x" in f.columns and "scale" in gal and "offset" in gal:
-            p = c[:-2]
-            out[p] = lambda r, k, p=p: (np.array([r[f"{p}_y"], r[f"{p}_x"]], float)
+        p = schema.point_prefix(c)
+        if p is not None and schema.point_keys(p)[1] in f.columns and "scale" in gal and "offset" in gal:
+            out[p] = lambda r, k, p=p: (np.array([r[col] for col in schema.point_keys(p)], float)
                                         / gal["scale"][k] - gal["offset"][k])
     return out
 
