@@ -337,7 +337,7 @@ def tracking_tags(job: Job) -> dict[str, str]:
 
     dev = job.scorer.device
     return {
-        "faithbench.version": __version__, "faithbench.git": git_revision() or "unknown",
+        schema.VERSION: __version__, schema.GIT: git_revision() or "unknown",
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "timm": timm.__version__, "mlflow": mlflow.__version__,
         "python": platform.python_version(), "cuda": str(torch.version.cuda),

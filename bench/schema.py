@@ -25,6 +25,7 @@ GROUP_KEY = "faithbench.group_key"  # shared by all shards of one config
 SWEEP = "faithbench.sweep"  # the Hydra sweep (or run) directory
 SUPERSEDED = "faithbench.superseded"  # "true" on a run replaced by a forced rerun
 KIND = "faithbench.kind"  # "report" / "visualize" on runs that are not benchmark runs
+VERSION, GIT = "faithbench.version", "faithbench.git"  # the code a run was made with
 CACHE_CORRUPT = "faithbench.cache_corrupt"
 CACHE_BYTES = "faithbench.cache_bytes"
 MODEL, METHOD, DATASET, SHARD = "model", "method", "dataset", "shard"
@@ -34,6 +35,8 @@ WHOLE = "0/1"  # the shard tag of an unsharded run
 # suffixes of the names derived from an output key
 CURVE = "_curve"  # per-sample [B,T] values along a perturbation / threshold axis
 X, Y = "_x", "_y"  # x positions of a curve; a point's coordinates (pointing game)
+POINT, BOX = "_point", "_box"  # per-sample vectors: a (y, x) point, an xyxy box
+CORNERS = ("x0", "y0", "x1", "y1")  # a box as four scalar columns <prefix>_x0, ...
 STATS = ("ci_low", "ci_high", "n", "classes")  # logged beside <key>: CI, count, classes
 
 
@@ -84,6 +87,23 @@ def point_keys(prefix: str) -> tuple[str, str]:
 def point_prefix(column: str) -> str | None:
     """``prefix`` of a point's y column ``<prefix>_y``; None for other columns."""
     return column.removesuffix(Y) if column.endswith(Y) else None
+
+
+def vector_prefix(column: str, kind: str) -> str | None:
+    """``prefix`` of a per-sample vector column ``<prefix><kind>`` (``kind``: ``POINT``
+    or ``BOX``); None for other columns."""
+    return column.removesuffix(kind) if column.endswith(kind) else None
+
+
+def box_keys(prefix: str) -> tuple[str, str, str, str]:
+    """The four scalar columns ``<prefix>_x0/_y0/_x1/_y1`` of a box output."""
+    return tuple(f"{prefix}_{s}" for s in CORNERS)  # type: ignore[return-value]
+
+
+def box_prefix(column: str) -> str | None:
+    """``prefix`` of a box's first corner column ``<prefix>_x0``; None otherwise."""
+    suffix = "_" + CORNERS[0]
+    return column.removesuffix(suffix) if column.endswith(suffix) else None
 
 
 def stat_key(key: str, stat: str) -> str:

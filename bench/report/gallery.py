@@ -93,11 +93,12 @@ def _boxes(f: pd.DataFrame) -> dict[str, Any]:
     scalar columns ``<p>_x0/_y0/_x1/_y1`` (xyxy, model-input pixels)."""
     out = {}
     for c in f.columns:
-        if c.endswith("_box") and f[c].dtype == object:
-            out[c[:-4]] = lambda r, c=c: np.asarray(r[c], dtype=float)
-        if c.endswith("_x0") and all(f"{c[:-3]}_{s}" in f.columns for s in ("y0", "x1", "y1")):
-            p = c[:-3]
-            out[p] = lambda r, p=p: np.array([r[f"{p}_{s}"] for s in ("x0", "y0", "x1", "y1")], float)
+        v = schema.vector_prefix(c, schema.BOX)
+        if v is not None and f[c].dtype == object:
+            out[v] = lambda r, c=c: np.asarray(r[c], dtype=float)
+        p = schema.box_prefix(c)
+        if p is not None and all(k in f.columns for k in schema.box_keys(p)):
+            out[p] = lambda r, p=p: np.array([r[k] for k in schema.box_keys(p)], float)
     return out
 
 
@@ -107,8 +108,9 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     ``offset`` [N,2] to map them back (input = orig / scale - offset)."""
     out = {}
     for c in f.columns:
-        if c.endswith("_point") and f[c].dtype == object:
-            out[c[:-6]] = lambda r, k, c=c: np.asarray(r[c], dtype=float)
+        v = schema.vector_prefix(c, schema.POINT)
+        if v is not None and f[c].dtype == object:
+            out[v] = lambda r, k, c=c: np.asarray(r[c], dtype=float)
         p = schema.point_prefix(c)
         if p is not None and schema.point_keys(p)[1] in f.columns and "scale" in gal and "offset" in gal:
             out[p] = lambda r, k, p=p: (np.array([r[col] for col in schema.point_keys(p)], float)
