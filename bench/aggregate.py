@@ -98,7 +98,7 @@ def class_space(params: Mapping[str, Any]) -> int | None:
 
 
 # (frame, key, n_resamples, seed, num_classes) -> {"mean", "ci_low", "ci_high", "n", ...}
-Compute = Callable[[pd.DataFrame, str, int, int, "int | None"], dict[str, float]]
+Compute = Callable[[pd.DataFrame, str, int, int, int | None], dict[str, float]]
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from faithbench import datasets, methods, metrics, models
-from faithbench import schema
+from faithbench import datasets, methods, metrics, models, schema
 from faithbench.aggregate import MEAN, class_space
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,

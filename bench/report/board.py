@@ -132,8 +132,7 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
         for k in b.keys:
             if k.key not in f.columns:  # type: ignore[union-attr]
                 continue
-            st = k.aggregation(f, k.key, n_resamples, s,  # type: ignore[arg-type]
-                               num_classes=logged_class_space(g, k))
+            st = k.aggregation(f, k.key, n_resamples, s, num_classes=logged_class_space(g, k))
             recs.append({"label": g.label, "method": g.method, "key": k.key, **st})
     cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n",
                                         "classes"])
