@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -12,7 +13,6 @@ import pandas as pd
 from scipy import stats
 
 from faithbench.errors import ConfigError
-from faithbench.metrics import localisation
 
 log = logging.getLogger("faithbench")
 NAN = {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
@@ -97,23 +97,58 @@ def class_space(params: Mapping[str, Any]) -> int | None:
     return k
 
 
-def summarize_column(frame: pd.DataFrame, key: str, how: str, n_resamples: int = 1000,
-                     seed: int = 0, num_classes: int | None = None) -> dict[str, float]:
-    """``{"mean", "ci_low", "ci_high", "n"}`` of output ``key`` over the readable rows
-    ``frame`` of one run, by the metric's registered aggregation: ``mean`` and
-    ``class_mean`` (grouped by the ``target`` column) through ``summarize``;
-    ``curve_max`` (a dataset-level best threshold, MaxBoxAcc) from ``<key>_curve``.
-    ``num_classes``: see ``summarize`` (from ``class_space``).
-    The runner and the report both call this, so they cannot disagree."""
-    if how in ("mean", "class_mean"):
-        return summarize(frame[key].to_numpy(dtype=float), frame["target"].to_numpy(),
-                         how, n_resamples=n_resamples, seed=seed,  # type: ignore[arg-type]
-                         num_classes=num_classes if how == "class_mean" else None)
-    if how == "curve_max" and f"{key}_curve" in frame.columns:
-        return curve_max(np.stack(frame[f"{key}_curve"].to_numpy()).astype(np.float64),
-                         n_resamples, seed)
-    log.warning("output %s: aggregation %r is unknown; left blank", key, how)
-    return dict(NAN)
+# (frame, key, n_resamples, seed, num_classes) -> {"mean", "ci_low", "ci_high", "n", ...}
+Compute = Callable[[pd.DataFrame, str, int, int, int | None], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A metric's dataset-level statistic of one output column (torchmetrics'
+    ``compute``), declared by the metric (``register(aggregate=...)``); the runner and
+    the report both call it, so they cannot disagree. ``name`` is what ``faithbench
+    list`` and the report's tables show."""
+
+    name: str
+    compute: Compute
+
+    def __call__(self, frame: pd.DataFrame, key: str, n_resamples: int = 1000, seed: int = 0,
+                 num_classes: int | None = None) -> dict[str, float]:
+        """``{"mean", "ci_low", "ci_high", "n"}`` (and ``"classes"`` for a class mean) of
+        output ``key`` over the readable rows ``frame`` of one run; ``num_classes``: the
+        label-space size of a class mean (``class_space``), None for the classes present."""
+        return self.compute(frame, key, n_resamples, seed, num_classes)
+
+
+def _mean_column(frame: pd.DataFrame, key: str, n_resamples: int, seed: int,
+          num_classes: int | None) -> dict[str, float]:
+    return summarize(frame[key].to_numpy(dtype=float), None, "mean", n_resamples=n_resamples,
+                     seed=seed)
+
+
+def _class_mean_column(frame: pd.DataFrame, key: str, n_resamples: int, seed: int,
+                num_classes: int | None) -> dict[str, float]:
+    return summarize(frame[key].to_numpy(dtype=float), frame["target"].to_numpy(), "class_mean",
+                     n_resamples=n_resamples, seed=seed, num_classes=num_classes)
+
+
+MEAN = Aggregation("mean", _mean_column)  # the default: mean over samples with its bootstrap CI
+CLASS_MEAN = Aggregation("class_mean", _class_mean_column)  # grouped by the ``target`` column
+BUILTIN = {a.name: a for a in (MEAN, CLASS_MEAN)}
+
+
+def summarize_column(frame: pd.DataFrame, key: str, how: str | Aggregation,
+                     n_resamples: int = 1000, seed: int = 0,
+                     num_classes: int | None = None) -> dict[str, float]:
+    """``how(frame, key, ...)``: output ``key`` of one run summarised by an aggregation,
+    or by the name of a built-in one (``mean``, ``class_mean``); an unknown name is
+    logged and left blank."""
+    if isinstance(how, str):
+        if how not in BUILTIN:
+            log.warning("output %s: aggregation %r is unknown (valid: %s); left blank", key, how,
+                        ", ".join(BUILTIN))
+            return dict(NAN)
+        how = BUILTIN[how]
+    return how(frame, key, n_resamples, seed, num_classes)
 
 
 def curve_max(curve: np.ndarray, n_resamples: int = 1000, seed: int = 0,
@@ -127,6 +162,8 @@ def curve_max(curve: np.ndarray, n_resamples: int = 1000, seed: int = 0,
     Returns:
         ``{"mean", "ci_low", "ci_high", "n"}``.
     """
+    from faithbench.metrics import localisation  # lazy: metric info imports this module
+
     value, _ = localisation.curve_max(curve)  # the metric's own dataset-level score
     rows = curve[~np.isnan(curve).any(1)]
     n = rows.shape[0]

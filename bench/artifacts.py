@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from faithbench import schema
 from faithbench.figures import heatmap_grid
 from faithbench.types import stack
 
@@ -23,7 +24,7 @@ def write(job: Job, df: pd.DataFrame, out: Path) -> list[Path]:
     paths = [out / "samples.parquet"]
     df.to_parquet(paths[0], index=False)
     curves = {k: np.stack(df.loc[df["status"] == "ok", k].to_numpy()).mean(0)
-              for k in df.columns if k.endswith("_curve") and (df["status"] == "ok").any()}
+              for k in df.columns if schema.is_curve(k) and (df["status"] == "ok").any()}
     if curves:
         paths.append(out / "curves.csv")
         pd.DataFrame({k: pd.Series(v) for k, v in curves.items()}).to_csv(paths[-1], index_label="step")

@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from faithbench import schema
 from faithbench.errors import ConfigError, IncompatibleError
 
 log = logging.getLogger("faithbench")
@@ -39,8 +40,8 @@ def _summary_line(name: str, res: dict[str, float], metric_names: list[str]) -> 
     parts = []
     for m in metric_names:
         if m in res:
-            parts.append(f"{m} {res[m]:.4f} [{res.get(m + '_ci_low', float('nan')):.4f}, "
-                         f"{res.get(m + '_ci_high', float('nan')):.4f}]")
+            lo, hi = (res.get(schema.stat_key(m, s), float("nan")) for s in ("ci_low", "ci_high"))
+            parts.append(f"{m} {res[m]:.4f} [{lo:.4f}, {hi:.4f}]")
     n = int(res.get("n_samples", 0))
     return f"{name}: " + ", ".join(parts) + f" ({n} samples, {res.get('seconds', 0):.1f} s)"
 
@@ -51,9 +52,10 @@ def task(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
-    summary: dict[str, Any] = {"model": cfg.model.name, "method": cfg.method.name,
-                               "dataset": cfg.dataset.name,
-                               "shard": f"{cfg.dataset.get('shard', 0)}/{cfg.dataset.get('num_shards', 1)}"}
+    summary: dict[str, Any] = {schema.MODEL: cfg.model.name, schema.METHOD: cfg.method.name,
+                               schema.DATASET: cfg.dataset.name,
+                               schema.SHARD: schema.shard_tag(cfg.dataset.get("shard", 0),
+                                                              cfg.dataset.get("num_shards", 1))}
     try:
         results = run(cfg)
         summary.update(status="ok", results=results)
@@ -103,13 +105,14 @@ def format_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
 
     table = []
     for r in rows:
-        line = {"model": r["model"], "method": r["method"], "dataset": r["dataset"]}
-        if r.get("shard", "0/1") != "0/1":
-            line["shard"] = r["shard"]
+        line = {t: r[t] for t in schema.IDENTITY}
+        if r.get(schema.SHARD, schema.WHOLE) != schema.WHOLE:
+            line[schema.SHARD] = r[schema.SHARD]
         res = r.get("results", {})
         for m in metric_names:
             if m in res:
-                line[m] = f"{res[m]:.4f} [{res[m + '_ci_low']:.4f}, {res[m + '_ci_high']:.4f}]"
+                lo, hi = res[schema.stat_key(m, "ci_low")], res[schema.stat_key(m, "ci_high")]
+                line[m] = f"{res[m]:.4f} [{lo:.4f}, {hi:.4f}]"
         line["n"] = int(res.get("n_samples", 0)) if r["status"] == "ok" else "failed"
         table.append(line)
     return pd.DataFrame(table).fillna("-").to_string(index=False) if table else "(no jobs)"

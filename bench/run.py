@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from faithbench import datasets, methods, metrics, models
-from faithbench.aggregate import class_space, summarize_column
+from faithbench import datasets, methods, metrics, models, schema
+from faithbench.aggregate import MEAN, class_space
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
                                flatten, run_key, select_indices, strip_perf, to_dict)
@@ -256,13 +256,9 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
             # A metric's aggregation is for its scores; other outputs (the pointing
             # game's point _y/_x) are plain means, never class means over absent classes.
             score = m.info.direction(m.name, key) is not None
-            s = summarize_column(ok, key, m.info.aggregate if score else "mean",
-                                 seed=int(job.cfg.seed), num_classes=class_space(m.params))
-            out[key] = s["mean"]
-            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = s["ci_low"], s["ci_high"]
-            out[f"{key}_n"] = float(s["n"])
-            if "classes" in s:  # how many classes a class mean is over
-                out[f"{key}_classes"] = float(s["classes"])
+            agg = m.info.aggregate if score else MEAN
+            out.update(schema.stat_record(key, agg(ok, key, seed=int(job.cfg.seed),
+                                                   num_classes=class_space(m.params))))
     return out
 
 
@@ -302,7 +298,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("%s: resuming run %s", job.name, run_id)
     else:
         if prev is not None:  # force: start over, keep the old run but mark it
-            tracker.set_tags(prev.info.run_id, {"faithbench.superseded": "true"})
+            tracker.set_tags(prev.info.run_id, {schema.SUPERSEDED: "true"})
             for p in parts.glob("part-*.parquet"):
                 p.unlink()
             (parts / "parts.json").unlink(missing_ok=True)
@@ -317,8 +313,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_metrics(run_id, results)
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
-            tracker.set_tags(run_id, {"faithbench.cache_corrupt": job.scorer.cache.corrupt,
-                                      "faithbench.cache_bytes": size})
+            tracker.set_tags(run_id, {schema.CACHE_CORRUPT: job.scorer.cache.corrupt,
+                                      schema.CACHE_BYTES: size})
             log.info("%s: heatmap cache %s holds %.1f MiB", job.name, job.scorer.cache.dir,
                      size / 2**20)
         tracker.finish(run_id)
@@ -340,16 +336,17 @@ def tracking_tags(job: Job) -> dict[str, str]:
 
     dev = job.scorer.device
     return {
-        "faithbench.version": __version__, "faithbench.git": git_revision() or "unknown",
+        schema.VERSION: __version__, schema.GIT: git_revision() or "unknown",
         "torch": torch.__version__, "torchvision": torchvision.__version__,
         "timm": timm.__version__, "mlflow": mlflow.__version__,
         "python": platform.python_version(), "cuda": str(torch.version.cuda),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "seed": str(job.cfg.seed), "model": job.cfg.model.name, "method": job.cfg.method.name,
-        "dataset": job.cfg.dataset.name, "shard": f"{job.cfg.dataset.get('shard', 0)}/{job.cfg.dataset.get('num_shards', 1)}",
+        "seed": str(job.cfg.seed), schema.MODEL: job.cfg.model.name, schema.METHOD: job.cfg.method.name,
+        schema.DATASET: job.cfg.dataset.name,
+        schema.SHARD: schema.shard_tag(job.cfg.dataset.get("shard", 0), job.cfg.dataset.get("num_shards", 1)),
         "target": job.cfg.target, "weights_id": job.scorer.spec.weights_id,
-        "faithbench.group_key": run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
-        "faithbench.sweep": hydra_output_dir() or "",
+        schema.GROUP_KEY: run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
+        schema.SWEEP: hydra_output_dir() or "",
     }
 
 

@@ -17,8 +17,10 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from faithbench.schema import RUN_KEY  # noqa: E402
+
 log = logging.getLogger(__name__)
-KEY_TAG = "faithbench.run_key"
+KEY_TAG = RUN_KEY  # kept: the name other modules import
 
 
 def resolve_uri(uri: str | None) -> str:

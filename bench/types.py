@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from faithbench.aggregate import MEAN, Aggregation
 from faithbench.preprocess import Preprocess
 
 GroundTruth = Literal["boxes", "masks"]
@@ -242,9 +243,9 @@ class MetricInfo:
 
     higher_is_better: bool
     needs: frozenset[GroundTruth] = frozenset()
-    # "curve_max": the score is max over t of the mean over samples of <name>_curve[:, t]
-    # (a dataset-level best threshold, as MaxBoxAcc); per-sample <name> values are NaN.
-    aggregate: Literal["mean", "class_mean", "curve_max"] = "mean"
+    # the dataset-level statistic of the metric's scores (default: the mean with its
+    # bootstrap CI); e.g. pointing_game's class mean, max_box_acc's curve max
+    aggregate: Aggregation = MEAN
     context: frozenset[Context] = frozenset()
     outputs: Mapping[str, bool] = field(default_factory=dict)
     # x-axis label of each [B,T] curve output in report figures, e.g.
@@ -255,6 +256,9 @@ class MetricInfo:
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", frozenset(self.needs))
         object.__setattr__(self, "context", frozenset(self.context))
+        if not isinstance(self.aggregate, Aggregation):
+            raise TypeError(f"aggregate={self.aggregate!r} is not an Aggregation; valid: "
+                            "faithbench.aggregate.MEAN, CLASS_MEAN, or an Aggregation(name, fn)")
 
     @property
     def injected(self) -> frozenset[str]:
@@ -273,7 +277,7 @@ class MetricInfo:
     def describe(self) -> dict[str, Any]:
         """The metadata ``faithbench list`` shows."""
         return {"higher_is_better": self.higher_is_better, "needs": self.needs,
-                "aggregate": self.aggregate, "needs_explain": self.needs_explain,
+                "aggregate": self.aggregate.name, "needs_explain": self.needs_explain,
                 "outputs": self.outputs, "curve_axes": self.curve_axes}
 
 

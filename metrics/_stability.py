@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from faithbench import schema
 from faithbench.metrics._common import Explain, clean, finite_rows, nan_where, predictions
 from faithbench.metrics._similarity import compare
 
@@ -54,7 +55,7 @@ def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: T
         out[f"{name}_ssim_curve"] = curves["ssim"]
     out = {k: nan_where(v, ok) for k, v in out.items()}
     xs = torch.tensor([float(v) for v in levels], device=x.device).expand(x.shape[0], -1)
-    out.update({f"{k}_x": xs for k in list(out) if k.endswith("_curve")})
+    out.update({schema.x_key(k): xs for k in list(out) if schema.is_curve(k)})
     return out
 
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from skimage.measure import label
 from torch import Tensor, nn
 
+from faithbench import aggregate, schema
+from faithbench.aggregate import Aggregation
 from faithbench.errors import check_choice
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, nan_where, need_batch, predictions
@@ -147,7 +150,7 @@ def curve_max(curve: Tensor | np.ndarray) -> tuple[float, int]:
     """Dataset-level MaxBoxAcc from the per-sample ``max_box_acc_curve`` [N,T]: the
     accuracy at each threshold is the mean over samples (rows with NaN skipped, float64),
     and the score is its maximum. Returns (score, index of the best threshold), or
-    (NaN, -1) without rows. The runner's ``aggregate.curve_max`` adds a bootstrap CI.
+    (NaN, -1) without rows. ``CURVE_MAX`` (``aggregate.curve_max``) adds a bootstrap CI.
 
     Example:
         >>> curve_max(np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]))
@@ -162,7 +165,23 @@ def curve_max(curve: Tensor | np.ndarray) -> tuple[float, int]:
     return float(acc[best]), best
 
 
-@register(higher_is_better=True, needs={"boxes"}, aggregate="curve_max",
+def _best_threshold(frame: pd.DataFrame, key: str, n_resamples: int, seed: int,
+                    num_classes: int | None) -> dict[str, float]:
+    """``max_t mean_n`` of the per-sample curve column of ``key`` [N,T] over the rows
+    ``frame``, with a bootstrap CI; NaN statistics when the run has no such column."""
+    col = schema.curve_key(key)
+    if col not in frame.columns:
+        aggregate.log.warning("output %s: no %s column to take the curve max of; left blank",
+                              key, col)
+        return dict(aggregate.NAN)
+    return aggregate.curve_max(np.stack(frame[col].to_numpy()).astype(np.float64), n_resamples, seed)
+
+
+# max_box_acc's dataset score: the best threshold, chosen once for the whole dataset
+CURVE_MAX = Aggregation("curve_max", _best_threshold)
+
+
+@register(higher_is_better=True, needs={"boxes"}, aggregate=CURVE_MAX,
           curve_axes={"max_box_acc_curve": "threshold (share of the map's range, or of its max)"})
 def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                 batch: Batch, num_thresholds: Count = 100, threshold_rule: ThresholdRule = "minmax",
@@ -173,7 +192,7 @@ def max_box_acc(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     (wsolevaluation, ``threshold_rule="minmax"``) or when it is ``> tau * max``
     (``"max"``), as in ``box_localisation``. A per-sample function cannot take that max,
     so it returns each sample's hit at every threshold as ``max_box_acc_curve`` [B,T];
-    the dataset score is ``max_t mean_n curve[n, t]`` (``aggregate="curve_max"``, see
+    the dataset score is ``max_t mean_n curve[n, t]`` (``aggregate=CURVE_MAX``, see
     ``curve_max``). The per-sample ``max_box_acc`` is NaN by construction (it exists only
     at dataset level).
 

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from faithbench.aggregate import CLASS_MEAN
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, nan_where, need_batch, resize
 from faithbench.ops import gaussian_blur
@@ -31,7 +32,7 @@ def gaussian_smooth(m: Tensor, sigma: float) -> Tensor:
     return gaussian_blur(m[None, None].float(), sigma, truncate=4.0, padding="replicate")[0, 0]
 
 
-@register(higher_is_better=True, needs={"boxes"}, aggregate="class_mean", context=("num_classes",),
+@register(higher_is_better=True, needs={"boxes"}, aggregate=CLASS_MEAN, context=("num_classes",),
           outputs={"pointing_game_difficult": True})
 @joint_rule(lambda p: p["tolerance_unit"] != "fraction" or p["tolerance"] <= 1,
             "tolerance={tolerance!r} is out of range for tolerance_unit='fraction'; valid: (0, 1], "
@@ -47,7 +48,7 @@ def pointing_game(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
     ground-truth pixel of the target class lies strictly within ``tolerance`` original
     pixels (``du^2 + dv^2 < tol^2``). Ground truth: the union of the class's masks (COCO)
     if the dataset has masks, else of its boxes (VOC), skipping classes whose boxes are
-    all "difficult". Averaged per class, then over classes (``aggregate="class_mean"``).
+    all "difficult". Averaged per class, then over classes (``aggregate=CLASS_MEAN``).
 
     Args:
         heatmap: [B,H,W]; target: [B] int64; batch: boxes/masks in input pixels and

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from faithbench import metrics
+from faithbench import metrics, schema
+from faithbench.aggregate import CLASS_MEAN, Aggregation
 from faithbench.errors import ConfigError
-from faithbench.aggregate import summarize_column
 from faithbench.report.merge import CORE, Group
 from faithbench.report.stats import ranks
 
@@ -25,8 +25,9 @@ class KeyInfo:
     key: str
     metric: str  # the metric that outputs it
     higher_is_better: bool
-    aggregate: str  # MetricInfo.aggregate of that metric
+    aggregate: str  # the name of that metric's aggregation
     primary: bool  # the metric's own score (key == metric name)
+    aggregation: Aggregation  # MetricInfo.aggregate of that metric, as the runner calls it
 
 
 def key_info(key: str, metric_names: list[str]) -> KeyInfo | None:
@@ -39,7 +40,7 @@ def key_info(key: str, metric_names: list[str]) -> KeyInfo | None:
             continue
         d = info.direction(name, key)
         if d is not None:
-            return KeyInfo(key, name, bool(d), info.aggregate, key == name)
+            return KeyInfo(key, name, bool(d), info.aggregate.name, key == name, info.aggregate)
     return None
 
 
@@ -47,15 +48,15 @@ def logged_class_space(g: Group, k: KeyInfo) -> int | None:
     """The label-space size a ``class_mean`` output is averaged over when its run set
     ``metric.<name>.class_mean: label_space`` (as the runner logged it in
     ``<key>_classes``); None: over the classes present."""
-    if k.aggregate != "class_mean":
+    if k.aggregation is not CLASS_MEAN:
         return None
     rule = g.first.params.get(f"metric.{k.metric}.class_mean", "present")
     if rule != "label_space":
         return None
-    got = g.first.metrics.get(f"{k.key}_classes")
+    got = g.first.metrics.get(schema.stat_key(k.key, "classes"))
     if got is None:
         raise ConfigError(f"run {g.first.run_id}: {k.key} is a label-space class mean but the "
-                          f"run logged no {k.key}_classes")
+                          f"run logged no {schema.stat_key(k.key, 'classes')}")
     return int(got)
 
 
@@ -113,7 +114,7 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
     cols = sorted(set().union(*(set(g.frame.columns) for g in groups)) - set(CORE))  # type: ignore[union-attr]
     for c in cols:
         k = key_info(c, names)
-        if k is not None and not c.endswith("_curve"):
+        if k is not None and not schema.is_curve(c):
             b.keys.append(k)
     known = [k.key for k in b.keys]
     if want:
@@ -131,8 +132,7 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
         for k in b.keys:
             if k.key not in f.columns:  # type: ignore[union-attr]
                 continue
-            st = summarize_column(f, k.key, k.aggregate, n_resamples, s,  # type: ignore[arg-type]
-                                  num_classes=logged_class_space(g, k))
+            st = k.aggregation(f, k.key, n_resamples, s, num_classes=logged_class_space(g, k))
             recs.append({"label": g.label, "method": g.method, "key": k.key, **st})
     cells = pd.DataFrame(recs, columns=["label", "method", "key", "mean", "ci_low", "ci_high", "n",
                                         "classes"])

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from faithbench import schema
 from faithbench.errors import ConfigError
 from faithbench.report.build import FORMATS, Options
 from faithbench.report.stats import CORRECTIONS
@@ -24,7 +25,7 @@ def parser() -> argparse.ArgumentParser:
       help="experiment to read (repeatable; default: faithbench)")
     a("--sweep", metavar="DIR", help="only runs of this Hydra sweep directory (or under it)")
     a("--tag", action="append", default=[], metavar="KEY=VALUE", help="only runs with this tag value (repeatable)")
-    for t in ("model", "method", "dataset"):
+    for t in schema.IDENTITY:
         a(f"--{t}", help=f"shorthand for --tag {t}=VALUE")
     a("--out", type=Path, default=Path("faithbench_out/report"), help="output folder (default: %(default)s)")
     a("--formats", default=",".join(FORMATS), help="comma-separated subset of %(default)s")
@@ -53,7 +54,7 @@ def options(argv: list[str]) -> Options:
         if not sep or not k:
             raise ConfigError(f"--tag {t!r} must be KEY=VALUE")
         tags[k] = v
-    for t in ("model", "method", "dataset"):
+    for t in schema.IDENTITY:
         if getattr(ns, t):
             tags[t] = getattr(ns, t)
     return Options(

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from faithbench import schema
 from faithbench.figures import image_axes, overlay, style
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
@@ -92,11 +93,12 @@ def _boxes(f: pd.DataFrame) -> dict[str, Any]:
     scalar columns ``<p>_x0/_y0/_x1/_y1`` (xyxy, model-input pixels)."""
     out = {}
     for c in f.columns:
-        if c.endswith("_box") and f[c].dtype == object:
-            out[c[:-4]] = lambda r, c=c: np.asarray(r[c], dtype=float)
-        if c.endswith("_x0") and all(f"{c[:-3]}_{s}" in f.columns for s in ("y0", "x1", "y1")):
-            p = c[:-3]
-            out[p] = lambda r, p=p: np.array([r[f"{p}_{s}"] for s in ("x0", "y0", "x1", "y1")], float)
+        v = schema.vector_prefix(c, schema.BOX)
+        if v is not None and f[c].dtype == object:
+            out[v] = lambda r, c=c: np.asarray(r[c], dtype=float)
+        p = schema.box_prefix(c)
+        if p is not None and all(k in f.columns for k in schema.box_keys(p)):
+            out[p] = lambda r, p=p: np.array([r[k] for k in schema.box_keys(p)], float)
     return out
 
 
@@ -106,11 +108,12 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     ``offset`` [N,2] to map them back (input = orig / scale - offset)."""
     out = {}
     for c in f.columns:
-        if c.endswith("_point") and f[c].dtype == object:
-            out[c[:-6]] = lambda r, k, c=c: np.asarray(r[c], dtype=float)
-        if c.endswith("_y") and f"{c[:-2]}_x" in f.columns and "scale" in gal and "offset" in gal:
-            p = c[:-2]
-            out[p] = lambda r, k, p=p: (np.array([r[f"{p}_y"], r[f"{p}_x"]], float)
+        v = schema.vector_prefix(c, schema.POINT)
+        if v is not None and f[c].dtype == object:
+            out[v] = lambda r, k, c=c: np.asarray(r[c], dtype=float)
+        p = schema.point_prefix(c)
+        if p is not None and schema.point_keys(p)[1] in f.columns and "scale" in gal and "offset" in gal:
+            out[p] = lambda r, k, p=p: (np.array([r[col] for col in schema.point_keys(p)], float)
                                         / gal["scale"][k] - gal["offset"][k])
     return out
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from faithbench import schema
 from faithbench.config import NOT_IN_KEY
 from faithbench.report.runs import ArtifactStore, RunInfo
 
@@ -37,15 +38,15 @@ class Group:
 
     @property
     def model(self) -> str:
-        return self.first.tags["model"]
+        return self.first.tags[schema.MODEL]
 
     @property
     def method(self) -> str:
-        return self.first.tags["method"]
+        return self.first.tags[schema.METHOD]
 
     @property
     def dataset(self) -> str:
-        return self.first.tags["dataset"]
+        return self.first.tags[schema.DATASET]
 
     @property
     def metric_names(self) -> list[str]:
@@ -67,7 +68,7 @@ def group_runs(runs: list[RunInfo], problems: list[str]) -> list[Group]:
         sizes.setdefault(r.group, set()).add(n)
     groups = []
     for key, shards in by_key.items():
-        name = "/".join(shards[min(shards)].tags[t] for t in ("model", "method", "dataset"))
+        name = "/".join(shards[min(shards)].tags[t] for t in schema.IDENTITY)
         if len(sizes[key]) > 1:
             problems.append(f"{name} (group {key}): shards of different counts "
                             f"{sorted(sizes[key])}; left out")

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from faithbench import schema
 from faithbench.report.build import Report
 from faithbench.report.runs import REPORT_KIND
 
@@ -23,7 +24,7 @@ def log_report(rep: Report, out: Path) -> str:
 
     client = MlflowClient(tracking_uri=rep.uri)
     o = rep.options
-    tags = {"faithbench.kind": REPORT_KIND, "faithbench.version": __version__,
+    tags = {schema.KIND: REPORT_KIND, schema.VERSION: __version__,
             "mlflow.runName": "report", "faithbench.report.n_runs": str(len(rep.runs))}
     run = client.create_run(rep.experiment_id, run_name="report", tags=tags)  # type: ignore[arg-type]
     params = {"experiments": ",".join(o.experiments), "sweep": o.sweep or "",

@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from faithbench import metrics
+from faithbench import metrics, schema
 from faithbench.errors import ConfigError
 from faithbench.figures import style
 from faithbench.report.board import Board
@@ -22,7 +22,7 @@ def curve_keys(b: Board) -> list[str]:
     """Per-sample curve columns (``*_curve``) of any method of the board."""
     keys = set()
     for g in b.groups:
-        keys |= {c for c in g.frame.columns if c.endswith("_curve")}  # type: ignore[union-attr]
+        keys |= {c for c in g.frame.columns if schema.is_curve(c)}  # type: ignore[union-attr]
     return sorted(keys)
 
 
@@ -51,8 +51,8 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     label = DEFAULT_X
     for g in b.groups:
         f = g.frame
-        if f"{key}_x" in f.columns and len(f):  # type: ignore[union-attr]
-            x = np.asarray(f[f"{key}_x"].iloc[0], dtype=float)  # type: ignore[index]
+        if schema.x_key(key) in f.columns and len(f):  # type: ignore[union-attr]
+            x = np.asarray(f[schema.x_key(key)].iloc[0], dtype=float)  # type: ignore[index]
             label = "level"
             break
     for name in sorted(set().union(*(g.metric_names for g in b.groups)), key=len, reverse=True):
@@ -91,7 +91,7 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
                     continue
                 ax.plot(x, mean, color=colors[g.label], ls=ls, label=mark(g.label, controls), zorder=2)
                 ax.fill_between(x, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
-            ax.set_title(key.removesuffix("_curve"))
+            ax.set_title(schema.curve_base(key))
             ax.set_xlabel(xlabel)
             ax.set_ylabel("mean (95% CI band)")
         for ax in list(axes.flat)[len(keys):]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faithbench import schema
 from faithbench.errors import ConfigError
 
 log = logging.getLogger("faithbench.report")
@@ -31,13 +32,12 @@ class RunInfo:
     @property
     def group(self) -> str:
         """The key shared by all shards of one run (its run key when not logged)."""
-        return self.tags.get("faithbench.group_key") or self.tags.get("faithbench.run_key", self.run_id)
+        return self.tags.get(schema.GROUP_KEY) or self.tags.get(schema.RUN_KEY, self.run_id)
 
     @property
     def shard(self) -> tuple[int, int]:
         """(shard, num_shards) from the ``shard`` tag ``"i/N"``."""
-        i, _, n = self.tags.get("shard", "0/1").partition("/")
-        return int(i), int(n or 1)
+        return schema.parse_shard(self.tags.get(schema.SHARD, schema.WHOLE))
 
     @property
     def metric_names(self) -> list[str]:
@@ -64,7 +64,7 @@ def filter_string(tags: dict[str, str], sweep: str | None) -> str:
         parts.append(f"tags.`{k}` = {_quote(v)}")
     if sweep:
         path = str(Path(sweep).expanduser().resolve())
-        parts.append(f"tags.`faithbench.sweep` LIKE {_quote(path + '%')}")
+        parts.append(f"tags.`{schema.SWEEP}` LIKE {_quote(path + '%')}")
     return " and ".join(parts)
 
 
@@ -97,11 +97,11 @@ def select_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
                                   order_by=["attributes.start_time ASC"])
         for r in page:
             t = r.data.tags
-            if t.get("faithbench.superseded") == "true" or t.get("faithbench.kind") == REPORT_KIND:
+            if t.get(schema.SUPERSEDED) == "true" or t.get(schema.KIND) == REPORT_KIND:
                 continue
-            if "model" not in t or "method" not in t or "dataset" not in t:
+            if schema.identity(t) is None:
                 continue
-            where = t.get("faithbench.sweep", "")
+            where = t.get(schema.SWEEP, "")
             if under and not (where == under or where.startswith(under.rstrip("/") + "/")):
                 continue  # LIKE treats "_" as a wildcard: check the prefix exactly
             runs.append(RunInfo(r.info.run_id, r.info.experiment_id, r.info.start_time or 0,
