@@ -35,8 +35,9 @@ log = logging.getLogger("faithbench")
 
 @dataclass
 class Job:
-    """One prepared benchmark job. ``cfg`` is kept only for the run's tags (its record
-    fields); everything else reads the typed ``settings``."""
+    """One prepared benchmark job. Of the raw ``cfg`` only the run's tags
+    (``tracking_tags``) and the bootstrap seed of ``aggregate`` still read fields;
+    everything else reads the typed ``settings``."""
 
     cfg: DictConfig
     settings: JobSettings
