@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from faithbench import schema
+from faithbench.errors import ConfigError
 from faithbench.figures import heatmap_grid
 from faithbench.types import stack
 
@@ -28,7 +29,10 @@ def write(job: Job, df: pd.DataFrame, out: Path) -> list[Path]:
     if curves:
         paths.append(out / "curves.csv")
         pd.DataFrame({k: pd.Series(v) for k, v in curves.items()}).to_csv(paths[-1], index_label="step")
-    n = int(job.cfg.figures.grid)
+    n = job.settings.figures_grid
+    if n is None:
+        raise ConfigError("figures.grid is not set: the number of images in the heatmap grid "
+                          "(0 for none)")
     if n > 0 and (df["status"] == "ok").any():
         g = gallery(job, df[df["status"] == "ok"].head(n))
         paths.append(out / "gallery.npz")

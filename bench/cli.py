@@ -20,7 +20,6 @@ from faithbench import schema
 from faithbench.errors import ConfigError, IncompatibleError
 
 log = logging.getLogger("faithbench")
-_FAILED: list[str] = []
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -80,7 +79,8 @@ def task(cfg: DictConfig) -> None:
 
 
 class SweepSummary(Callback):
-    """Prints the results table of a sweep and lists its failed jobs."""
+    """Prints the results table of a sweep, lists its failed jobs and then exits with
+    status 1 if there are any."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         rows = [json.loads(p.read_text()) for p in
@@ -91,13 +91,15 @@ class SweepSummary(Callback):
         print(format_table(rows, list(config.metrics)))
         if skipped:
             print(f"({len(skipped)} model/dataset pairs skipped: their label spaces differ)")
-        failed = [r for r in rows if r["status"] == "failed"]
-        for r in failed:
-            _FAILED.append(f"{r['model']}/{r['method']}/{r['dataset']}: {r['error']}")
+        failed = [f"{r['model']}/{r['method']}/{r['dataset']}: {r['error']}"
+                  for r in rows if r["status"] == "failed"]
         if failed:
             print(f"\n{len(failed)} of {len(rows)} jobs failed:", file=sys.stderr)
-            for f in _FAILED:
+            for f in failed:
                 print(f"  {f}", file=sys.stderr)
+            # The exit status is decided here, the one place that sees every job of the
+            # sweep (also those a launcher ran in other processes); Hydra lets it through.
+            sys.exit(1)
 
 
 def format_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
@@ -165,9 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         from faithbench.visualize._job import main as visualize_main
 
         sys.exit(visualize_main(argv[1:]))
-    _hydra_main()
-    if _FAILED:
-        sys.exit(1)
+    _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
 
 
 if __name__ == "__main__":

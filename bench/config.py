@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from faithbench.errors import ConfigError
@@ -113,7 +112,7 @@ def store_nodes() -> None:
 def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) -> dict[str, Any]:
     """``params`` with every performance parameter of ``fn`` (``chunk``,
     ``internal_batch_size``; the signature's default when unset) at most ``cap``.
-    The runner applies it on CPU (see ``run.cpu_chunk_cap``); results do not depend on
+    The runner applies it on CPU (see ``jobs.cpu_chunk_cap``); results do not depend on
     these parameters (tested)."""
     if cap is None:
         return params
@@ -150,24 +149,6 @@ def strip_perf(d: Any) -> Any:
 
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def select_indices(n: int, limit: int | None, subset_seed: int | None,
-                   shard: int, num_shards: int) -> list[int]:
-    """Dataset positions of this job: an optional subset of ``limit`` samples (the first
-    ones, or a seeded random choice in dataset order), then every ``num_shards``-th one
-    starting at ``shard``. The shards of one config partition its subset exactly."""
-    if num_shards < 1 or not 0 <= shard < num_shards:
-        raise ConfigError(f"dataset.shard={shard} is not in [0, dataset.num_shards={num_shards})")
-    if limit is not None and limit < 1:
-        raise ConfigError(f"dataset.limit={limit} must be a positive number of samples or null")
-    idx = np.arange(n)
-    if limit is not None and limit < n:
-        if subset_seed is None:
-            idx = idx[:limit]
-        else:
-            idx = np.sort(np.random.default_rng(subset_seed).choice(n, limit, replace=False))
-    return idx[shard::num_shards].tolist()
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,24 @@ from faithbench import datasets, methods, metrics, models, schema
 from faithbench.aggregate import MEAN, class_space
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
-                               flatten, run_key, select_indices, strip_perf, to_dict)
-from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
-from faithbench.labels import class_order_problem
+                               flatten, run_key, strip_perf, to_dict)
+from faithbench.errors import ConfigError, unknown_choice
+from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
+                             hydra_output_dir, pick_device, select_indices, tracked_job)
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
-from faithbench.types import BenchDataset, ModelSpec, stack
+from faithbench.types import BenchDataset, stack
 
 log = logging.getLogger("faithbench")
 
 
 @dataclass
 class Job:
+    """One prepared benchmark job. Of the raw ``cfg`` only the run's tags
+    (``tracking_tags``) and the bootstrap seed of ``aggregate`` still read fields;
+    everything else reads the typed ``settings``."""
+
     cfg: DictConfig
+    settings: JobSettings
     scorer: Scorer
     dataset: BenchDataset
     indices: list[int]
@@ -54,59 +59,9 @@ class _Indexed(Dataset):
         return self.indices[i], self.ds[self.indices[i]]
 
 
-_MODELS: dict[str, ModelSpec] = {}
-
-
-def load_model(node: Any, device: torch.device, channels_last: bool = True) -> ModelSpec:
-    """Models are reused across the jobs of a sweep run in one process. Channels-last
-    weights make convolutions faster on CPU and recent GPUs (inputs can stay NCHW); the
-    numbers differ from contiguous weights only by float rounding."""
-    params = entry_params(node)
-    k = digest([node.name, params, str(device), channels_last])
-    if k not in _MODELS:
-        _MODELS.clear()
-        spec = models.load(node.name, **params)
-        spec.model.to(device)
-        if channels_last:
-            spec.model.to(memory_format=torch.channels_last)
-        _MODELS[k] = spec
-    return _MODELS[k]
-
-
-def cpu_chunk_cap(images_224: Any, device: torch.device, size: int) -> int | None:
-    """The cap on every ``chunk`` on CPU: ``cpu_chunk`` 224x224 images' worth of pixels at
-    the model's input ``size`` (8 at 224, 98 at 64). CPU convolutions run fastest on
-    batches whose activations stay in cache (1.5-2x for efficientnet_lite0 at 8 images
-    rather than 128); tiny inputs need larger batches to amortise per-call overhead.
-    None off CPU or when ``cpu_chunk`` is null."""
-    if images_224 is None or device.type != "cpu":
-        return None
-    if isinstance(images_224, bool) or not isinstance(images_224, int) or images_224 < 1:
-        raise ConfigError(f"cpu_chunk={images_224!r} must be a positive number of "
-                          "224x224 images or null")
-    return max(1, images_224 * 224 * 224 // (size * size))
-
-
-def check_count(key: str, value: Any, least: int) -> None:
-    """``value`` must be an integer >= ``least``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ConfigError(f"{key}={value!r} must be an integer >= {least}")
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when present; on a multi-GPU host, the jobs of a sweep take the
-    GPUs in turn (job number modulo GPU count), so parallel launchers spread out."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        n = torch.cuda.device_count()
-        return torch.device(f"cuda:{hydra_job_num() % n}" if n > 1 else "cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but no CUDA device is available; use device=cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+# Hydra's basic launcher calls the task once per job in this process and nothing else
+# outlives a job, so the process is the scope that a sweep's jobs share: one model held.
+MODELS = ModelCache(size=1)
 
 
 def prepare(cfg: DictConfig) -> Job:
@@ -122,7 +77,7 @@ def prepare(cfg: DictConfig) -> Job:
     check_pair(cfg, model_entry.info.label_space, ds_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
-    spec = load_model(cfg.model, device, bool(cfg.get("channels_last", True)))
+    spec = MODELS.load(cfg.model, device, bool(cfg.get("channels_last", True)))
     precision = str(cfg.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise unknown_choice("precision", precision, PRECISIONS)
@@ -168,7 +123,8 @@ def prepare(cfg: DictConfig) -> Job:
     name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
     if int(ds_node.get("num_shards", 1)) > 1:
         name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
-    return Job(cfg, scorer, ds, indices, key, name)
+    settings = JobSettings.from_config(cfg, flatten(to_dict(cfg)))
+    return Job(cfg, settings, scorer, ds, indices, key, name)
 
 
 def _declared(context: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -183,21 +139,6 @@ def _write_atomic(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def check_pair(cfg: DictConfig, model_space: str, ds_space: str | None,
-               model_classes: Sequence[str] = (), ds_classes: Sequence[str] = ()) -> None:
-    """Raise IncompatibleError unless the model's and the dataset's label spaces have the
-    same name and, where both class lists are known, the same classes in the same order
-    (a dataset index must mean the model's output of that index)."""
-    if ds_space is not None and ds_space != model_space:
-        raise IncompatibleError(
-            f"model {cfg.model.name!r} predicts {model_space!r} classes but dataset "
-            f"{cfg.dataset.name!r} is labelled in {ds_space!r}: pick a matching pair")
-    if (problem := class_order_problem(model_classes, ds_classes)) is not None:
-        raise IncompatibleError(
-            f"model {cfg.model.name!r} and dataset {cfg.dataset.name!r} both use {model_space!r} "
-            f"labels but their classes differ: {problem}")
-
-
 def _write_text_atomic(text: str, path: Path) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -207,7 +148,7 @@ def _write_text_atomic(text: str, path: Path) -> None:
 def score_parts(job: Job, parts: Path) -> pd.DataFrame:
     """Score every part that is not on disk yet, then return all rows in order."""
     meta_path = parts / "parts.json"
-    meta = {"part_size": int(job.cfg.part_size), "n": len(job.indices), "outputs": {}}
+    meta = {"part_size": job.settings.part_size, "n": len(job.indices), "outputs": {}}
     if meta_path.exists():  # keep the part boundaries of the first try
         meta = json.loads(meta_path.read_text())
         job.scorer.outputs.update(meta["outputs"])
@@ -222,8 +163,8 @@ def score_parts(job: Job, parts: Path) -> pd.DataFrame:
         if path.exists():
             continue
         idx = job.indices[p * size : (p + 1) * size]
-        loader = DataLoader(_Indexed(job.dataset, idx), batch_size=int(job.cfg.batch_size),
-                            num_workers=int(job.cfg.num_workers), collate_fn=list, pin_memory=pin)
+        loader = DataLoader(_Indexed(job.dataset, idx), batch_size=job.settings.batch_size,
+                            num_workers=job.settings.num_workers, collate_fn=list, pin_memory=pin)
         frames = []
         for items in loader:
             bad = [(i, f"#{i}") for i, s in items if s is None]
@@ -257,7 +198,7 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
             # game's point _y/_x) are plain means, never class means over absent classes.
             score = m.info.direction(m.name, key) is not None
             agg = m.info.aggregate if score else MEAN
-            out.update(schema.stat_record(key, agg(ok, key, seed=int(job.cfg.seed),
+            out.update(schema.stat_record(key, agg(ok, key, seed=job.settings.seed,
                                                    num_classes=class_space(m.params))))
     return out
 
@@ -285,26 +226,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
     cfg = apply_method_params(cfg)
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
-    tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
+    s = job.settings
+    tracker = tracking.Tracker(s.tracking_uri, s.tracking_experiment)
     tags = tracking_tags(job)
     prev = tracker.find(job.key)
-    if prev is not None and prev.info.status == "FINISHED" and not cfg.force:
+    if prev is not None and prev.info.status == "FINISHED" and not s.force:
         log.info("%s: finished already (run %s, key %s), skipped", job.name, prev.info.run_id, job.key)
         return {k: v for k, v in prev.data.metrics.items()}
-    parts = Path(cfg.out_dir) / "runs" / job.key
+    parts = s.out_dir / "runs" / job.key
+    reopen = None
     if prev is not None and prev.info.status != "FINISHED":
-        run_id = prev.info.run_id
-        tracker.reopen(run_id, tags)
-        log.info("%s: resuming run %s", job.name, run_id)
-    else:
-        if prev is not None:  # force: start over, keep the old run but mark it
-            tracker.set_tags(prev.info.run_id, {schema.SUPERSEDED: "true"})
-            for p in parts.glob("part-*.parquet"):
-                p.unlink()
-            (parts / "parts.json").unlink(missing_ok=True)
-        run_id = tracker.start(job.key, job.name, tags)
-    try:
-        tracker.log_params(run_id, flatten(to_dict(cfg)))
+        reopen = prev.info.run_id
+        log.info("%s: resuming run %s", job.name, reopen)
+    elif prev is not None:  # force: start over, keep the old run but mark it
+        tracker.set_tags(prev.info.run_id, {schema.SUPERSEDED: "true"})
+        for p in parts.glob("part-*.parquet"):
+            p.unlink()
+        (parts / "parts.json").unlink(missing_ok=True)
+    with tracked_job(tracker, job.key, job.name, tags, reopen=reopen) as run_id:
+        tracker.log_params(run_id, dict(s.record))
         df = score_parts(job, parts)
         results = aggregate(job, df)
         results["seconds"] = time.time() - t0
@@ -317,10 +257,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
                                       schema.CACHE_BYTES: size})
             log.info("%s: heatmap cache %s holds %.1f MiB", job.name, job.scorer.cache.dir,
                      size / 2**20)
-        tracker.finish(run_id)
-    except BaseException as e:
-        tracker.finish(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        raise
     return results
 
 
@@ -348,20 +284,3 @@ def tracking_tags(job: Job) -> dict[str, str]:
         schema.GROUP_KEY: run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
         schema.SWEEP: hydra_output_dir() or "",
     }
-
-
-def hydra_job_num() -> int:
-    from hydra.core.hydra_config import HydraConfig
-
-    return int(HydraConfig.get().job.get("num", 0) or 0) if HydraConfig.initialized() else 0
-
-
-def hydra_output_dir() -> str | None:
-    """The Hydra sweep (or single-run) directory of this job, when run through Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    return str(Path(hc.sweep.dir if hc.mode == RunMode.MULTIRUN else hc.run.dir).resolve())

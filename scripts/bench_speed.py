@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from faithbench import datasets, methods, metrics, models
 from faithbench.cli import compose
-from faithbench.run import cpu_chunk_cap
+from faithbench.jobs import cpu_chunk_cap
 from faithbench.types import stack
 
 warnings.filterwarnings("ignore")

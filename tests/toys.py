@@ -101,4 +101,4 @@ def toy_entries() -> Iterator[None]:
     finally:
         for reg, name, _, _ in regs:
             reg._entries.pop(name, None)
-        run_module._MODELS.clear()
+        run_module.MODELS.clear()

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from faithbench.config import DATASET_KEYS, digest, entry_params, flatten, select_indices, to_dict
+from faithbench import schema
+from faithbench.config import DATASET_KEYS, digest, entry_params, flatten, to_dict
 from faithbench.errors import ConfigError
+from faithbench.jobs import check_pair, pick_device, select_indices, tracked_job
 from faithbench.params import check_params as declared_checks
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ def check_params(fn: Any, params: dict[str, Any], name: str) -> None:
 def prepare(cfg: DictConfig) -> tuple[Entry[VizInfo], dict[str, Any], VizContext]:
     """Resolve and check the entry, load the model and (if used) the dataset."""
     from faithbench import datasets, models, visualize
-    from faithbench.run import check_pair, pick_device
     from faithbench.types import BenchDataset
     from faithbench.visualize._context import VizContext
 
@@ -81,8 +82,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tracker = tracking.Tracker(cfg.tracking.uri, cfg.tracking.experiment)
     key = digest([to_dict(cfg.viz), to_dict(cfg.model), to_dict(cfg.dataset), int(cfg.seed),
                   ctx.spec.weights_id])[:16]
-    run_id = tracker.start(key, name, _tags(cfg, ctx))
-    try:
+    with tracked_job(tracker, key, name, _tags(cfg, ctx)) as run_id:
         tracker.log_params(run_id, flatten({k: v for k, v in to_dict(cfg).items()
                                             if k not in ("hydra",)}))
         result = entry.fn(ctx, **params)
@@ -91,13 +91,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                  for stem, fig in result.figures.items()]
         metrics = {**result.metrics, "seconds": time.time() - t0}
         if ctx.dataset is not None:  # known once the visualisation has run
-            tracker.set_tags(run_id, {"dataset": cfg.dataset.name})
+            tracker.set_tags(run_id, {schema.DATASET: cfg.dataset.name})
         tracker.log_metrics(run_id, metrics)
         tracker.log_artifacts(run_id, paths)
-        tracker.finish(run_id)
-    except BaseException as e:
-        tracker.finish(run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
-        raise
     for p in paths:
         log.info("wrote %s", p)
     return {"figures": paths, "run_id": run_id, "metrics": metrics}
@@ -118,16 +114,17 @@ def _tags(cfg: DictConfig, ctx: VizContext) -> dict[str, str]:
     from faithbench.version import git_revision
 
     dev = ctx.device
-    return {"faithbench.kind": "visualize", "faithbench.version": __version__,
-            "faithbench.git": git_revision() or "unknown", "torch": torch.__version__,
+    return {schema.KIND: "visualize", schema.VERSION: __version__,
+            schema.GIT: git_revision() or "unknown", "torch": torch.__version__,
             "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "seed": str(cfg.seed), "model": cfg.model.name, "viz": cfg.viz.name,
-            "dataset": "",
+            "seed": str(cfg.seed), schema.MODEL: cfg.model.name, "viz": cfg.viz.name,
+            schema.DATASET: "",
             "weights_id": ctx.spec.weights_id}
 
 
-def task(cfg: DictConfig) -> None:
-    """Hydra task: a bad config is one clear line and exit status 2 in a single run."""
+def task(cfg: DictConfig, failed: list[str]) -> None:
+    """Hydra task: a bad config is one clear line and exit status 2 in a single run; in
+    a sweep it is appended to ``failed`` (the sweep's own list) and the sweep goes on."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -135,27 +132,26 @@ def task(cfg: DictConfig) -> None:
         run(cfg)
     except ConfigError as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
-            _FAILED.append(f"{cfg.viz.name}/{cfg.model.name}: {e}")
+            failed.append(f"{cfg.viz.name}/{cfg.model.name}: {e}")
             log.error("%s failed: %s", cfg.viz.name, e)
             return
         print(f"faithbench: error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
-_FAILED: list[str] = []
-
-
 def main(argv: list[str]) -> int:
     """``faithbench visualize [overrides]``; 0 on success, 1 if jobs of a sweep failed."""
     import hydra
 
+    failed: list[str] = []  # this call's sweep; Hydra's basic launcher runs jobs in-process
+
     @hydra.main(version_base="1.3", config_path="pkg://faithbench.conf", config_name="visualize")
     def _main(cfg: DictConfig) -> None:
-        task(cfg)
+        task(cfg, failed)
 
     sys.argv = [f"{Path(sys.argv[0]).name} visualize", *argv]
     _main()
-    if _FAILED:
-        print(f"{len(_FAILED)} jobs failed:\n  " + "\n  ".join(_FAILED), file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} jobs failed:\n  " + "\n  ".join(failed), file=sys.stderr)
         return 1
     return 0

@@ -1,0 +1,96 @@
+"""The shared job pieces: the tracked-run lifecycle (statuses read back from MLflow), the
+bounded model cache, and typed settings that scoring and artifacts read instead of cfg."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+import toys
+from faithbench import artifacts
+from faithbench.jobs import JobSettings, ModelCache, tracked_job
+from faithbench.run import prepare, score_parts
+from faithbench.tracking import Tracker
+
+
+def _status(workdir, run_id: str) -> str:
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id).info.status
+
+
+def test_tracked_job_finishes_killed_failed_and_reopens(workdir):
+    tracker = Tracker(None, "t")
+    with tracked_job(tracker, "k1", "ok", {}) as ok:
+        pass
+    assert _status(workdir, ok) == "FINISHED"
+    ids = {}
+    for key, exc, status in (("k2", KeyboardInterrupt, "KILLED"), ("k3", ValueError, "FAILED")):
+        with pytest.raises(exc):  # re-raised, not swallowed
+            with tracked_job(tracker, key, key, {}) as ids[key]:
+                raise exc()
+        assert _status(workdir, ids[key]) == status
+    assert tracker.find("k3").info.run_id == ids["k3"]
+    with tracked_job(tracker, "k3", "k3", {"x": "1"}, reopen=ids["k3"]) as again:
+        assert _status(workdir, again) == "RUNNING"
+    assert again == ids["k3"] and _status(workdir, again) == "FINISHED"
+
+
+def test_model_cache_reuses_and_stays_bounded():
+    node = OmegaConf.create({"name": "toy_model"})
+    cpu = torch.device("cpu")
+    with toys.toy_entries():
+        one = ModelCache(size=1)
+        a = one.load(node, cpu, channels_last=True)
+        assert one.load(node, cpu, channels_last=True) is a  # a sweep loads a model once
+        b = one.load(node, cpu, channels_last=False)  # another key evicts the first
+        assert b is not a and len(one) == 1
+        assert one.load(node, cpu, channels_last=True) is not a
+        two = ModelCache(size=2)
+        a, b = two.load(node, cpu, True), two.load(node, cpu, False)
+        assert two.load(node, cpu, True) is a and two.load(node, cpu, False) is b and len(two) == 2
+        two.clear()
+        assert len(two) == 0
+    with pytest.raises(ValueError, match="size=0"):
+        ModelCache(size=0)
+
+
+class _Poison:
+    """Stands for the raw config after prepare: any read is a failure."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"read cfg.{name} after prepare")
+
+
+def test_scoring_and_artifacts_read_settings_not_cfg(workdir):
+    with toys.toy_entries():
+        cfg = OmegaConf.create(dict(
+            model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
+            dataset={"name": "toy_data", "n": 6, "broken": [], "shard": 0, "num_shards": 1,
+                     "limit": None, "subset_seed": None},
+            metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
+            device="cpu", batch_size=3, num_workers=0, part_size=4, force=False, cache=False,
+            out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": 2}))
+        job = prepare(cfg)
+        s = job.settings
+        assert (s.part_size, s.batch_size, s.seed, s.figures_grid, s.metrics) == (4, 3, 0, 2, ("toy_metric",))
+        assert s.record["dataset.n"] == 6 and s.tracking_experiment == "t"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            s.seed = 1  # type: ignore[misc]
+        job = dataclasses.replace(job, cfg=_Poison())
+        df = score_parts(job, workdir / "parts")
+        assert len(df) == 6 and sorted(p.name for p in (workdir / "parts").glob("part-*")) == [
+            "part-00000.parquet", "part-00001.parquet"]
+        paths = artifacts.write(job, df, workdir / "art")
+        assert {p.name for p in paths} >= {"samples.parquet", "gallery.npz", "heatmap_grid.png"}
+
+
+def test_settings_from_a_config_without_figures(workdir):
+    cfg = OmegaConf.create(dict(part_size=1, batch_size=1, num_workers=0, seed=3, force=True,
+                                out_dir="o", tracking={"uri": "sqlite:///x.db", "experiment": "e"},
+                                target="pred", metrics=["a", "b"]))
+    s = JobSettings.from_config(cfg, {})
+    assert s.figures_grid is None and s.force and s.metrics == ("a", "b")
+    assert s.tracking_uri == "sqlite:///x.db" and str(s.out_dir) == "o"
