@@ -35,9 +35,9 @@ log = logging.getLogger("faithbench")
 
 @dataclass
 class Job:
-    """One prepared benchmark job. Of the raw ``cfg`` only the run's tags
-    (``tracking_tags``) and the bootstrap seed of ``aggregate`` still read fields;
-    everything else reads the typed ``settings``."""
+    """One prepared benchmark job. Nothing reads the raw ``cfg`` after ``prepare``:
+    scoring, aggregation and artifacts read the typed ``settings``, the run's tags read
+    ``identity`` (model, method, dataset, shard and group key, fixed by ``prepare``)."""
 
     cfg: DictConfig
     settings: JobSettings
@@ -46,6 +46,7 @@ class Job:
     indices: list[int]
     key: str
     name: str
+    identity: dict[str, str]
 
 
 class _Indexed(Dataset):
@@ -124,7 +125,11 @@ def prepare(cfg: DictConfig) -> Job:
     if int(ds_node.get("num_shards", 1)) > 1:
         name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
     settings = JobSettings.from_config(cfg, flatten(to_dict(cfg)))
-    return Job(cfg, settings, scorer, ds, indices, key, name)
+    identity = {schema.MODEL: cfg.model.name, schema.METHOD: cfg.method.name,
+                schema.DATASET: cfg.dataset.name,
+                schema.SHARD: schema.shard_tag(ds_node.get("shard", 0), ds_node.get("num_shards", 1)),
+                schema.GROUP_KEY: run_key(cfg, spec.weights_id, shard=False)}
+    return Job(cfg, settings, scorer, ds, indices, key, name, identity)
 
 
 def _declared(context: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -277,10 +282,7 @@ def tracking_tags(job: Job) -> dict[str, str]:
         "timm": timm.__version__, "mlflow": mlflow.__version__,
         "python": platform.python_version(), "cuda": str(torch.version.cuda),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "seed": str(job.cfg.seed), schema.MODEL: job.cfg.model.name, schema.METHOD: job.cfg.method.name,
-        schema.DATASET: job.cfg.dataset.name,
-        schema.SHARD: schema.shard_tag(job.cfg.dataset.get("shard", 0), job.cfg.dataset.get("num_shards", 1)),
-        "target": job.cfg.target, "weights_id": job.scorer.spec.weights_id,
-        schema.GROUP_KEY: run_key(job.cfg, job.scorer.spec.weights_id, shard=False),
+        "seed": str(job.settings.seed), "target": job.settings.target,
+        "weights_id": job.scorer.spec.weights_id, **job.identity,
         schema.SWEEP: hydra_output_dir() or "",
     }

@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 import toys
 from faithbench import artifacts
 from faithbench.jobs import JobSettings, ModelCache, tracked_job
-from faithbench.run import prepare, score_parts
+from faithbench.config import run_key
+from faithbench.run import aggregate, prepare, score_parts, tracking_tags
 from faithbench.tracking import Tracker
 
 
@@ -85,6 +86,11 @@ def test_scoring_and_artifacts_read_settings_not_cfg(workdir):
             "part-00000.parquet", "part-00001.parquet"]
         paths = artifacts.write(job, df, workdir / "art")
         assert {p.name for p in paths} >= {"samples.parquet", "gallery.npz", "heatmap_grid.png"}
+        assert aggregate(job, df)["n_samples"] == 6
+        tags = tracking_tags(job)  # the run's tags come from prepare's identity, not cfg
+        assert (tags["model"], tags["method"], tags["dataset"], tags["shard"], tags["seed"]) == (
+            "toy_model", "toy_method", "toy_data", "0/1", "0")
+        assert tags["faithbench.group_key"] == run_key(cfg, job.scorer.spec.weights_id, shard=False)
 
 
 def test_settings_from_a_config_without_figures(workdir):
