@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
 from faithbench.methods import get, register
-from faithbench.methods._common import check_chunk, check_inputs, reduce_channels
+from faithbench.methods._common import check_inputs, reduce_channels
 from faithbench.methods._grad import CHANNEL_MAPS
 from faithbench.ops import generator
 from faithbench.params import Count, NonNegative, Registered
@@ -69,7 +69,7 @@ def smooth_grad(
     sigma = noise_level * (x.amax((1, 2, 3)) - x.amin((1, 2, 3)))
     fn = chan.fn if chan else entry.fn
     b, n = x.shape[0], int(n_samples)
-    per_call = max(1, check_chunk(chunk) // b)
+    per_call = max(1, int(chunk) // b)  # chunk: a declared Count
     gen = generator(seed)
     total: Tensor | None = None
     for start in range(0, n, per_call):

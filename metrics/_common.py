@@ -25,14 +25,6 @@ from faithbench.types import Batch
 Explain = Callable[..., Tensor]
 
 
-def check_range(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
-    """Raise ConfigError unless ``lo <(=) value <= hi``."""
-    ok = (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        bracket = "(" if lo_open else "["
-        raise ConfigError(f"{name}={value!r} is out of range; valid: {bracket}{lo}, {hi}]")
-
-
 def need_explain(explain: Explain | None, metric: str) -> Explain:
     if explain is None:
         raise ConfigError(f"metric {metric!r} needs explain(x, target, model=None); got None")

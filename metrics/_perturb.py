@@ -16,21 +16,22 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.errors import check_choice
-from faithbench.metrics._common import (Activation, check_range, clean, forward_chunks,
+from faithbench.metrics._common import (Activation, clean, forward_chunks,
                                         nan_where, per_sample_noise)
 from faithbench.metrics._order import Ties, ranks
 from faithbench.ops import class_scores, gaussian_blur
 from faithbench.ops import gaussian_window as gaussian_kernel  # RISE's kernel, by its old name
+from faithbench.params import Fraction, check_params
 
 Substitute = Literal["zero", "blur", "mean", "noise"]
 SUBSTITUTES = ("zero", "blur", "mean", "noise")
 
 
-def schedule(n_pixels: int, step: float) -> Tensor:
+def schedule(n_pixels: int, step: Fraction) -> Tensor:
     """Pixels perturbed after each step: ``[0, s, 2s, ..., N]`` clipped at N, with
     ``s = ceil(step * N)`` (RISE: 224*8 pixels of 224*224 = 1/28, so 28 steps and 29
     points at 224x224 with the default ``step = 1/28``). Returns [T] int64."""
-    check_range("step", step, 0.0, 1.0, lo_open=True)
+    check_params(schedule, {"step": step}, "perturbation schedule")  # its declared range
     s = max(1, math.ceil(step * n_pixels - 1e-6))
     n_steps = math.ceil(n_pixels / s)
     return (torch.arange(n_steps + 1) * s).clamp(max=n_pixels)
