@@ -49,7 +49,7 @@ def test_quick_preset_covers_every_method():
     with initialize_config_module("faithbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=["experiment=quick"], return_hydra_config=True)
     swept = set(cfg.hydra.sweeper.params.method.split(","))
-    optional = {"captum", "pytorch_grad_cam"}
+    optional = {"captum", "pytorch_grad_cam", "zennit"}
     assert swept == set(methods.names()) - optional
 
 
