@@ -17,14 +17,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError, check_choice, unknown_choice
+from faithbench.errors import ConfigError, unknown_choice
 from faithbench.methods import register
-from faithbench.methods._common import REDUCTIONS, Reduce, check_inputs
+from faithbench.methods._common import Reduce, check_inputs
 from faithbench.methods._peers import import_peer, preserved, to_map
 from faithbench.preprocess import Preprocess
 
 OutputRelevance = Literal["one_hot", "logit"]
-OUTPUT_RELEVANCE = ("one_hot", "logit")
 
 
 def zennit_classes(module: Any, base: type) -> dict[str, type]:
@@ -124,8 +123,6 @@ def zennit(
         [B,H,W] float32.
     """
     target = check_inputs(x, target)
-    check_choice("reduce", reduce, REDUCTIONS)
-    check_choice("output_relevance", output_relevance, OUTPUT_RELEVANCE)
     attribution = import_peer("zennit.attribution", "zennit")
     attributors = zennit_classes(attribution, attribution.Attributor)
     if attributor not in attributors:
