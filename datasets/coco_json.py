@@ -28,6 +28,7 @@ from faithbench.datasets import register
 from faithbench.datasets._category_map import map_categories
 from faithbench.datasets._coco_masks import ann_mask
 from faithbench.datasets._common import log, make_sample, read_rgb, require_root
+from faithbench.datasets.shapes import mask_box
 from faithbench.errors import ConfigError
 from faithbench.labels import class_names as space_classes
 from faithbench.preprocess import Preprocess
@@ -86,8 +87,10 @@ class COCOJSONDataset(BenchDataset):
             if "bbox" in a:
                 x, y, bw, bh = (float(v) for v in a["bbox"])
                 boxes.append([x, y, x + bw, y + bh])
+            elif m is not None and bool(m.any()):
+                boxes.append(mask_box(m).tolist())  # the mask's tight box
             else:
-                boxes.append(tight_box(m))
+                raise ValueError(f"annotation {a.get('id')}: no bbox and an empty segmentation")
             labels.append(a["_class"])
             if use_masks and m is not None:
                 c = a["_class"]
@@ -116,14 +119,6 @@ class COCOJSONDataset(BenchDataset):
         sid = f"coco_json/{Path(im['file_name']).with_suffix('').as_posix()}"
         return make_sample(self.pre, img, self.label(anns), sid, boxes=boxes, box_labels=labels,
                            masks=masks, mask_labels=mask_labels, keep_orig_masks=masks is not None)
-
-
-def tight_box(mask: Tensor | None) -> list[float]:
-    """The xyxy box (pixel edges) of a non-empty bool mask [h,w]."""
-    if mask is None or not bool(mask.any()):
-        raise ValueError("annotation without bbox and with an empty or no segmentation")
-    rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
-    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
 def read_annotations(path: Path) -> dict[str, Any]:

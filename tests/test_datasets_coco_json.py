@@ -161,6 +161,7 @@ def test_hand_masks_are_class_unions_in_input_pixels(tmp_path):
     write_hand_tree(tmp_path)
     data = json.loads((tmp_path / "ann.json").read_text())
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] == 1]
+    del data["annotations"][1]["bbox"]  # boxed by its mask: columns 6-7, rows 0-1
     (tmp_path / "ann.json").write_text(json.dumps(data))
     ds = hand(tmp_path)
     assert ds.ground_truth == {"boxes", "masks"} and len(ds) == 1
@@ -173,6 +174,7 @@ def test_hand_masks_are_class_unions_in_input_pixels(tmp_path):
     truck = torch.zeros(6, 8, dtype=torch.bool)
     truck[0, 0] = True
     assert s.mask_labels.tolist() == [1, 2, 3]
+    torch.testing.assert_close(s.boxes[1], torch.tensor([12, 0, 16, 2 * 16 / 6]))
     assert torch.equal(s.orig_masks, torch.stack([car, kite, truck]))
     ref = torch.nn.functional.interpolate(torch.stack([car, kite, truck])[:, None].float(),
                                           size=(16, 16), mode="nearest")[:, 0] > 0.5
