@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 from contextlib import ExitStack
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +22,11 @@ from faithbench.errors import ConfigError, unknown_choice
 from faithbench.methods import register
 from faithbench.methods._common import Reduce, check_inputs
 from faithbench.methods._peers import import_peer, preserved, to_map
+from faithbench.params import Check, joint_rule
 from faithbench.preprocess import Preprocess
 
 OutputRelevance = Literal["one_hot", "logit"]
+ZennitKind = Literal["composite", "attributor", "canonizer"]
 
 
 def zennit_classes(module: Any, base: type) -> dict[str, type]:
@@ -49,6 +52,28 @@ def canonizer_classes() -> dict[str, type]:
             if len(inspect.signature(c.__init__).parameters) == 1}  # self only
 
 
+def attributor_classes() -> dict[str, type]:
+    """zennit's attributors (``Gradient``, ``SmoothGrad``, ``IntegratedGradients``, ...)."""
+    attribution = import_peer("zennit.attribution", "zennit")
+    return zennit_classes(attribution, attribution.Attributor)
+
+
+@dataclass(frozen=True)
+class ZennitName(Check):
+    """The class name of a zennit composite, attributor or canonizer, checked with the
+    other parameters (before a run opens); needs zennit installed."""
+
+    kind: ZennitKind
+
+    def problem(self, value: Any) -> str | None:
+        find = {"composite": composite_classes, "attributor": attributor_classes,
+                "canonizer": canonizer_classes}[self.kind]
+        valid = find()
+        if value in valid:
+            return None
+        return f"is not a zennit {self.kind}: {unknown_choice(f'zennit {self.kind}', value, valid)}"
+
+
 def input_bounds(x: Tensor, preprocess: Preprocess | None) -> dict[str, Tensor]:
     """``low``/``high`` of the z-box rule: the normalised values of black and white
     pixels per channel [1,3,1,1] (zennit expects the lowest and highest possible inputs)."""
@@ -64,17 +89,8 @@ def make_composite(name: str | None, kwargs: dict[str, Any], canonizers: list[st
     """The zennit composite ``name`` (None: no composite, the plain gradient) with
     ``kwargs`` and the named canonizers; ``low``/``high`` default to the input bounds."""
     if name is None:
-        if canonizers:
-            raise ConfigError("zennit: canonizers need a composite; set method.composite")
         return None
-    classes = composite_classes()
-    if name not in classes:
-        raise unknown_choice("zennit composite", name, sorted(classes))
-    valid = canonizer_classes()
-    for c in canonizers:
-        if c not in valid:
-            raise unknown_choice("zennit canonizer", c, list(valid))
-    cls = classes[name]
+    cls, valid = composite_classes()[name], canonizer_classes()
     args = dict(kwargs)
     sig = inspect.signature(cls.__init__).parameters
     if "low" in sig and "high" in sig and not ("low" in args and "high" in args):
@@ -83,10 +99,14 @@ def make_composite(name: str | None, kwargs: dict[str, Any], canonizers: list[st
 
 
 @register(optional_context=("seed", "preprocess"), cost="backward")
+@joint_rule(lambda p: p["composite"] is not None or not p["canonizers"],
+            "canonizers={canonizers!r} need a composite; set method.composite")
 def zennit(
-    model: nn.Module, x: Tensor, target: Tensor, composite: str | None = "EpsilonPlusFlat",
-    attributor: str = "Gradient", composite_kwargs: dict[str, Any] | None = None,
-    attributor_kwargs: dict[str, Any] | None = None, canonizers: list[str] | None = None,
+    model: nn.Module, x: Tensor, target: Tensor,
+    composite: Annotated[str, ZennitName("composite")] | None = "EpsilonPlusFlat",
+    attributor: Annotated[str, ZennitName("attributor")] = "Gradient",
+    composite_kwargs: dict[str, Any] | None = None, attributor_kwargs: dict[str, Any] | None = None,
+    canonizers: list[Annotated[str, ZennitName("canonizer")]] | None = None,
     output_relevance: OutputRelevance = "one_hot", reduce: Reduce = "sum",
     seed: int | None = None, preprocess: Preprocess | None = None,
 ) -> Tensor:
@@ -123,10 +143,6 @@ def zennit(
         [B,H,W] float32.
     """
     target = check_inputs(x, target)
-    attribution = import_peer("zennit.attribution", "zennit")
-    attributors = zennit_classes(attribution, attribution.Attributor)
-    if attributor not in attributors:
-        raise unknown_choice("zennit attributor", attributor, sorted(attributors))
     comp = make_composite(composite, dict(composite_kwargs or {}), list(canonizers or []),
                           x, preprocess)
 
@@ -134,7 +150,7 @@ def zennit(
         onehot = torch.zeros_like(out).scatter_(1, target[:, None].to(out.device), 1.0)
         return onehot * out.detach() if output_relevance == "logit" else onehot
 
-    method = attributors[attributor](model, composite=comp, **dict(attributor_kwargs or {}))
+    method = attributor_classes()[attributor](model, composite=comp, **dict(attributor_kwargs or {}))
     with ExitStack() as stack:
         stack.enter_context(preserved(model))
         stack.enter_context(torch.enable_grad())

@@ -6,9 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from mlflow.tracking import MlflowClient
+
+from faithbench.cli import compose
 from faithbench.errors import ConfigError
 from faithbench.methods import get
 from faithbench.preprocess import Preprocess
+from faithbench.run import run
 
 zennit = pytest.importorskip("zennit")
 from zennit import attribution as zattr  # noqa: E402
@@ -131,3 +135,26 @@ def test_bad_names_list_the_valid_ones(tiny_cnn, x):
         fn(tiny_cnn, x, TARGET, canonizers=["ResNet"])
     with pytest.raises(ConfigError, match="output_relevance"):
         fn(tiny_cnn, x, TARGET, output_relevance="softmax")
+    with pytest.raises(ConfigError, match=r"canonizers=\['ResNetCanonizer'\] need a composite"):
+        fn(tiny_cnn, x, TARGET, composite=None, canonizers=["ResNetCanonizer"])
+
+
+def test_a_bad_name_stops_before_any_run_opens(workdir):
+    cfg = compose(["method=zennit", "method.attributor=SmoothGrads", "dataset.limit=2", "device=cpu"])
+    with pytest.raises(ConfigError, match=r"method 'zennit': attributor='SmoothGrads' is not a "
+                                          r"zennit attributor.*Did you mean 'SmoothGrad'"):
+        run(cfg)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faithbench")
+    assert exp is None or not client.search_runs([exp.experiment_id])
+
+
+def test_missing_zennit_names_the_extra(monkeypatch, tiny_cnn, x):
+    import sys
+
+    for mod in [m for m in sys.modules if m == "zennit" or m.startswith("zennit.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "zennit", None)  # makes `import zennit` fail
+    with pytest.raises(ImportError, match=r"method 'zennit' needs the optional package 'zennit': "
+                                          r"pip install 'faithbench\[compare\]'"):
+        get("zennit").fn(tiny_cnn, x, TARGET)
