@@ -80,8 +80,9 @@ def input_bounds(x: Tensor, preprocess: Preprocess | None) -> dict[str, Tensor]:
     if preprocess is None:
         raise ConfigError("zennit: the composite needs composite_kwargs.low and .high "
                           "(the lowest and highest input values), or a model preprocess")
-    ones = torch.ones(3, 1, 1, dtype=x.dtype, device=x.device)
-    return {"low": preprocess.normalize(ones * 0)[None], "high": preprocess.normalize(ones)[None]}
+    white = torch.ones(3, 1, 1, dtype=x.dtype, device=x.device)
+    return {"low": preprocess.normalize(torch.zeros_like(white))[None],
+            "high": preprocess.normalize(white)[None]}
 
 
 def make_composite(name: str | None, kwargs: dict[str, Any], canonizers: list[str],

@@ -210,6 +210,13 @@ def test_errors_name_the_bad_value(tmp_path, caplog):
     with pytest.raises(ConfigError, match=r"no model class among the 3 classes of "
                        r"dataset.classes: 'truck' \(id 4\).*unmatched=drop"):
         hand(tmp_path, classes=["person", "car", "kite"])
+    for key, value, message in (("category_id", 99, "annotation 13 has category_id 99, not in categories"),
+                                ("bbox", [0, 0, -1, 1], r"annotation 13: bbox \[0, 0, -1, 1\] is not")):
+        data = json.loads((tmp_path / "ann.json").read_text())
+        data["annotations"][3][key] = value
+        (tmp_path / "broken.json").write_text(json.dumps(data))
+        with pytest.raises(ConfigError, match=message):
+            hand(tmp_path, annotations=str(tmp_path / "broken.json"))
     with pytest.raises(ConfigError, match="coco_json': unknown label_from 'biggest'.*first, largest"):
         hand(tmp_path, label_from="biggest")
     with caplog.at_level(logging.WARNING):
