@@ -298,3 +298,17 @@ def test_a_bad_table_from_the_command_line_stops_before_any_run_opens(tmp_path, 
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("faithbench")
     assert exp is None or not client.search_runs([exp.experiment_id])
+
+
+def test_imagenet_names_match_after_normalising(tmp_path):
+    write_hand_tree(tmp_path)
+    data = json.loads((tmp_path / "ann.json").read_text())
+    data["categories"] = [{"id": 7, "name": "Tabby"}, {"id": 1, "name": "tiger_cat"},
+                          {"id": 3, "name": "  Egyptian   cat"}, {"id": 4, "name": "crane"}]
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"'crane' is ambiguous \(indices \[134, 517\]\)"):
+        hand(tmp_path, label_space="imagenet", classes=None)
+    ds = hand(tmp_path, label_space="imagenet", classes=None, category_map={"crane": 517})
+    assert len(ds.class_names) == 1000 and ds.label_space == "imagenet"
+    # car -> Egyptian cat (285), kite -> tabby (281), truck -> crane (517), person -> tiger cat (282)
+    assert ds[0].box_labels.tolist() == [285, 285, 281, 517] and int(ds[1].label) == 282
