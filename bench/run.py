@@ -75,7 +75,8 @@ def prepare(cfg: DictConfig) -> Job:
         raise unknown_choice("target", cfg.target, ["label", "pred"])
     for key, least in (("batch_size", 1), ("part_size", 1), ("num_workers", 0)):
         check_count(key, cfg.get(key), least)
-    check_pair(cfg, model_entry.info.label_space, ds_space)
+    # a model entry whose label space is a parameter (``callable``) declares it in its node
+    check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space, ds_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
     spec = MODELS.load(cfg.model, device, bool(cfg.get("channels_last", True)))
