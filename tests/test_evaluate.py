@@ -50,3 +50,71 @@ def test_evaluate_equals_the_cli_run(photos_frame, tmp_path):
                                        atol=1e-6, rtol=0)
         np.testing.assert_allclose(np.stack(ours["deletion_curve"]), np.stack(cli["deletion_curve"]),
                                    atol=1e-6, rtol=0)
+
+
+def test_leaderboard_equals_the_report(workdir):
+    """The shapes pair through the CLI and the report, and through evaluate and
+    leaderboard: the same per-sample numbers, the same cells and paired tests."""
+    from faithbench.report.build import Options, build
+
+    methods, mets = ["grad_cam", "random"], ["deletion", "pointing_game"]
+    for m in methods:
+        run(compose([f"method={m}", "dataset.limit=6", f"metrics=[{','.join(mets)}]",
+                     "device=cpu", "figures.grid=0"]))
+    rep = build(Options(tracking_uri=f"sqlite:///{workdir}/mlflow.db", figures=False,
+                        n_resamples=200), scratch=workdir / "scratch")
+    frame = faithbench.evaluate("shapes_cnn", "shapes", methods=methods, metrics=mets, limit=6,
+                                device="cpu", dataset="shapes")
+    board = faithbench.leaderboard(frame, n_resamples=200)
+    ref = rep.sections[0]
+    cols = ["label", "key", "mean", "ci_low", "ci_high", "n", "rank", "best"]
+    got = board.cells[cols].sort_values(["label", "key"]).reset_index(drop=True)
+    want = ref.board.cells[cols].sort_values(["label", "key"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, atol=1e-9, rtol=0)
+    pd.testing.assert_frame_equal(board.tests.reset_index(drop=True),
+                                  ref.tests.reset_index(drop=True), check_exact=False, atol=1e-9)
+    assert list(board.table.index) == list(ref.board.rows.sort_values("mean_rank")["label"])
+    assert board.table.loc["grad_cam", "deletion"] == pytest.approx(
+        frame.loc[frame["method"] == "grad_cam", "deletion"].to_numpy(float).mean(), abs=1e-12)
+    assert "grad_cam" in board.markdown() and len(board.tests) > 0
+
+
+def test_bare_module_tensor_images_and_a_callable_method(tiny_cnn, images, caplog):
+    def corner(model, x, target):  # any callable (model, x, target) -> [B,H,W]
+        m = torch.zeros(x.shape[0], *x.shape[-2:])
+        m[:, :8, :8] = 1.0
+        return m
+
+    boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 2 + [torch.tensor([[16.0, 16.0, 32.0, 32.0]])] * 2
+    with caplog.at_level("INFO", logger="faithbench"):
+        df = faithbench.evaluate(tiny_cnn, images, [0, 1, 2, 3],
+                                 methods={"corner": corner, "gc": ("grad_cam", {"layer": "features.3"})},
+                                 metrics={"pointing_game": {"tolerance": 1.0}}, boxes=boxes,
+                                 preprocess={"size": 32}, device="cpu")
+    assert "CAM layer 'features'" in caplog.text  # found and said
+    assert len(df) == 8 and set(df["method"]) == {"corner", "gc"}
+    hits = df[df["method"] == "corner"]["pointing_game"].tolist()
+    assert hits == [1.0, 1.0, 0.0, 0.0]  # the corner map's maximum lies in the first boxes only
+
+
+def test_bad_input_is_named_before_computing(tiny_cnn, images):
+    run = dict(preprocess={"size": 32}, device="cpu")
+    with pytest.raises(ConfigError, match="grad_cm"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 4, methods=["grad_cm"], **run)
+    with pytest.raises(ConfigError, match="delition"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 4, metrics=["delition"], **run)
+    with pytest.raises(ConfigError, match=r"expected \[4\]"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 3, **run)
+    with pytest.raises(ConfigError, match=r"\[N,3,H,W\]"):
+        faithbench.evaluate(tiny_cnn, images[:, :1], [0] * 4, **run)
+    with pytest.raises(ConfigError, match="needs boxes"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 4, metrics=["pointing_game"], **run)
+    calls = []
+
+    def wrong(model, x, target):
+        calls.append(len(x))
+        return torch.zeros(x.shape[0], 8, 8)
+
+    with pytest.raises(ConfigError, match=r"returned \(1, 8, 8\).*expected.*\(1, 32, 32\)"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 4, methods={"w": wrong}, **run)
+    assert calls == [1]  # caught on one sample
