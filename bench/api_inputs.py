@@ -76,19 +76,22 @@ def _truth(items: Sequence[Truth] | None, n: int, what: str, label: Tensor, i: i
     return vals, torch.as_tensor(labs).long()
 
 
-def _read(img: Any) -> Tensor:
-    """RGB [3,h,w] in [0, 1] from a PIL image or an image path."""
+def _read(img: Any) -> Tensor | None:
+    """RGB [3,h,w] in [0, 1] from a PIL image or an image path (None, with a warning,
+    for a file that cannot be decoded: the sample is counted as unreadable)."""
     from PIL import Image
+
+    from faithbench.datasets._common import read_rgb
 
     if isinstance(img, (str, Path)):
         if not Path(img).is_file():
             raise ConfigError(f"image {str(img)!r} does not exist")
-        img = Image.open(img)
+        return read_rgb(img)
     if not isinstance(img, Image.Image):
         raise ConfigError(f"images must be a tensor [N,3,H,W], PIL images or paths, or a "
                           f"faithbench dataset; got an item of type {type(img).__name__}")
-    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
+    a = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255
 
 
 def samples(images: Any, targets: Any, spec: ModelSpec, boxes: Sequence[Truth] | None,
@@ -97,11 +100,16 @@ def samples(images: Any, targets: Any, spec: ModelSpec, boxes: Sequence[Truth] |
     images run through ``spec.preprocess`` (boxes and masks in original pixels), or a
     dataset's own samples (None where unreadable, as the runner counts them); the first
     ``limit`` only, when given."""
+    from faithbench.datasets._common import make_sample
+
     if isinstance(images, BenchDataset):
         if targets is not None or boxes is not None or masks is not None:
             raise ConfigError("a faithbench dataset brings its own labels, boxes and masks: "
                               "leave targets, boxes and masks unset")
         return [images[i] for i in range(min(len(images), limit or len(images)))]
+    if limit:
+        images, targets = images[:limit], None if targets is None else targets[:limit]
+        boxes, masks = (None if t is None else t[:limit] for t in (boxes, masks))
     if isinstance(images, Tensor):
         if images.ndim != 4 or images.shape[1] != 3:
             raise ConfigError(f"images tensor has shape {tuple(images.shape)}; expected "
@@ -109,10 +117,8 @@ def samples(images: Any, targets: Any, spec: ModelSpec, boxes: Sequence[Truth] |
         raw = None
     else:
         raw = [_read(img) for img in images]
-    if limit:
-        images, boxes, masks = images[:limit], boxes and boxes[:limit], masks and masks[:limit]
     n = len(images)
-    labels = _labels(targets if targets is None or not limit else targets[:limit], n)
+    labels = _labels(targets, n)
     out: list[Sample | None] = []
     for i in range(n):
         b, bl = _truth(boxes, n, "boxes", labels[i], i)
@@ -122,12 +128,7 @@ def samples(images: Any, targets: Any, spec: ModelSpec, boxes: Sequence[Truth] |
                               box_labels=bl, masks=None if m is None else m.bool(), mask_labels=ml,
                               orig_size=tuple(images.shape[-2:])))
             continue
-        pre, img = spec.preprocess, raw[i]
-        g = pre.geometry(*img.shape[-2:])
-        if b is not None:
-            b, keep = pre.boxes(b, g)
-            b, bl = b[keep], bl[keep]  # type: ignore[index]
-        out.append(Sample(image=pre.image(img, g), label=labels[i], id=str(i), boxes=b,
-                          box_labels=bl, masks=None if m is None else pre.masks(m.bool(), g),
-                          mask_labels=ml, orig_size=g.orig, scale=g.scale, offset=g.offset))
+        out.append(None if raw[i] is None else make_sample(
+            spec.preprocess, raw[i], labels[i], str(i), boxes=b, box_labels=bl,
+            masks=None if m is None else m.bool(), mask_labels=ml))
     return out

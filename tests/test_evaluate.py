@@ -118,3 +118,28 @@ def test_bad_input_is_named_before_computing(tiny_cnn, images):
     with pytest.raises(ConfigError, match=r"returned \(1, 8, 8\).*expected.*\(1, 32, 32\)"):
         faithbench.evaluate(tiny_cnn, images, [0] * 4, methods={"w": wrong}, **run)
     assert calls == [1]  # caught on one sample
+
+
+def test_image_paths_with_boxes_equal_the_dataset():
+    """Photos given as paths with their labels and boxes in original pixels: the same
+    samples, hence the same numbers, as the photos dataset reader (2 photos, a cheap
+    method and the pointing game)."""
+    from faithbench import datasets, models
+    from faithbench.datasets.photos import load_entries
+    from faithbench.labels import synset_to_index
+
+    entries, index = load_entries()[:2], synset_to_index()
+    paths = [str(e["file"]) for e in entries]
+    targets = [index[e["accept"][0]] for e in entries]
+    boxes = [(torch.tensor([o["box"] for o in e["objects"]], dtype=torch.float32),
+              torch.tensor([index[o["labels"][0]] for o in e["objects"]])) for e in entries]
+    spec = models.load("efficientnet_lite0")
+    opts = dict(methods=["center"], metrics=["pointing_game", "box_localisation"], device="cpu")
+    ours = faithbench.evaluate(spec, paths, targets, boxes=boxes, **opts)
+    ref = faithbench.evaluate(spec, datasets.build("photos", spec.preprocess), limit=2, **opts)
+    for col in ("target", "pred", "pointing_game", "box_localisation"):
+        np.testing.assert_array_equal(ours[col].to_numpy(), ref[col].to_numpy(), err_msg=col)
+    from PIL import Image
+
+    pil = faithbench.evaluate(spec, [Image.open(p) for p in paths], targets, boxes=boxes, **opts)
+    np.testing.assert_array_equal(pil["pointing_game"].to_numpy(), ref["pointing_game"].to_numpy())
