@@ -6,6 +6,7 @@ the CLI logs for the same (model, method, metric)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -118,7 +119,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
              precision: str = "fp32", cpu_chunk: int | None = 8, channels_last: bool = True,
              model_options: Mapping[str, Any] | None = None, dataset: str = "images",
              dataset_options: Mapping[str, Any] | None = None, limit: int | None = None,
-             tracking: str | bool | None = None, experiment: str = "faithbench") -> pd.DataFrame:
+             tracking: str | bool | None = None, experiment: str = "faithbench",
+             out_dir: str | Path = "faithbench_out", figures_grid: int = 8) -> pd.DataFrame:
     """Score ``methods`` with ``metrics`` on ``images`` and return every per-sample value.
 
     Args:
@@ -141,7 +143,10 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
         dataset: the dataset name in the frame and in tracked runs (a registry name given
             as ``images`` names itself).
         limit: score the first ``limit`` samples only (the CLI's ``dataset.limit``).
-        tracking: None/False: nothing logged; True: the default MLflow store; a URI.
+        tracking: None/False: nothing logged; True: the default MLflow store (as the
+            CLI's); a URI. One finished run per method in ``experiment``, with the CLI's
+            tags, params, statistics and artifacts (written under ``out_dir``, with a
+            heatmap grid of ``figures_grid`` images), which ``faithbench report`` reads.
     Returns:
         one row per (sample, method): ``model``, ``dataset``, ``method``, then the CLI's
         per-sample columns (id, target, pred, correct, status, one per metric output).
@@ -166,7 +171,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
                "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
     cap = cpu_chunk_cap(cpu_chunk, dev, spec.preprocess.size)
     scorers = {}
-    for label, m in _method_table(methods).items():  # everything checked before computing
+    table = _method_table(methods)
+    for label, m in table.items():  # everything checked before computing
         fn, params = _method(label, m, context, cap, spec.name)
         scorer = Scorer(spec, label, fn, params, [], target, dev, precision=precision)
         scorer.metrics = _metric_jobs(_metric_table(metrics), {**context, "explain": scorer.explain},
@@ -181,7 +187,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
         if tracking:
             from faithbench.api_tracking import log_method
 
-            log_method(scorer, df, spec, dataset, seed, tracking, experiment)
+            log_method(scorer, table[label], df, items, dataset, seed, tracking, experiment,
+                       Path(out_dir), figures_grid)
         frames.append(df.assign(model=spec.name, dataset=dataset, method=label))
     out = pd.concat(frames, ignore_index=True)
     front = ["model", "dataset", "method"]

@@ -143,3 +143,21 @@ def test_image_paths_with_boxes_equal_the_dataset():
 
     pil = faithbench.evaluate(spec, [Image.open(p) for p in paths], targets, boxes=boxes, **opts)
     np.testing.assert_array_equal(pil["pointing_game"].to_numpy(), ref["pointing_game"].to_numpy())
+
+
+def test_tracked_runs_are_read_by_the_report(workdir, tiny_cnn, images):
+    from faithbench.report.build import Options, build
+
+    boxes = [torch.tensor([[0.0, 0.0, 16.0, 16.0]])] * 4
+    frame = faithbench.evaluate(tiny_cnn, images, [0, 1, 2, 3],
+                                methods={"gc": "grad_cam", "random": "random"},
+                                metrics=["deletion", "pointing_game"], boxes=boxes,
+                                preprocess={"size": 32}, device="cpu", tracking=True,
+                                figures_grid=2, out_dir=workdir / "out")
+    rep = build(Options(figures=False, n_resamples=100), scratch=workdir / "scratch")
+    assert not rep.problems  # the logged means equal the means of the logged samples
+    s = rep.sections[0]
+    assert sorted(s.board.labels) == ["gc", "random"] and s.controls == {"random"}
+    board = faithbench.leaderboard(frame, n_resamples=100)
+    pd.testing.assert_frame_equal(board.cells.sort_values(["label", "key"]).reset_index(drop=True),
+                                  s.board.cells.sort_values(["label", "key"]).reset_index(drop=True))
