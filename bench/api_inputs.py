@@ -4,6 +4,7 @@ model-ready images, a list of PIL images or paths, or a faithbench dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
-from faithbench.preprocess import Preprocess
+from faithbench.preprocess import Preprocess, with_overrides
 from faithbench.types import BenchDataset, ModelSpec, Sample
 
 Truth = Tensor | tuple[Tensor, Tensor] | None  # per sample: [n,4] boxes / [m,H,W] masks, with labels
@@ -23,18 +24,26 @@ def resolve_model(model: str | ModelSpec | nn.Module, device: torch.device, chan
                   preprocess: Preprocess | Mapping[str, Any] | None,
                   model_options: Mapping[str, Any]) -> ModelSpec:
     """A ModelSpec on ``device``: registry models load as the CLI loads them (same
-    device placement and memory layout); a bare module goes through ``from_module``
-    with ``preprocess`` and ``model_options`` (cam_layer, class_names, label_space...)."""
+    device placement and memory layout; ``preprocess`` overrides fields of the model's
+    own, as ``model.preprocess``); a ModelSpec takes ``preprocess`` over its own; a bare
+    module goes through ``from_module`` with ``preprocess`` and ``model_options``
+    (cam_layer, class_names, label_space, multilabel, name)."""
     from omegaconf import OmegaConf
 
     from faithbench.jobs import ModelCache
     from faithbench.models.module import from_module
 
-    if isinstance(model, str):
-        node = OmegaConf.create({"name": model, **model_options})
+    if isinstance(model, str):  # preprocess: the CLI's model.preprocess overrides
+        if isinstance(preprocess, Preprocess):
+            preprocess = dataclasses.asdict(preprocess)
+        node = OmegaConf.create({"name": model, **model_options,
+                                 **({"preprocess": dict(preprocess)} if preprocess else {})})
         return ModelCache(size=1).load(node, device, channels_last)
     if isinstance(model, ModelSpec):
         spec = model
+        if preprocess is not None:
+            spec = dataclasses.replace(spec, preprocess=preprocess if isinstance(preprocess, Preprocess)
+                                       else with_overrides(spec.preprocess, preprocess))
     elif isinstance(model, nn.Module):
         spec = from_module(model, preprocess=preprocess, **model_options)
     else:

@@ -104,6 +104,8 @@ def test_callable_model_through_the_cli(workdir):
     (workdir / "my_models.py").write_text(textwrap.dedent(FACTORY) + "\n# edited\n")
     MODELS.clear()  # a sweep's process keeps its model loaded; a new process would not
     assert prepare(compose([*base, "+model.width=6"])).key != job.key  # source in the key
+    with pytest.raises(ConfigError, match="needs model.fn=package.module:function"):
+        prepare(compose([*base[:1], *base[2:]]))
     with pytest.raises(ConfigError, match="no attribute 'buld'"):
         prepare(compose([*base[:1], "model.fn=my_models:buld", *base[2:]]))
     res = run(compose(base))  # the whole run: scored and logged

@@ -60,6 +60,9 @@ def callable_model(fn: str, size: int = 224,
         checkpoint: a state dict file loaded (strictly) into the module.
         kwargs: passed to ``fn``.
     """
+    if fn in (None, "", "???"):  # "???": the config's mandatory value, left unset
+        raise ConfigError("model 'callable' needs model.fn=package.module:function, a factory "
+                          "returning an nn.Module")
     factory = load_object(fn, "model")
     if not callable(factory):
         raise ConfigError(f"model fn {fn!r} is not callable")
