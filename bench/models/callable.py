@@ -38,7 +38,7 @@ def read_class_names(class_names: list[str] | str | None) -> list[str] | None:
 
 
 @register(name="callable", label_space="custom")
-def callable_model(fn: str, size: int = 224,
+def callable_model(fn: str | None = None, size: int = 224,
                    resize: Literal["center_crop", "stretch", "shorter_side"] = "center_crop",
                    crop_pct: float = 0.875,
                    interpolation: Literal["bilinear", "bicubic"] = "bilinear",
@@ -49,7 +49,7 @@ def callable_model(fn: str, size: int = 224,
     """A classifier from a factory ``fn`` called with ``**kwargs``.
 
     Args:
-        fn: ``module:function`` returning an ``nn.Module`` (or a ModelSpec).
+        fn: ``module:function`` returning an ``nn.Module`` (or a ModelSpec); required.
         size, resize, crop_pct, interpolation, mean, std: its input pipeline
             (``faithbench.preprocess.Preprocess``; mean/std default to ImageNet's).
         cam_layer: dotted module name for CAM methods; null: the last module with a
@@ -60,7 +60,7 @@ def callable_model(fn: str, size: int = 224,
         checkpoint: a state dict file loaded (strictly) into the module.
         kwargs: passed to ``fn``.
     """
-    if fn in (None, "", "???"):  # "???": the config's mandatory value, left unset
+    if not fn:
         raise ConfigError("model 'callable' needs model.fn=package.module:function, a factory "
                           "returning an nn.Module")
     factory = load_object(fn, "model")
