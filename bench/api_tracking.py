@@ -15,7 +15,7 @@ from faithbench import schema
 from faithbench.config import PROTOCOL_VERSION, digest, flatten, strip_perf
 from faithbench.plugins import source_identity
 from faithbench.scoring import Scorer
-from faithbench.types import BenchDataset, ModelSpec, Sample
+from faithbench.types import BenchDataset, Sample
 
 
 class Listed(BenchDataset):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +64,14 @@ def test_leaderboard_equals_the_report(workdir):
                         n_resamples=200), scratch=workdir / "scratch")
     frame = faithbench.evaluate("shapes_cnn", "shapes", methods=methods, metrics=mets, limit=6,
                                 device="cpu", dataset="shapes")
-    board = faithbench.leaderboard(frame, n_resamples=200)
     ref = rep.sections[0]
+    for g in ref.board.groups:  # per sample: the CLI's logged samples.parquet
+        ours = frame[frame["method"] == g.method].reset_index(drop=True)
+        assert list(ours["id"]) == list(g.frame["id"])
+        for col in ("target", "pred", "deletion", "pointing_game"):
+            np.testing.assert_allclose(ours[col].to_numpy(float), g.frame[col].to_numpy(float),
+                                       atol=1e-6, rtol=0, err_msg=f"{g.method} {col}")
+    board = faithbench.leaderboard(frame, n_resamples=200)
     cols = ["label", "key", "mean", "ci_low", "ci_high", "n", "rank", "best"]
     got = board.cells[cols].sort_values(["label", "key"]).reset_index(drop=True)
     want = ref.board.cells[cols].sort_values(["label", "key"]).reset_index(drop=True)
