@@ -22,7 +22,8 @@ from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
 from faithbench.types import ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
-MethodSpec = str | tuple[str, Mapping[str, Any]] | Callable[..., torch.Tensor]
+Explain = Callable[..., torch.Tensor]  # (model, x, target, **params) -> [B,H,W]
+MethodSpec = str | tuple[str | Explain, Mapping[str, Any]] | Explain
 
 
 def _method_table(methods: Sequence[str] | Mapping[str, MethodSpec]) -> dict[str, MethodSpec]:
@@ -49,6 +50,8 @@ def _method(label: str, spec: MethodSpec, context: dict[str, Any], cap: int | No
     if callable(spec):
         return spec, {}
     name, params = (spec, {}) if isinstance(spec, str) else spec
+    if callable(name):  # (function, params): the user's own, called with its params
+        return name, dict(params)
     entry = methods.get(name)
     context = {k: v for k, v in context.items() if k in entry.info.injected}
     params = cap_perf(entry.fn, fill_context(entry.fn, dict(params), context,
@@ -132,8 +135,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
             paths (run through the model's ``preprocess``); a faithbench dataset; or a
             dataset's registry name (built for the model, ``dataset_options`` its params).
         targets: [N] class indices (or [N,K] multi-hot); None for a dataset.
-        methods: registry names, or a dict label -> registry name, (name, params), or any
-            callable ``(model, x, target) -> [B,H,W]``.
+        methods: registry names, or a dict label -> registry name, (name, params), any
+            callable ``(model, x, target) -> [B,H,W]``, or (callable, params).
         metrics: registry names, or a dict name -> params.
         boxes, masks: per image, [n,4] xyxy boxes / [m,H,W] bool masks of its target
             class, or (values, class ids); in the tensor's pixels, or the raw image's.
@@ -149,7 +152,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
             heatmap grid of ``figures_grid`` images), which ``faithbench report`` reads.
     Returns:
         one row per (sample, method): ``model``, ``dataset``, ``method``, then the CLI's
-        per-sample columns (id, target, pred, correct, status, one per metric output).
+        per-sample columns (id, target, pred, correct, status, one per metric output);
+        ``attrs`` hold the metric names, the seed and the CAM layer used.
     """
     if target not in ("label", "pred"):
         raise unknown_choice("target", target, ["label", "pred"])
@@ -177,7 +181,7 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
         scorer = Scorer(spec, label, fn, params, [], target, dev, precision=precision)
         scorer.metrics = _metric_jobs(_metric_table(metrics), {**context, "explain": scorer.explain},
                                       cap, _ground_truth(items))
-        if callable(m):
+        if not isinstance(m, str) and not (isinstance(m, tuple) and isinstance(m[0], str)):
             _check_map(scorer, next(s for s in items if s is not None), label)
         scorers[label] = scorer
     frames = []
@@ -193,5 +197,5 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
     out = pd.concat(frames, ignore_index=True)
     front = ["model", "dataset", "method"]
     out = out[front + [c for c in out.columns if c not in front]]
-    out.attrs.update(metrics=list(_metric_table(metrics)), seed=seed)
+    out.attrs.update(metrics=list(_metric_table(metrics)), seed=seed, cam_layer=spec.cam_layer)
     return out

@@ -50,7 +50,8 @@ def images_sha(items: list[Sample | None]) -> str:
 
 def record(scorer: Scorer, method: Any, dataset: str, seed: int, data: str) -> dict[str, Any]:
     """The run's config as the CLI would log it (flattened) and as its run key hashes it."""
-    name = method if isinstance(method, str) else method[0] if isinstance(method, tuple) else "callable"
+    first = method[0] if isinstance(method, tuple) else method
+    name = first if isinstance(first, str) else "callable"
     node: dict[str, Any] = {"name": name, **_plain(scorer.method_params)}
     if name == "callable":
         node["fn"] = source_identity(scorer.method_fn)

@@ -85,19 +85,21 @@ def test_leaderboard_equals_the_report(workdir):
 
 
 def test_bare_module_tensor_images_and_a_callable_method(tiny_cnn, images, caplog):
-    def corner(model, x, target):  # any callable (model, x, target) -> [B,H,W]
+    def corner(model, x, target, side=8):  # any callable (model, x, target) -> [B,H,W]
         m = torch.zeros(x.shape[0], *x.shape[-2:])
-        m[:, :8, :8] = 1.0
+        m[:, :side, :side] = 1.0
         return m
 
     boxes = [torch.tensor([[0.0, 0.0, 8.0, 8.0]])] * 2 + [torch.tensor([[16.0, 16.0, 32.0, 32.0]])] * 2
     with caplog.at_level("INFO", logger="faithbench"):
         df = faithbench.evaluate(tiny_cnn, images, [0, 1, 2, 3],
-                                 methods={"corner": corner, "gc": ("grad_cam", {"layer": "features.3"})},
+                                 methods={"corner": corner, "gc": ("grad_cam", {"layer": "features.3"}),
+                                          "corner4": (corner, {"side": 4})},
                                  metrics={"pointing_game": {"tolerance": 1.0}}, boxes=boxes,
                                  preprocess={"size": 32}, device="cpu")
     assert "CAM layer 'features'" in caplog.text  # found and said
-    assert len(df) == 8 and set(df["method"]) == {"corner", "gc"}
+    assert len(df) == 12 and set(df["method"]) == {"corner", "gc", "corner4"}
+    assert df.attrs["cam_layer"] == "features"
     hits = df[df["method"] == "corner"]["pointing_game"].tolist()
     assert hits == [1.0, 1.0, 0.0, 0.0]  # the corner map's maximum lies in the first boxes only
 
@@ -166,3 +168,6 @@ def test_tracked_runs_are_read_by_the_report(workdir, tiny_cnn, images):
     board = faithbench.leaderboard(frame, n_resamples=100)
     pd.testing.assert_frame_equal(board.cells.sort_values(["label", "key"]).reset_index(drop=True),
                                   s.board.cells.sort_values(["label", "key"]).reset_index(drop=True))
+    with pytest.raises(ConfigError, match=r"torch.int64.*expected a float tensor"):
+        faithbench.evaluate(tiny_cnn, images, [0] * 4, device="cpu", preprocess={"size": 32},
+                            methods={"ints": lambda m, x, t: torch.zeros(len(x), 32, 32).long()})
