@@ -18,7 +18,7 @@ from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import check_count, cpu_chunk_cap, pick_device
 from faithbench.preprocess import Preprocess
-from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
+from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
 from faithbench.types import ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
@@ -40,6 +40,23 @@ def _metric_table(metrics: Sequence[str] | Mapping[str, Mapping[str, Any]]) -> d
     if isinstance(metrics, Mapping):
         return {k: dict(v or {}) for k, v in metrics.items()}
     return {m: {} for m in metrics}
+
+
+def _check_names(table: dict[str, MethodSpec], metric_table: dict[str, dict[str, Any]]) -> None:
+    """Registry names of methods and metrics exist (else the valid choices are named)."""
+    from faithbench import methods, metrics
+
+    if not table or not metric_table:
+        raise ConfigError("evaluate needs at least one method and one metric")
+    for spec in table.values():
+        first = spec[0] if isinstance(spec, tuple) else spec
+        if isinstance(first, str):
+            methods.get(first)
+        elif not callable(first):
+            raise ConfigError(f"method {first!r} is neither a registry name nor a callable "
+                              "(model, x, target) -> [B,H,W]")
+    for name in metric_table:
+        metrics.get(name)
 
 
 def _method(label: str, spec: MethodSpec, context: dict[str, Any], cap: int | None,
@@ -103,13 +120,7 @@ def _score(scorer: Scorer, items: list[Sample | None], batch_size: int) -> pd.Da
     frames = []
     for start in range(0, len(items), batch_size):
         chunk = list(enumerate(items[start : start + batch_size], start))
-        bad = [(i, f"#{i}") for i, s in chunk if s is None]
-        if bad:
-            frames.append(pd.DataFrame(unreadable_rows(bad)))
-        good = [(i, s) for i, s in chunk if s is not None]
-        for shape in dict.fromkeys(tuple(s.image.shape) for _, s in good):
-            group = [(i, s) for i, s in good if tuple(s.image.shape) == shape]
-            frames.append(pd.DataFrame(scorer.score(stack([s for _, s in group], [i for i, _ in group]))))
+        frames += score_items(scorer, chunk, scorer.method)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -160,6 +171,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
     if precision not in PRECISIONS:
         raise unknown_choice("precision", precision, PRECISIONS)
     check_count("batch_size", batch_size, 1)
+    table, metric_table = _method_table(methods), _metric_table(metrics)
+    _check_names(table, metric_table)  # before the model loads
     dev = pick_device(device)
     spec = resolve_model(model, dev, channels_last, preprocess, dict(model_options or {}))
     if isinstance(images, str):  # a registry dataset, built for this model's input pipeline
@@ -175,11 +188,10 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
                "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
     cap = cpu_chunk_cap(cpu_chunk, dev, spec.preprocess.size)
     scorers = {}
-    table = _method_table(methods)
     for label, m in table.items():  # everything checked before computing
         fn, params = _method(label, m, context, cap, spec.name)
         scorer = Scorer(spec, label, fn, params, [], target, dev, precision=precision)
-        scorer.metrics = _metric_jobs(_metric_table(metrics), {**context, "explain": scorer.explain},
+        scorer.metrics = _metric_jobs(metric_table, {**context, "explain": scorer.explain},
                                       cap, _ground_truth(items))
         if not isinstance(m, str) and not (isinstance(m, tuple) and isinstance(m[0], str)):
             _check_map(scorer, next(s for s in items if s is not None), label)
@@ -197,5 +209,5 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
     out = pd.concat(frames, ignore_index=True)
     front = ["model", "dataset", "method"]
     out = out[front + [c for c in out.columns if c not in front]]
-    out.attrs.update(metrics=list(_metric_table(metrics)), seed=seed, cam_layer=spec.cam_layer)
+    out.attrs.update(metrics=list(metric_table), seed=seed, cam_layer=spec.cam_layer)
     return out

@@ -171,3 +171,5 @@ def test_tracked_runs_are_read_by_the_report(workdir, tiny_cnn, images):
     with pytest.raises(ConfigError, match=r"torch.int64.*expected a float tensor"):
         faithbench.evaluate(tiny_cnn, images, [0] * 4, device="cpu", preprocess={"size": 32},
                             methods={"ints": lambda m, x, t: torch.zeros(len(x), 32, 32).long()})
+    with pytest.raises(ConfigError, match="grad_cm"):  # before timm looks for weights
+        faithbench.evaluate("timm", "photos", methods=["grad_cm"], device="cpu")
