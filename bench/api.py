@@ -16,10 +16,10 @@ import torch
 from faithbench.api_inputs import Truth, resolve_model, samples
 from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError, unknown_choice
-from faithbench.jobs import check_count, cpu_chunk_cap, pick_device
+from faithbench.jobs import check_count, check_pair, cpu_chunk_cap, pick_device
 from faithbench.preprocess import Preprocess
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
-from faithbench.types import ModelSpec, Sample, stack
+from faithbench.types import BenchDataset, ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
 Explain = Callable[..., torch.Tensor]  # (model, x, target, **params) -> [B,H,W]
@@ -57,6 +57,14 @@ def _check_names(table: dict[str, MethodSpec], metric_table: dict[str, dict[str,
                               "(model, x, target) -> [B,H,W]")
     for name in metric_table:
         metrics.get(name)
+
+
+def _check_pair(spec: ModelSpec, ds: BenchDataset, dataset: str) -> None:
+    """The CLI's pair check: one label space, and the same classes where both list them."""
+    from omegaconf import OmegaConf
+
+    names = OmegaConf.create({"model": {"name": spec.name}, "dataset": {"name": dataset}})
+    check_pair(names, spec.label_space, ds.label_space or None, spec.class_names, ds.class_names)
 
 
 def _method(label: str, spec: MethodSpec, context: dict[str, Any], cap: int | None,
@@ -179,6 +187,8 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
         from faithbench import datasets
 
         images, dataset = datasets.build(images, spec.preprocess, **dict(dataset_options or {})), images
+    if isinstance(images, BenchDataset):
+        _check_pair(spec, images, dataset)
     if limit is not None:
         check_count("limit", limit, 1)
     items = samples(images, targets, spec, boxes, masks, limit)

@@ -11,7 +11,7 @@ import torch
 
 import faithbench
 from faithbench.cli import compose
-from faithbench.errors import ConfigError
+from faithbench.errors import ConfigError, IncompatibleError
 from faithbench.run import run
 
 METRICS = ["deletion", "pointing_game"]
@@ -173,3 +173,19 @@ def test_tracked_runs_are_read_by_the_report(workdir, tiny_cnn, images):
                             methods={"ints": lambda m, x, t: torch.zeros(len(x), 32, 32).long()})
     with pytest.raises(ConfigError, match="grad_cm"):  # before timm looks for weights
         faithbench.evaluate("timm", "photos", methods=["grad_cm"], device="cpu")
+    with pytest.raises(IncompatibleError, match="'custom' classes but dataset 'shapes'"):
+        faithbench.evaluate(tiny_cnn, "shapes", device="cpu", preprocess={"size": 64})
+    names = ["circle", "square", "triangle", "star", "cross"]
+    df = faithbench.evaluate(tiny_cnn, "shapes", methods=["center"], metrics=["deletion"], limit=2,
+                             device="cpu", preprocess={"size": 64},
+                             model_options={"label_space": "shapes", "class_names": names})
+    assert len(df) == 2 and df["dataset"].iloc[0] == "shapes"
+
+
+def test_preprocess_overrides_a_registry_model(tiny_cnn):
+    from faithbench.api_inputs import resolve_model
+
+    spec = resolve_model("shapes_cnn", torch.device("cpu"), True, {"resize": "stretch"}, {})
+    assert spec.preprocess.resize == "stretch" and spec.preprocess.size == 64  # the rest kept
+    bare = resolve_model(tiny_cnn, torch.device("cpu"), False, None, {"cam_layer": "features.3"})
+    assert bare.cam_layer == "features.3" and bare.preprocess.size == 224  # the defaults
