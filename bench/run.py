@@ -27,8 +27,8 @@ from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fil
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
-from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
-from faithbench.types import BenchDataset, stack
+from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
+from faithbench.types import BenchDataset
 
 log = logging.getLogger("faithbench")
 
@@ -75,7 +75,8 @@ def prepare(cfg: DictConfig) -> Job:
         raise unknown_choice("target", cfg.target, ["label", "pred"])
     for key, least in (("batch_size", 1), ("part_size", 1), ("num_workers", 0)):
         check_count(key, cfg.get(key), least)
-    check_pair(cfg, model_entry.info.label_space, ds_space)
+    # a model entry whose label space is a parameter (``callable``) declares it in its node
+    check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space, ds_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
     spec = MODELS.load(cfg.model, device, bool(cfg.get("channels_last", True)))
@@ -172,15 +173,7 @@ def score_parts(job: Job, parts: Path) -> pd.DataFrame:
                             num_workers=job.settings.num_workers, collate_fn=list, pin_memory=pin)
         frames = []
         for items in loader:
-            bad = [(i, f"#{i}") for i, s in items if s is None]
-            if bad:
-                log.warning("%d unreadable samples skipped in %s", len(bad), job.name)
-                frames.append(pd.DataFrame(unreadable_rows(bad)))
-            good = [(i, s) for i, s in items if s is not None]
-            for shape in dict.fromkeys(tuple(s.image.shape) for _, s in good):
-                group = [(i, s) for i, s in good if tuple(s.image.shape) == shape]
-                batch = stack([s for _, s in group], [i for i, _ in group])
-                frames.append(pd.DataFrame(job.scorer.score(batch)))
+            frames += score_items(job.scorer, items, job.name)
             bar.update(len(items))
         meta["outputs"] = job.scorer.outputs  # which metric owns each column
         _write_text_atomic(json.dumps(meta), meta_path)

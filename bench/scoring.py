@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
 from faithbench.cache import HeatmapCache
 from faithbench.errors import ConfigError
-from faithbench.types import Batch, MetricInfo, ModelSpec
+from faithbench.types import Batch, MetricInfo, ModelSpec, Sample, stack
+
+log = logging.getLogger("faithbench")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -123,3 +127,19 @@ def unreadable_rows(items: list[tuple[int, str]]) -> dict[str, Any]:
             "index": np.array([j for j, _ in items], dtype=np.int64),
             "target": np.full(n, -1), "pred": np.full(n, -1), "status": ["unreadable"] * n,
             "correct": np.zeros(n, dtype=bool)}
+
+
+def score_items(scorer: Scorer, items: list[tuple[int, Sample | None]], name: str) -> list[pd.DataFrame]:
+    """Rows of ``(dataset index, sample)`` pairs: unreadable samples (None) kept as
+    rows with a warning, the others scored in one batch per image size."""
+    frames = []
+    bad = [(i, f"#{i}") for i, s in items if s is None]
+    if bad:
+        log.warning("%d unreadable samples skipped in %s", len(bad), name)
+        frames.append(pd.DataFrame(unreadable_rows(bad)))
+    good = [(i, s) for i, s in items if s is not None]
+    for shape in dict.fromkeys(tuple(s.image.shape) for _, s in good):
+        group = [(i, s) for i, s in good if tuple(s.image.shape) == shape]
+        batch = stack([s for _, s in group], [i for i, _ in group])  # type: ignore[misc]
+        frames.append(pd.DataFrame(scorer.score(batch)))
+    return frames

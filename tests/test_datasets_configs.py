@@ -16,7 +16,7 @@ GENERIC = {"name": "", "shard": 0, "num_shards": 1, "limit": None, "subset_seed"
 
 def params(fn, skip: int) -> dict:
     sig = list(inspect.signature(fn).parameters.values())[skip:]
-    return {p.name: p.default for p in sig}
+    return {p.name: p.default for p in sig if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 @pytest.mark.parametrize("name", datasets.names())
