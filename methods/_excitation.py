@@ -215,7 +215,8 @@ def excitation(model: nn.Module, x: Tensor, target: Tensor, layer: str,
     (_, sal), (c_out, con) = stores[0], stores[1] or (None, None)
     if contrast_layer is None:
         return _grad(score, sal, one, f"the model output does not depend on layer {layer!r}").float()
-    missing = f"the model output does not depend on contrast_layer {contrast_layer!r}"
+    missing = (f"the model output does not depend on contrast_layer {contrast_layer!r} as "
+               f"read after layer {layer!r}; it must come after it")
     rules.negate = True
     dual = _grad(score, con, one, missing, retain=True)
     rules.negate = False

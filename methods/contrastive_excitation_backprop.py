@@ -7,6 +7,7 @@ from typing import Annotated
 
 from torch import Tensor, nn
 
+from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._cam import upsample
 from faithbench.methods._common import check_inputs
@@ -38,6 +39,10 @@ def contrastive_excitation_backprop(model: nn.Module, x: Tensor, target: Tensor,
     Returns:
         [B,H,W] float32, non-negative.
     """
+    if not contrast_layer:
+        raise ConfigError("contrastive_excitation_backprop needs contrast_layer: the dotted name "
+                          "of a module after `layer` (e.g. 'classifier.4' in VGG16, 'avgpool' "
+                          "in ResNet50)")
     signal = excitation(model, x, check_inputs(x, target), layer,
                         contrast_layer=contrast_layer, classifier=classifier_layer)
     return upsample(signal.sum(1).clamp(min=0), x.shape[-2:])

@@ -22,6 +22,9 @@ LAYER = "features.5"
 # Cheaper settings for the sweep; keys absent from a method's signature are ignored.
 CHEAP = {"n_samples": 3, "n_steps": 4, "n_masks": 24, "internal_batch_size": 5, "window": 8, "stride": 4}
 EXTRA = {"captum": {"attribution": "IntegratedGradients", "attribute_kwargs": {"n_steps": 4}}}
+# TorchRay's table: a few optimisation steps; TinyCNN's contrast layer.
+CHEAP["max_iter"] = 3
+EXTRA["contrastive_excitation_backprop"] = {"contrast_layer": "pool"}
 ALL = names()
 
 
