@@ -134,7 +134,8 @@ def test_hooks_removed_on_exception(name, tiny_cnn, images):
         pytest.skip("does not run the model")
     model = Boom(tiny_cnn)
     with pytest.raises(RuntimeError, match="boom"):
-        attribute(name, model, images, TARGET, **({"layer": "inner." + LAYER} if "layer" in params_for(name) else {}))
+        layers = {k: "inner." + v for k, v in params_for(name).items() if k in ("layer", "contrast_layer")}
+        attribute(name, model, images, TARGET, **layers)
     assert _hooks(model) == 0
     assert all(p.grad is None for p in model.parameters())
 
