@@ -284,3 +284,59 @@ def test_extremal_perturbation_rejects_bad_areas(batch):
     net, (x, t) = small_net(), batch
     with pytest.raises(ConfigError, match="areas"):
         EP(net, x, t, areas=[0.1, 1.5], max_iter=1)
+
+
+# --- the pointing benchmark's networks, as the presets run them -------------------------
+
+def _pointing_networks():
+    """(ours, TorchRay's) pairs of VGG16 / ResNet50 pointing networks with random weights:
+    ours returns the log-sum-exp of the score map, TorchRay's the map itself (read with
+    its ``get_pointing_gradient``); the ResNet's skips are TorchRay's ``EltwiseSum``."""
+    from faithbench.models._fully_conv import FullyConvResNet, FullyConvVGG
+    from faithbench.models.torchray import caffe_resnet50, caffe_vgg16
+    from torchray.attribution.excitation_backprop import update_resnet
+
+    torch.manual_seed(0)
+    vgg = FullyConvVGG(caffe_vgg16(20)).eval()
+    ref_vgg = copy.deepcopy(vgg)
+    ref_vgg.forward = lambda x: ref_vgg.classifier(ref_vgg.features(x))
+    res = FullyConvResNet(caffe_resnet50(20)).eval()
+    ref_res = caffe_resnet50(20)
+    ref_res.avgpool, ref_res.fc = nn.AvgPool2d(7, stride=1), nn.Conv2d(2048, 20, 1)
+    ref_res.load_state_dict(res.state_dict())
+    ref_res = update_resnet(ref_res.eval())
+
+    def forward(x: Tensor) -> Tensor:
+        r = ref_res
+        x = r.layer4(r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x))))))))
+        return r.fc(r.avgpool(x))
+
+    ref_res.forward = forward
+    return [(vgg, ref_vgg, "features.23", "classifier.4"), (res, ref_res, "layer3", "avgpool")]
+
+
+@pytest.mark.slow
+def test_pointing_networks_match_torchray_benchmark_calls():
+    """TorchRay's benchmark calls (its layers, ``get_pointing_gradient``) on 224 x 256
+    inputs (a 1 x 2 score map) against ours on the log-sum-exp logits the presets use.
+    In float64: the contrastive difference cancels most of the signal, so float32 maps
+    of two summation orders differ by ~1e-3 of their peak; and TorchRay's
+    exp(s) / sum exp(s) is 0/0 where float32 exp(s) underflows (scores below ~-100 on
+    random weights), where the log-sum-exp gradient stays finite."""
+    pytest.importorskip("torchray", reason="TorchRay (pip install torchray) is the reference")
+    from torchray.attribution.common import get_pointing_gradient
+    from torchray.attribution.excitation_backprop import (contrastive_excitation_backprop,
+                                                          excitation_backprop)
+
+    x = torch.randn(2, 3, 224, 256, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    t = torch.tensor([3, 17])
+    for ours, ref, layer, contrast in _pointing_networks():
+        ours, ref = ours.double(), ref.double()
+        ebp = torch.cat([excitation_backprop(ref, x[i:i + 1], int(t[i]), layer, resize=True,
+                                             get_backward_gradient=get_pointing_gradient)
+                         for i in range(2)])[:, 0]
+        close(EB(ours, x, t, layer=layer), ebp.float(), tol=1e-5)
+        cebp = torch.cat([contrastive_excitation_backprop(
+            ref, x[i:i + 1], int(t[i]), saliency_layer=layer, contrast_layer=contrast, resize=True,
+            get_backward_gradient=get_pointing_gradient) for i in range(2)])[:, 0]
+        close(CEB(ours, x, t, layer=layer, contrast_layer=contrast), cebp.float(), tol=1e-5)
