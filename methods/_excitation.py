@@ -31,7 +31,8 @@ _EPS = 1e-20  # TorchRay's guard in p_out / (f(x, W+) + eps)
 _WEIGHTED = (F.conv1d, F.conv2d, F.conv3d, F.linear)
 _POOLS = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d,
           F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
-_ADDS = (torch.add, Tensor.add, Tensor.add_, Tensor.__add__, Tensor.__iadd__, Tensor.__radd__)
+_ADDS = (torch.add, Tensor.add, Tensor.__add__, Tensor.__radd__)
+_IN_PLACE_ADDS = (Tensor.add_, Tensor.__iadd__)
 
 
 class _Excite(torch.autograd.Function):
@@ -67,18 +68,22 @@ class _PassBack(torch.autograd.Function):
 
 
 class _Split(torch.autograd.Function):
-    """y = a + b; backward: (a / y * p, b / y * p)."""
+    """y = a + b (into ``a`` when ``inplace``, as ``out += identity``); backward:
+    (a / y * p, b / y * p), without a guard against y = 0, as TorchRay's ``EltwiseSum``."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(a, b)
+    def forward(ctx: Any, a: Tensor, b: Tensor, inplace: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a.detach().clone() if inplace else a, b)
+        if inplace:
+            ctx.mark_dirty(a)
+            return a.add_(b)
         return a + b
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
         a, b = ctx.saved_tensors
         y = a + b
-        return a / y * grad, b / y * grad
+        return a / y * grad, b / y * grad, None
 
 
 @dataclass
@@ -107,7 +112,7 @@ def _weighted(func: Callable[..., Any], args: tuple, kwargs: dict, rules: Rules)
 
 def _is_sum(func: Callable[..., Any], args: tuple, kwargs: dict) -> bool:
     """Whether the call adds two feature tensors of one shape (a residual connection)."""
-    if func not in _ADDS or len(args) != 2 or set(kwargs) - {"alpha"} or kwargs.get("alpha", 1) != 1:
+    if func not in _ADDS + _IN_PLACE_ADDS or len(args) != 2 or set(kwargs) - {"alpha"} or kwargs.get("alpha", 1) != 1:
         return False
     a, b = args
     return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and a.dim() > 1
@@ -129,7 +134,7 @@ class _ExcitationMode(TorchFunctionMode):
         elif func is F.batch_norm:
             out = _PassBack.apply(args[0], lambda inp: func(inp, *args[1:], **kwargs))
         elif _is_sum(func, args, kwargs):
-            out = _Split.apply(*args)
+            out = _Split.apply(*args, func in _IN_PLACE_ADDS)
         else:
             return func(*args, **kwargs)
         self.rules.count += 1

@@ -340,3 +340,25 @@ def test_pointing_networks_match_torchray_benchmark_calls():
             ref, x[i:i + 1], int(t[i]), saliency_layer=layer, contrast_layer=contrast, resize=True,
             get_backward_gradient=get_pointing_gradient) for i in range(2)])[:, 0]
         close(CEB(ours, x, t, layer=layer, contrast_layer=contrast), cebp.float(), tol=1e-5)
+
+
+def test_in_place_residual_sum_without_rebinding_keeps_the_forward():
+    """``out.add_(identity)`` used as a statement must still update ``out``."""
+    class Res(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.head = nn.Conv2d(3, 3, 1), nn.Linear(3, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            out = self.conv(x)
+            out.add_(x)
+            return self.head(out.relu().mean((2, 3)))
+
+    torch.manual_seed(0)
+    net, x, t = Res().eval(), torch.rand(2, 3, 5, 6), torch.tensor([0, 3])
+    from faithbench.methods._excitation import Rules, excitation_rules
+
+    with torch.no_grad(), excitation_rules(Rules()):
+        inside = net(x)
+    torch.testing.assert_close(inside, net(x))
+    assert EB(net, x, t, layer="conv").isfinite().all()
