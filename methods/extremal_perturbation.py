@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import ConfigError
 from faithbench.methods import register
 from faithbench.methods._common import check_chunk, check_inputs
 from faithbench.methods._extremal import SmoothMask, area_reference, perturb, pyramid
@@ -20,6 +19,7 @@ from faithbench.params import Count, NonEmpty, NonNegative, Positive, Range
 Variant = Literal["preserve", "delete", "dual"]
 Perturbation = Literal["blur", "fade"]
 Reward = Literal["simple", "contrastive"]
+Area = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]  # a share of the image
 LR, MOMENTUM, REGUL, REGUL_GROWTH = 0.01, 0.9, 300.0, 1.0035  # TorchRay's constants
 
 
@@ -71,7 +71,7 @@ def optimise_masks(model: nn.Module, pyr: Tensor, target: Tensor, areas: Tensor,
 
 @register(cost="perturbation")
 def extremal_perturbation(model: nn.Module, x: Tensor, target: Tensor,
-                          areas: Annotated[Sequence[float], NonEmpty()] = (0.025, 0.05, 0.1, 0.2),
+                          areas: Annotated[Sequence[Area], NonEmpty()] = (0.025, 0.05, 0.1, 0.2),
                           variant: Variant = "preserve", perturbation: Perturbation = "blur",
                           reward: Reward = "simple", max_iter: Count = 800,
                           num_levels: Annotated[int, Range(2)] = 8, max_blur: Positive = 20.0,
@@ -107,8 +107,6 @@ def extremal_perturbation(model: nn.Module, x: Tensor, target: Tensor,
         [B,H,W] float32 in [0, len(areas)].
     """
     target = check_inputs(x, target)
-    if not all(0 < a < 1 for a in areas):
-        raise ConfigError(f"areas must be fractions of the image in (0, 1), got {list(areas)}")
     b, h, w = x.shape[0], *x.shape[-2:]
     gen = SmoothMask((h, w), step, sigma, x.device)
     pyr = pyramid(x.detach().float(), num_levels, max_blur, perturbation)

@@ -282,7 +282,7 @@ def test_extremal_perturbation_batched_equals_per_sample(batch):
 
 def test_extremal_perturbation_rejects_bad_areas(batch):
     net, (x, t) = small_net(), batch
-    with pytest.raises(ConfigError, match="areas"):
+    with pytest.raises(ConfigError, match=r"areas\[\]=1.5 is out of range; valid: \(0, 1\)"):
         EP(net, x, t, areas=[0.1, 1.5], max_iter=1)
 
 
@@ -362,3 +362,24 @@ def test_in_place_residual_sum_without_rebinding_keeps_the_forward():
         inside = net(x)
     torch.testing.assert_close(inside, net(x))
     assert EB(net, x, t, layer="conv").isfinite().all()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["method=contrastive_excitation_backprop"],
+     r"method 'contrastive_excitation_backprop': contrast_layer='' must hold at least one value"),
+    (["method=extremal_perturbation", "method.areas=[]"],
+     r"method 'extremal_perturbation': areas=\[\] must hold at least one value"),
+    (["method=extremal_perturbation", "method.variant=preserv"],
+     r"method 'extremal_perturbation': unknown variant 'preserv'\. Did you mean 'preserve'\?"),
+])
+def test_bad_settings_stop_before_any_run_opens(workdir, overrides, message):
+    from mlflow.tracking import MlflowClient
+
+    from faithbench.cli import compose
+    from faithbench.run import run
+
+    with pytest.raises(ConfigError, match=message):
+        run(compose(overrides + ["dataset.limit=2", "device=cpu"]))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faithbench")
+    assert exp is None or not client.search_runs([exp.experiment_id])
