@@ -160,19 +160,22 @@ def classifier_layer(model: nn.Module) -> str:
 
 
 @contextmanager
-def _leaf_at(model: nn.Module, layer: str, store: list[Tensor]) -> Iterator[None]:
-    """Hand the network after ``layer`` a copy of its output detached into a leaf that
-    requires grad (appended to ``store``, after the output itself), so the backward can
-    stop there and be read there."""
+def _leaf_at(module: nn.Module, what: str, store: list[Tensor], before: bool = False) -> Iterator[None]:
+    """Hand the network after ``module``'s output (``before``: its first input) a copy
+    detached into a leaf that requires grad (appended to ``store``, after the tensor
+    itself), so the backward can stop there and be read there."""
 
-    def hook(_m: nn.Module, _inp: object, out: object) -> Tensor:
-        if not isinstance(out, Tensor):
-            raise ConfigError(f"layer {layer!r} must output one tensor, got {type(out).__name__}")
-        leaf = out.detach().clone().requires_grad_(True)
-        store.extend((out, leaf))
+    def swap(t: object) -> Tensor:
+        if not isinstance(t, Tensor):
+            raise ConfigError(f"{what} must be one tensor, got {type(t).__name__}")
+        leaf = t.detach().clone().requires_grad_(True)
+        store.extend((t, leaf))
         return leaf.clone()  # in-place ops downstream must not overwrite the leaf
 
-    handle = resolve_layer(model, layer).register_forward_hook(hook)
+    if before:
+        handle = module.register_forward_pre_hook(lambda _m, args: (swap(args[0]), *args[1:]))
+    else:
+        handle = module.register_forward_hook(lambda _m, _inp, out: swap(out))
     try:
         yield
     finally:
@@ -186,45 +189,46 @@ def _grad(out: Tensor, leaf: Tensor, seed: Tensor, what: str, retain: bool = Fal
     return g
 
 
-def excitation(model: nn.Module, x: Tensor, target: Tensor, layer: str,
+def excitation(model: nn.Module, x: Tensor, target: Tensor, layer: str, contrastive: bool = False,
                contrast_layer: str | None = None, classifier: str | None = None) -> Tensor:
     """The excitation signal at the output of ``layer`` [B,C,h,w] float32, top-down from
     each sample's target logit.
 
-    With ``contrast_layer``, the contrastive signal (Sec. 3.3): the signal reaching
-    ``contrast_layer`` when the ``classifier`` layer's weights are negated (the dual
-    classifier) is subtracted there from the ordinary one before the rest of the way
+    ``contrastive``: the contrastive signal (Sec. 3.3): the signal reaching
+    ``contrast_layer``'s output (None: the input of ``classifier``) when the
+    ``classifier`` layer's weights are negated (the dual classifier; None: the last
+    Conv / Linear) is subtracted there from the ordinary one before the rest of the way
     down. The forward runs once; the two top passes reuse it (TorchRay negates the
     weights after its forward, so its forward values are the same).
     """
     stores: list[list[Tensor]] = [[], []]
-    weight = None
-    if contrast_layer is not None:
-        weight = resolve_layer(model, classifier or classifier_layer(model)).weight
-    rules = Rules(classifier=weight)
+    rules = Rules()
     with ExitStack() as stack:
-        stack.enter_context(_leaf_at(model, layer, stores[0]))
-        if contrast_layer is not None:
-            stack.enter_context(_leaf_at(model, contrast_layer, stores[1]))
+        stack.enter_context(_leaf_at(resolve_layer(model, layer), f"layer {layer!r}", stores[0]))
+        if contrastive:
+            name = classifier or classifier_layer(model)
+            rules.classifier = resolve_layer(model, name).weight
+            at = f"contrast_layer {contrast_layer!r}" if contrast_layer else f"the input of {name!r}"
+            point = resolve_layer(model, contrast_layer or name)
+            stack.enter_context(_leaf_at(point, at, stores[1], before=not contrast_layer))
         with torch.enable_grad(), excitation_rules(rules):
             logits = model(x.detach())
     if rules.count == 0:
         raise ConfigError("excitation backprop: the model called no convolution, linear or "
                           "average-pool function, so there is nothing to excite")
-    for name, store in zip((layer, contrast_layer), stores):
-        if name is not None and len(store) != 2:
-            raise ConfigError(f"layer {name!r} ran {len(store) // 2} times in one forward; "
+    for store, what in zip(stores, (f"layer {layer!r}", "the contrast point")):
+        if store and len(store) != 2:
+            raise ConfigError(f"{what} ran {len(store) // 2} times in one forward; "
                               "choose a module that runs exactly once")
     score = logits.gather(1, target[:, None]).sum()
     one = torch.ones_like(score)
-    (_, sal), (c_out, con) = stores[0], stores[1] or (None, None)
-    if contrast_layer is None:
+    sal = stores[0][1]
+    if not contrastive:
         return _grad(score, sal, one, f"the model output does not depend on layer {layer!r}").float()
-    missing = (f"the model output does not depend on contrast_layer {contrast_layer!r} as "
-               f"read after layer {layer!r}; it must come after it")
+    c_in, con = stores[1]
+    missing = f"the model output does not depend on {at} as read after layer {layer!r}; it must come after it"
     rules.negate = True
     dual = _grad(score, con, one, missing, retain=True)
     rules.negate = False
     delta = _grad(score, con, one, missing) - dual
-    return _grad(c_out, sal, delta, f"contrast_layer {contrast_layer!r} does not depend on "
-                 f"layer {layer!r}; it must come after it").float()
+    return _grad(c_in, sal, delta, f"{at} does not depend on layer {layer!r}; it must come after it").float()

@@ -22,9 +22,7 @@ LAYER = "features.5"
 # Cheaper settings for the sweep; keys absent from a method's signature are ignored.
 CHEAP = {"n_samples": 3, "n_steps": 4, "n_masks": 24, "internal_batch_size": 5, "window": 8, "stride": 4}
 EXTRA = {"captum": {"attribution": "IntegratedGradients", "attribute_kwargs": {"n_steps": 4}}}
-# TorchRay's table: a few optimisation steps; TinyCNN's contrast layer.
-CHEAP["max_iter"] = 3
-EXTRA["contrastive_excitation_backprop"] = {"contrast_layer": "pool"}
+CHEAP["max_iter"] = 3  # extremal_perturbation: a few optimisation steps
 ALL = names()
 
 
@@ -134,8 +132,7 @@ def test_hooks_removed_on_exception(name, tiny_cnn, images):
         pytest.skip("does not run the model")
     model = Boom(tiny_cnn)
     with pytest.raises(RuntimeError, match="boom"):
-        layers = {k: "inner." + v for k, v in params_for(name).items() if k in ("layer", "contrast_layer")}
-        attribute(name, model, images, TARGET, **layers)
+        attribute(name, model, images, TARGET, **({"layer": "inner." + LAYER} if "layer" in params_for(name) else {}))
     assert _hooks(model) == 0
     assert all(p.grad is None for p in model.parameters())
 

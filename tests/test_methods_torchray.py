@@ -157,10 +157,9 @@ def test_residual_sum_splits_in_proportion():
     torch.testing.assert_close(sig[0, 0, 0], expected.detach())
 
 
-def test_contrast_layer_is_required_and_checked(batch):
+def test_contrast_layer_defaults_to_the_classifier_input_and_is_checked(batch):
     net, (x, t) = small_net(), batch
-    with pytest.raises(ConfigError, match="contrast_layer"):
-        CEB(net, x, t, layer="3")
+    torch.testing.assert_close(CEB(net, x, t, layer="3"), CEB(net, x, t, layer="3", contrast_layer="12"))
     with pytest.raises(ConfigError, match="contrast_layer '1'.*after"):
         CEB(net, x, t, layer="3", contrast_layer="1")
     with pytest.raises(ConfigError, match="nope"):
@@ -365,8 +364,6 @@ def test_in_place_residual_sum_without_rebinding_keeps_the_forward():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["method=contrastive_excitation_backprop"],
-     r"method 'contrastive_excitation_backprop': contrast_layer='' must hold at least one value"),
     (["method=extremal_perturbation", "method.areas=[]"],
      r"method 'extremal_perturbation': areas=\[\] must hold at least one value"),
     (["method=extremal_perturbation", "method.variant=preserv"],
