@@ -37,8 +37,8 @@ def optimise_masks(model: nn.Module, pyr: Tensor, target: Tensor, areas: Tensor,
                    max_iter: int, variant: str, reward: str, jitter: bool) -> Tensor:
     """Optimise one mask per row: pyr [N,L,C,H,W], target [N], areas [N] -> [N,1,H,W].
 
-    Maximises reward + regulariser (Eq. 8 with the area constraint of Sec. 3.2,
-    lambda = 300 growing by 1.0035 per step) by SGD (lr 0.01, momentum and dampening
+    Maximises reward - lambda mean((sort(m) - r_a)^2) (the area constraint as the
+    paper's ranking regulariser, Sec. 3.2; lambda = 300 growing by 1.0035 per step) by SGD (lr 0.01, momentum and dampening
     0.9) on the mask parameters, clamped to [0, 1] after each step; every even step
     sees the image flipped left-right (``jitter``). Rows are independent, so the
     gradient reaches only the mask parameters, never the model's. Returns the masks the
@@ -47,13 +47,11 @@ def optimise_masks(model: nn.Module, pyr: Tensor, target: Tensor, areas: Tensor,
     n = len(target)
     params = torch.ones(n, 1, *gen.shape_in, device=pyr.device)
     opt = torch.optim.SGD([params], lr=LR, momentum=MOMENTUM, dampening=MOMENTUM)
-    reference, weight = None, REGUL
+    reference, weight = area_reference(areas, gen.weight[0, 0].numel()), REGUL
     for t in range(max_iter):
         with torch.enable_grad():
             p = params.detach().requires_grad_(True)
             mask, full = gen(p)
-            if reference is None:
-                reference = area_reference(areas, full[0].numel())
             keep = {"preserve": [mask], "delete": [1 - mask], "dual": [mask, 1 - mask]}[variant]
             x = torch.cat([perturb(pyr, m) for m in keep])
             if jitter and t % 2 == 0:
