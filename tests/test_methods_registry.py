@@ -22,6 +22,7 @@ LAYER = "features.5"
 # Cheaper settings for the sweep; keys absent from a method's signature are ignored.
 CHEAP = {"n_samples": 3, "n_steps": 4, "n_masks": 24, "internal_batch_size": 5, "window": 8, "stride": 4}
 EXTRA = {"captum": {"attribution": "IntegratedGradients", "attribute_kwargs": {"n_steps": 4}}}
+CHEAP["max_iter"] = 3  # extremal_perturbation: a few optimisation steps
 ALL = names()
 
 

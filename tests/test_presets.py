@@ -52,6 +52,17 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
             "method.keep_prob": 0.5, "method.activation": "sigmoid",
             "model.preprocess.resize": "stretch", "model.preprocess.size": 224,
             "model.preprocess.antialias": False, "metric.pointing_game.smooth": 0.0}),
+        (["method=excitation_backprop"], {"method.layer": "features.23",
+                                          "metric.pointing_game.smooth": 0.0}),
+        (["method=contrastive_excitation_backprop", "model=resnet50_voc"], {
+            "method.layer": "layer3", "method.contrast_layer": "avgpool",
+            "method.classifier_layer": None, "model.preprocess.resize": "shorter_side"}),
+        (["method=extremal_perturbation"], {
+            "method.areas": [0.025, 0.05, 0.1, 0.2], "method.variant": "preserve",
+            "method.perturbation": "blur", "method.reward": "simple", "method.max_iter": 800,
+            "method.num_levels": 8, "method.max_blur": 20.0, "method.step": 7, "method.sigma": 21.0,
+            "method.jitter": True, "method.smooth": 0.09, "metric.pointing_game.smooth": 0.0,
+            "model.preprocess.resize": "shorter_side"}),
     ],
     "torchray_pointing_coco": [
         (["method=saliency", "model=resnet50_coco"], {
@@ -62,6 +73,12 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
             "dataset.difficult_file": "/data/pointing_game_ebp_coco_difficult.txt", "target": "label"}),
         (["method=rise"], {"model.name": "vgg16_coco", "method.n_masks": 8000,
                                     "model.preprocess.resize": "stretch"}),
+        (["method=contrastive_excitation_backprop"], {
+            "method.layer": "features.23", "method.contrast_layer": "classifier.4",
+            "metric.pointing_game.smooth": 0.0, "model.preprocess.resize": "shorter_side"}),
+        (["method=extremal_perturbation", "model=resnet50_coco"], {
+            "method.areas": [0.018, 0.025, 0.05, 0.1], "method.max_iter": 800,
+            "method.smooth": 0.09, "metric.pointing_game.smooth": 0.0}),
     ],
     "rise_deletion": [
         (["method=rise"], {
@@ -111,11 +128,11 @@ EXPECTED: dict[str, list[tuple[list[str], dict]]] = {
         (["method=grad_cam"], {"method.name": "grad_cam"}),
     ],
 }
+TORCHRAY_METHODS = ("center,saliency,deconvnet,guided_backprop,grad_cam,rise,excitation_backprop,"
+                    "contrastive_excitation_backprop,extremal_perturbation")
 SWEEPS = {
-    "torchray_pointing_voc": {"model": "vgg16_voc,resnet50_voc",
-                              "method": "center,saliency,deconvnet,guided_backprop,grad_cam,rise"},
-    "torchray_pointing_coco": {"model": "vgg16_coco,resnet50_coco",
-                               "method": "center,saliency,deconvnet,guided_backprop,grad_cam,rise"},
+    "torchray_pointing_voc": {"model": "vgg16_voc,resnet50_voc", "method": TORCHRAY_METHODS},
+    "torchray_pointing_coco": {"model": "vgg16_coco,resnet50_coco", "method": TORCHRAY_METHODS},
     "rise_deletion": {"method": "rise,grad_cam"},
     "gradcam_localisation": {"method": "grad_cam"},
     "cam_localisation": {"method": "cam"},
@@ -213,7 +230,7 @@ def test_published_numbers_are_keyed_by_what_the_preset_runs(preset):
 
 
 def test_torchray_published_table_matches_the_reference_table():
-    """The 48 numbers of TorchRay's docs/pointing.csv as ../shared/REFERENCES.md gives them."""
+    """The 72 numbers of TorchRay's docs/pointing.csv as ../shared/REFERENCES.md gives them."""
     ref = {  # method: (VOC VGG16 all, diff, VOC R50 all, diff, COCO VGG16 ..., COCO R50 ...)
         "center": (69.6, 42.4, 69.6, 42.4, 27.8, 19.5, 27.8, 19.5),
         "saliency": (76.3, 56.9, 72.3, 56.8, 37.7, 31.4, 35.0, 29.4),
@@ -221,6 +238,9 @@ def test_torchray_published_table_matches_the_reference_table():
         "guided_backprop": (75.9, 53.0, 77.2, 59.4, 39.1, 31.4, 42.1, 35.3),
         "rise": (86.9, 75.1, 86.4, 78.8, 50.8, 45.3, 54.7, 50.0),
         "grad_cam": (86.6, 74.0, 90.4, 82.3, 54.2, 49.0, 57.3, 52.3),
+        "excitation_backprop": (77.1, 56.6, 84.5, 70.8, 39.8, 32.8, 49.6, 43.9),
+        "contrastive_excitation_backprop": (79.9, 66.5, 90.7, 82.1, 49.7, 44.3, 58.5, 53.6),
+        "extremal_perturbation": (88.0, 76.1, 88.9, 78.7, 51.5, 45.9, 56.5, 51.5),
     }
     cols = [("vgg16_voc", "voc2007"), ("resnet50_voc", "voc2007"),
             ("vgg16_coco", "coco2014"), ("resnet50_coco", "coco2014")]
@@ -229,7 +249,7 @@ def test_torchray_published_table_matches_the_reference_table():
         cfg = _compose([f"experiment={preset}"])
         for _, r in published.from_block(OmegaConf.to_container(cfg.published)).iterrows():
             got[(r["model"], r["dataset"], r["method"], r["key"])] = r["published"]
-    assert len(got) == 48
+    assert len(got) == 72
     for method, row in ref.items():
         for j, (model, ds) in enumerate(cols):
             assert got[(model, ds, method, "pointing_game")] == pytest.approx(row[2 * j] / 100)

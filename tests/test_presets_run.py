@@ -174,7 +174,7 @@ def test_report_puts_published_beside_measured(torchray_sweep, tmp_path):
     assert set(sections) == {"vgg16_voc", "resnet50_voc"}
     for model, s in sections.items():
         pub = s.published
-        assert len(pub) == 12  # every published number, measured or not
+        assert len(pub) == 18  # every published number, measured or not
         ran = pub["method"].isin(["center", "saliency", "rise"])
         assert not pub["measured"][ran].isna().any() and pub["measured"][~ran].isna().all()
         for _, row in pub.iterrows():
@@ -187,7 +187,7 @@ def test_report_puts_published_beside_measured(torchray_sweep, tmp_path):
             assert row["in_ci"] == (row["ci_low"] <= row["published"] <= row["ci_high"])
     write(rep)
     csv = pd.read_csv(tmp_path / "rep" / "published.csv")
-    assert len(csv) == 24 and {"published", "measured", "diff"} <= set(csv.columns)
+    assert len(csv) == 36 and {"published", "measured", "diff"} <= set(csv.columns)
     assert csv["measured"].notna().sum() == 12
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "TorchRay docs/pointing.csv" in md and "0.866" in md
@@ -204,3 +204,34 @@ def test_missing_difficult_file_says_where_to_find_it(tmp_path):
     (tmp_path / "pointing_game_ebp_voc07_difficult.txt").unlink()
     with pytest.raises(ConfigError, match="torchray/benchmark.*difficult_file=null"):
         datasets.build("voc2007", CAFFE, **params)
+
+
+@pytest.mark.slow
+def test_torchray_sweep_runs_the_excitation_and_extremal_rows(tmp_path, _empty_mlflow_db):
+    """The three rows TorchRay's table adds, through the preset's per-network layer tables
+    (pointed at the tiny network's modules) and a 2-step extremal perturbation."""
+    import shutil
+
+    shutil.copy(_empty_mlflow_db, tmp_path / "mlflow.db")
+    write_voc(tmp_path / "voc")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent),
+                                                       os.environ.get("PYTHONPATH", "")])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    methods = ("excitation_backprop", "contrastive_excitation_backprop", "extremal_perturbation")
+    out = subprocess.run(
+        [sys.executable, "-c", "import preset_models; preset_models.main()", "-m",
+         "experiment=torchray_pointing_voc", f"dataset.root={tmp_path / 'voc'}",
+         "model=vgg16_voc", f"method={','.join(methods)}",
+         "torchray.excitation_layer.vgg16_voc=features.2",
+         "method_params.extremal_perturbation.max_iter=2", "batch_size=4", "figures.grid=0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    _, runs = _runs(tmp_path)
+    jobs = {r.data.tags["method"]: r.data for r in runs}
+    assert set(jobs) == set(methods)
+    ebp, cebp, ep = (jobs[m].params for m in methods)
+    assert ebp["method.layer"] == cebp["method.layer"] == "features.2"
+    assert cebp["method.contrast_layer"] == "classifier.4"  # the preset's VGG16 relu7
+    assert ep["method.areas"] == "[0.025, 0.05, 0.1, 0.2]" and ep["method.smooth"] == "0.09"
+    for data in jobs.values():
+        assert data.metrics["n_samples"] == 6 and 0 <= data.metrics["pointing_game"] <= 1
