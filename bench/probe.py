@@ -17,6 +17,14 @@ from faithbench.errors import ConfigError
 from faithbench.types import BenchDataset, ModelSpec, Sample, stack
 
 
+def check_dataset(ds: Any, what: str) -> BenchDataset:
+    """A dataset builder returned a ``faithbench.types.BenchDataset``."""
+    if not isinstance(ds, BenchDataset):
+        raise ConfigError(f"{what} returned a {type(ds).__name__}; expected a "
+                          "faithbench.types.BenchDataset (items: Samples)")
+    return ds
+
+
 def check_sample(item: Any, what: str) -> Sample:
     """``item`` is a Sample whose image is a float tensor [3,H,W]."""
     if not isinstance(item, Sample):

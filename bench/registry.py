@@ -70,7 +70,7 @@ class Registry(Generic[M]):
         def decorator(fn: F) -> F:
             key = name or fn.__name__
             old = self._entries.get(key)
-            if old is not None and inspect.unwrap(old.fn) is not fn:
+            if old is not None and not _same_definition(inspect.unwrap(old.fn), fn):
                 if self._origin != BUILT_IN or old.outside:
                     raise ConfigError(f"{self.kind} {key!r} is provided twice: by {old.origin} "
                                       f"and by {self._origin}; uninstall one of them")
@@ -145,13 +145,22 @@ class Registry(Generic[M]):
         return dict(self._broken)
 
     def names(self, pattern: str = "*") -> list[str]:
-        """Registered names matching a shell-style wildcard, sorted."""
+        """Registered names matching a shell-style wildcard, sorted (but those a broken
+        plugin claims: selecting them is an error)."""
         self._load()
-        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+        return sorted(n for n in self._entries
+                      if fnmatch.fnmatchcase(n, pattern) and n not in self._broken)
 
     def __contains__(self, name: str) -> bool:
         self._load()
-        return name in self._entries
+        return name in self._entries and name not in self._broken
+
+
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same function, or the same module-level definition run again (its module
+    reloaded after an edit: ``faithbench.plugins.load_object``)."""
+    top_level = "<" not in b.__qualname__  # not a lambda or a function local to another
+    return a is b or (top_level and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__))
 
 
 def _provider(ep: importlib.metadata.EntryPoint) -> str:

@@ -26,7 +26,7 @@ from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fil
                                flatten, run_key, strip_perf, to_dict)
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.outside import identity, select
-from faithbench.probe import probe
+from faithbench.probe import check_dataset, probe
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
@@ -85,6 +85,8 @@ def prepare(cfg: DictConfig) -> Job:
     if precision not in PRECISIONS:
         raise unknown_choice("precision", precision, PRECISIONS)
     ds = data.entry.fn(spec.preprocess, **data.params)
+    if data.entry.outside:
+        check_dataset(ds, f"dataset {data.name!r}")
     check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
