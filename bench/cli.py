@@ -51,7 +51,8 @@ def task(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    method, dataset = display_name(cfg.method), display_name(cfg.dataset)
+    method = display_name(cfg.method, cfg.get("method_params"))
+    dataset = display_name(cfg.dataset)
     name = f"{cfg.model.name}/{method}/{dataset}"
     summary: dict[str, Any] = {schema.MODEL: cfg.model.name, schema.METHOD: method,
                                schema.DATASET: dataset,

@@ -40,10 +40,12 @@ class Selected:
     params: dict[str, Any]
 
 
-def display_name(node: Mapping[str, Any]) -> str:
-    """The name a method or dataset node runs under, read without importing anything."""
+def display_name(node: Mapping[str, Any], table: Mapping[str, Any] | None = None) -> str:
+    """The name a method or dataset node runs under, read without importing anything;
+    ``table``: the per-method overrides (``method_params``) that apply to it."""
     if node.get("name") != DOTTED:
         return str(node.get("name"))
+    node = {**node, **((table or {}).get(DOTTED) or {})}
     return str(node.get("label") or node.get("fn") or DOTTED)
 
 

@@ -25,7 +25,7 @@ from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
                                flatten, run_key, strip_perf, to_dict)
 from faithbench.errors import ConfigError, unknown_choice
-from faithbench.outside import identity, select
+from faithbench.outside import DOTTED, identity, select
 from faithbench.probe import check_dataset, probe
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
@@ -237,7 +237,8 @@ def apply_method_params(cfg: DictConfig) -> DictConfig:
     run's key and params hold only what applies to its own method."""
     table = to_dict(cfg.get("method_params") or {})
     for name in table:
-        methods.get(name)  # a typo in the table is an error, not a silent no-op
+        if name != DOTTED:  # a typo in the table is an error, not a silent no-op
+            methods.get(name)
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.method = OmegaConf.merge(cfg.method, table.get(cfg.method.name, {}))

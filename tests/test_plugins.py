@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from faithbench import models
 from faithbench.config import store_nodes
 from faithbench.errors import ConfigError
+from faithbench.outside import display_name
 from faithbench.run import apply_method_params, prepare, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,6 +254,11 @@ def test_dotted_path_method_runs_with_its_parameters(user_module):
     labelled = prepare(_compose(["method=callable", "method.fn=my_methods:brightness",
                                  "method.label=mine", *FAST]))
     assert labelled.identity["method"] == "mine" and labelled.name.endswith("/mine/shapes")
+    # beside built-ins in one sweep: the function given through the per-method table
+    raw = _compose(["method=callable", "+method_params.callable.fn=my_methods:centre",
+                    "metrics=[pointing_game]", *FAST])
+    assert display_name(raw.method, raw.method_params) == "my_methods:centre"
+    assert prepare(apply_method_params(raw)).identity["method"] == "my_methods:centre"
 
 
 def test_dotted_path_sweep_gives_one_leaderboard_row_per_function(user_module):
@@ -372,3 +378,23 @@ def test_model_entry_with_kwargs_takes_extra_keys_and_is_checked(workdir):
             prepare(cfg)
     finally:
         models.MODELS._entries.pop("fn_model_test")
+
+
+def test_dataset_entry_without_yaml_gets_a_node_with_the_shared_keys(workdir):
+    from faithbench import datasets
+    from faithbench.datasets.shapes import shapes
+
+    def tiny_shapes(preprocess, n: int = 5):
+        return shapes(preprocess, n=n, size=64)
+
+    datasets.register("tiny_shapes_test", label_space="shapes")(tiny_shapes)
+    try:
+        cfg = _compose(["dataset=tiny_shapes_test", "dataset.n=3", "dataset.limit=2"])
+        assert dict(cfg.dataset) == {"name": "tiny_shapes_test", "n": 3, "shard": 0,
+                                     "num_shards": 1, "limit": 2, "subset_seed": None}
+        with pytest.raises(Exception, match="nn"):  # a closed node: a typo is refused
+            _compose(["dataset=tiny_shapes_test", "dataset.nn=3"])
+        assert len(prepare(apply_method_params(_compose(
+            ["dataset=tiny_shapes_test", "dataset.n=3", "metrics=[pointing_game]", *FAST[1:]]))).indices) == 3
+    finally:
+        datasets.DATASETS._entries.pop("tiny_shapes_test")
