@@ -64,7 +64,7 @@ def select(registry: Registry[Any], node: Any, drop: tuple[str, ...] = ("name",)
     if not callable(obj):
         raise ConfigError(f"{kind} {path!r} is a {type(obj).__name__}, not a function")
     entry = registry.entry_of(obj) or Entry(path, obj, _info(registry, obj, d), path)
-    entry = Entry(path, entry.fn, entry.info, path)  # identified by its path, not a built-in
+    entry = Entry(path, entry.fn, entry.info, path, probe=True)  # identified by its path
     label = d.get("label") or (obj.__name__ if kind == "metric" else object_path(obj))
     params = {k: v for k, v in d.items() if k not in drop + OWN_KEYS[kind]}
     _check_params(entry, params, kind == "dataset", f"{kind} {path!r}")
@@ -84,16 +84,20 @@ def _info(registry: Registry[Any], fn: Any, node: dict[str, Any]) -> Any:
 
 
 def identity(selected: Mapping[str, Selected], model_entry: Entry[Any],
-             model_node: Any) -> dict[str, Any]:
-    """Identity of every piece of outside code in a job, by role (``method``, ``metric.<name>``,
-    ``dataset``, ``model``): empty for built-ins only, so their keys stay as they were."""
-    out = {role: source_identity(s.entry.fn) for role, s in selected.items() if s.entry.outside}
-    if model_entry.outside:
-        out["model"] = source_identity(model_entry.fn)
+             model_node: Any) -> tuple[dict[str, Any], set[str]]:
+    """Identity of every piece of outside code in a job, by role (``method``,
+    ``metric.<name>``, ``dataset``, ``model``, ``model.fn``): empty for built-ins only, so
+    their keys stay as they were; and the roles to try on one sample before a run opens
+    (plugins and dotted paths; not entries registered in this process)."""
+    entries = {role: s.entry for role, s in selected.items()}
+    entries["model"] = model_entry
+    out = {role: source_identity(e.fn) for role, e in entries.items() if e.outside}
+    probe = {role for role, e in entries.items() if e.probe}
     path = to_dict(model_node).get("fn")
     if isinstance(path, str):  # a model built by a factory named by its path
         out["model.fn"] = source_identity(load_object(path, "model"))
-    return out
+        probe.add("model.fn")
+    return out, probe
 
 
 def _check_params(entry: Entry[Any], params: Mapping[str, Any], builder: bool, what: str) -> None:

@@ -40,7 +40,10 @@ class Entry(Generic[M]):
     name: str
     fn: Callable[..., Any]
     info: M
-    origin: str = BUILT_IN  # "built-in", "<distribution> <version>" or a module:function path
+    # "built-in" (also what is registered in this process), "<distribution> <version>"
+    # (a plugin) or the module:function path that a dotted-path entry names
+    origin: str = BUILT_IN
+    probe: bool = False  # a plugin or a dotted path: tried on one sample before a run opens
 
     @property
     def outside(self) -> bool:
@@ -69,17 +72,18 @@ class Registry(Generic[M]):
         parameter checks on every call (see ``faithbench.params``)."""
         def decorator(fn: F) -> F:
             key = name or fn.__name__
+            origin = self._origin  # a plugin's while its module is imported
             old = self._entries.get(key)
             if old is not None and not _same_definition(inspect.unwrap(old.fn), fn):
-                if self._origin != BUILT_IN or old.outside:
-                    raise ConfigError(f"{self.kind} {key!r} is provided twice: by {old.origin} "
-                                      f"and by {self._origin}; uninstall one of them")
-                raise ValueError(f"{self.kind} {key!r} is registered twice")
+                if origin == old.origin == BUILT_IN:
+                    raise ValueError(f"{self.kind} {key!r} is registered twice")
+                raise ConfigError(f"{self.kind} {key!r} is registered twice: by {old.origin} "
+                                  f"and by {origin}")
             what = f"{self.kind} {key!r}"
             meta = self.info_type(**_fold_flags(dict(info), what))
             _check_context(fn, getattr(meta, "injected", frozenset()), what)
             wrapped = checked(fn, what)
-            self._entries[key] = Entry(key, wrapped, meta, self._origin)
+            self._entries[key] = Entry(key, wrapped, meta, origin)
             return wrapped  # type: ignore[return-value]
 
         return decorator
@@ -105,7 +109,7 @@ class Registry(Generic[M]):
         metadata its module registered, or ``plain_info`` for a plain function."""
         provider = _provider(ep)
         if ep.name in self._entries:
-            raise ConfigError(f"{self.kind} {ep.name!r} is provided twice: by "
+            raise ConfigError(f"{self.kind} {ep.name!r} is registered twice: by "
                               f"{self._entries[ep.name].origin} and by {provider}")
         self._origin = provider
         try:
@@ -117,13 +121,14 @@ class Registry(Generic[M]):
                if inspect.unwrap(e.fn) is target and e.origin == provider]
         if own:  # registered by its module; filed under the entry point's name
             entry = self._entries.pop(own[0])
-            self._entries[ep.name] = Entry(ep.name, entry.fn, entry.info, provider)
+            self._entries[ep.name] = Entry(ep.name, entry.fn, entry.info, provider, probe=True)
             return
         if self.plain_info is None:
             raise ConfigError(f"{ep.value} is not registered: decorate it with "
                               f"faithbench.{self.kind}s.register(...) to declare its metadata")
         wrapped = checked(target, f"{self.kind} {ep.name!r}")
-        self._entries[ep.name] = Entry(ep.name, wrapped, self.plain_info(target), provider)
+        self._entries[ep.name] = Entry(ep.name, wrapped, self.plain_info(target), provider,
+                                       probe=True)
 
     def get(self, name: str) -> Entry[M]:
         self._load()

@@ -121,9 +121,9 @@ def prepare(cfg: DictConfig) -> Job:
             continue
         scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info))
     roles = {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
-    code = identity(roles, model_entry, cfg.model)
-    if code and indices:  # outside code: tried on one sample first; its identity is in the keys
-        probe(scorer, ds, indices[0], set(code))
+    code, untried = identity(roles, model_entry, cfg.model)  # outside code: in the keys
+    if untried and indices:  # plugins and dotted paths: tried on one sample first
+        probe(scorer, ds, indices[0], untried)
     key = run_key(cfg, spec.weights_id, code=code)
     if cfg.cache:
         transform = digest([entry_params(ds_node, DATASET_KEYS), repr(spec.preprocess)])

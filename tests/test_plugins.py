@@ -226,7 +226,7 @@ def test_plugin_clashes_and_broken_plugins_are_errors_naming_both_providers(tmp_
     got = json.loads(p.stdout)
     assert "built-in" in got["grad_cam"]["error"] and "plug-a 0.1" in got["grad_cam"]["error"]
     twin = got["twin"]["error"]
-    assert "plug-a 0.1" in twin and "plug-b 0.1" in twin and "provided twice" in twin
+    assert "plug-a 0.1" in twin and "plug-b 0.1" in twin and "registered twice" in twin
     assert "'gone'" in got["gone"]["error"] and "no_such_mod:f" in got["gone"]["error"]
     assert "ModuleNotFoundError" in got["gone"]["error"]
     # a plugin that registers itself keeps its metadata, under the entry point's name
