@@ -106,25 +106,24 @@ def store_nodes() -> None:
     from faithbench.outside import DOTTED
 
     cs = ConfigStore.instance()
-    for group, reg in (("method", methods), ("metric", metrics)):
-        for n in reg.names():
-            fn = reg.get(n).fn
-            cs.store(group=group, name=n, node=_open(entry_node(n, fn), fn), provider="faithbench")
-    for group, reg, shared in (("model", models, {}), ("dataset", datasets, DATASET_DEFAULTS)):
-        for n in reg.names():
-            if not _has_yaml(group, n):
-                fn = reg.get(n).fn
-                node = {**entry_node(n, fn, skip=1 if group == "dataset" else 0), **shared}
-                cs.store(group=group, name=n, node=_open(node, fn), provider="faithbench")
+    for group, reg in (("method", methods.METHODS), ("metric", metrics.METRICS)):
+        for e in reg.entries():
+            cs.store(group=group, name=e.name, node=_open(entry_node(e.name, e.fn), e.fn),
+                     provider="faithbench")
+    for group, entries, shared in (("model", models.MODELS.entries(), {}),
+                                   ("dataset", datasets.DATASETS.entries(), DATASET_DEFAULTS)):
+        for e in entries:
+            if not _has_yaml(group, e.name):
+                node = {**entry_node(e.name, e.fn, skip=1 if group == "dataset" else 0), **shared}
+                cs.store(group=group, name=e.name, node=_open(node, e.fn), provider="faithbench")
     dotted = {"method": {"fn": None, "label": None},
               "metric": {"fn": None, "label": None, "higher_is_better": None, "needs": []},
               "dataset": {"fn": None, **DATASET_DEFAULTS}}
     for group, keys in dotted.items():
-        if not (group == "dataset" and DOTTED in datasets.names()):
-            cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}),
-                     provider="faithbench")
+        cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}), provider="faithbench")
     cs.store(name="metric_nodes", provider="faithbench",
-             node={"defaults": [{f"metric@metric.{m}": m} for m in [*metrics.names(), DOTTED]]})
+             node={"defaults": [{f"metric@metric.{m}": m} for m in
+                                [*(e.name for e in metrics.METRICS.entries()), DOTTED]]})
 
 
 # The shared keys of a dataset node (DATASET_KEYS but ``name``) and their defaults.

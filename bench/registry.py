@@ -138,6 +138,12 @@ class Registry(Generic[M]):
             raise unknown_choice(self.kind, name, self._entries)
         return self._entries[name]
 
+    def entries(self) -> list[Entry[M]]:
+        """Every registered entry, sorted by name, also one that a clashing plugin makes
+        unselectable (its config node still composes; selecting it is the clash error)."""
+        self._load()
+        return [self._entries[n] for n in sorted(self._entries)]
+
     def entry_of(self, fn: Callable[..., Any]) -> Entry[M] | None:
         """The entry registered for function ``fn`` (wrapped or not), if any."""
         self._load()

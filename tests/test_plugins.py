@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -180,15 +181,17 @@ def test_example_plugin_is_installed_discovered_swept_and_ranked(workdir):
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
-def _fake_dist(site: Path, name: str, module: str, source: str, entries: dict[str, str]) -> None:
-    """A distribution as pip leaves it: the module and its dist-info with entry points."""
+def _fake_dist(site: Path, name: str, module: str, source: str, entries: dict[str, str],
+               group: str = "methods", more: str = "") -> None:
+    """A distribution as pip leaves it: the module and its dist-info with entry points
+    (``more``: further groups, as entry_points.txt lines)."""
     (site / f"{module}.py").write_text(textwrap.dedent(source))
     info = site / f"{name.replace('-', '_')}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
     (info / "top_level.txt").write_text(module + "\n")
     lines = "\n".join(f"{k} = {v}" for k, v in entries.items())
-    (info / "entry_points.txt").write_text(f"[faithbench.methods]\n{lines}\n")
+    (info / "entry_points.txt").write_text(f"[faithbench.{group}]\n{lines}\n{more}")
 
 
 PROBE = '''
@@ -203,7 +206,10 @@ for name in sys.argv[1:]:
     except Exception as err:
         out[name] = {"error": f"{type(err).__name__}: {err}"}
 from faithbench.cli import compose
-out["composed"] = compose(["method=saliency"]).method.name
+from faithbench.config import to_dict
+out["composed"] = [compose(["method=saliency"]).method.name, compose([]).method.name]
+cfg = compose(["model=tiny_model", "model.width=2", "dataset=tiny_data", "dataset.n=3"])
+out["nodes"] = [to_dict(cfg.model), to_dict(cfg.dataset)]
 print(json.dumps(out))
 '''
 
@@ -220,7 +226,17 @@ def test_plugin_clashes_and_broken_plugins_are_errors_naming_both_providers(tmp_
         @register(context=("layer",), cost="backward")
         def my_cam(model, x, target, layer=None):
             return x.sum(1)
-        ''', {"cam_plus": "plug_c:my_cam"})
+
+        def tiny_data(preprocess, n: int = 2):
+            from faithbench.datasets.shapes import shapes
+            return shapes(preprocess, n=n, size=64)
+
+        def tiny_model(width: int = 1):
+            from faithbench.models.shapes_cnn import shapes_cnn
+            return shapes_cnn()
+        ''', {"cam_plus": "plug_c:my_cam"},
+        more="[faithbench.datasets]\ntiny_data = plug_c:tiny_data\n"
+             "[faithbench.models]\ntiny_model = plug_c:tiny_model\n")
     p = _cli(["-c", PROBE, "grad_cam", "twin", "gone", "cam_plus", "saliency"], tmp_path, site)
     assert p.returncode == 0, p.stderr[-2000:]
     got = json.loads(p.stdout)
@@ -232,9 +248,14 @@ def test_plugin_clashes_and_broken_plugins_are_errors_naming_both_providers(tmp_
     # a plugin that registers itself keeps its metadata, under the entry point's name
     assert got["cam_plus"] == {"origin": "plug-c 0.1", "layer": True, "seed": ["layer"]}
     assert got["saliency"]["origin"] == "built-in"  # broken plugins block nothing else
-    assert got["composed"] == "saliency"
+    assert got["composed"] == ["saliency", "grad_cam"]  # grad_cam composes, selecting it errs
+    # plugin models and datasets get nodes from their signatures (no YAML)
+    assert got["nodes"] == [{"name": "tiny_model", "width": 2},
+                            {"name": "tiny_data", "n": 3, "shard": 0, "num_shards": 1,
+                             "limit": None, "subset_seed": None}]
     listed = _cli(["-m", "faithbench", "list", "methods"], tmp_path, site)
-    assert listed.returncode == 0 and "[broken]" in listed.stdout and "cam_plus" in listed.stdout
+    assert listed.returncode == 0 and "[broken]" in listed.stdout
+    assert re.search(r"cam_plus +\[plug-c 0.1\] needs_layer=True", listed.stdout), listed.stdout
 
 
 # -- dotted paths ------------------------------------------------------------------------
