@@ -18,6 +18,7 @@ from typing import Any
 
 from faithbench.config import config_params, to_dict
 from faithbench.errors import ConfigError
+from faithbench.params import checked
 from faithbench.plugins import load_object, object_path, source_identity
 from faithbench.registry import Entry, Registry
 from faithbench.types import MetricInfo
@@ -63,11 +64,13 @@ def select(registry: Registry[Any], node: Any, drop: tuple[str, ...] = ("name",)
     obj = load_object(path, kind)
     if not callable(obj):
         raise ConfigError(f"{kind} {path!r} is a {type(obj).__name__}, not a function")
-    entry = registry.entry_of(obj) or Entry(path, obj, _info(registry, obj, d), path)
-    entry = Entry(path, entry.fn, entry.info, path, probe=True)  # identified by its path
+    what = f"{kind} {path!r}"
+    known = registry.entry_of(obj)  # registered by its module: its metadata holds
+    fn, info = (known.fn, known.info) if known else (checked(obj, what), _info(registry, obj, d))
+    entry = Entry(path, fn, info, path, probe=True)  # identified by its path
     label = d.get("label") or (obj.__name__ if kind == "metric" else object_path(obj))
     params = {k: v for k, v in d.items() if k not in drop + OWN_KEYS[kind]}
-    _check_params(entry, params, kind == "dataset", f"{kind} {path!r}")
+    _check_params(entry, params, kind == "dataset", what)
     return Selected(str(label), entry, params)
 
 
