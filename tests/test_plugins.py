@@ -31,6 +31,7 @@ FAST = ["dataset.limit=2", "batch_size=2", "figures.grid=0", "device=cpu"]
 USER_MODULE = '''
 import torch
 from faithbench.datasets.shapes import shapes
+from faithbench.params import Positive
 from faithbench.types import BenchDataset
 
 
@@ -45,6 +46,10 @@ def centre(model, x, target, width: int = 8):
     out = torch.zeros(x.shape[0], h, w, device=x.device)
     out[:, h // 2 - width // 2 : h // 2 + width // 2, w // 2 - width // 2 : w // 2 + width // 2] = 1
     return out
+
+
+def positive_alpha(model, x, target, alpha: Positive = 1.0):
+    return alpha * x.sum(1)
 
 
 def needs_beta(model, x, target, beta: float):
@@ -309,6 +314,7 @@ def test_dotted_path_dataset_and_its_parameters(user_module):
     (["method.fn=my_methods:brightness", "method.alhpa=1"],
      r"has no parameter 'alhpa'. Valid parameters: alpha"),
     (["method.fn=my_methods:needs_beta"], r"missing required parameter 'beta'"),
+    (["method.fn=my_methods:positive_alpha", "method.alpha=-1"], r"method .my_methods:positive_alpha.: alpha=-1 is out of range; valid: \(0, inf\)"),
     (["method.fn=no_such_module:f"],
      r"'no_such_module:f': cannot import module 'no_such_module': ModuleNotFoundError"),
     (["method.fn=my_methods:brightnes"], r"has no attribute 'brightnes'. Did you mean 'brightness'"),
