@@ -120,7 +120,8 @@ def store_nodes() -> None:
               "metric": {"fn": None, "label": None, "higher_is_better": None, "needs": []},
               "dataset": {"fn": None, **DATASET_DEFAULTS}}
     for group, keys in dotted.items():
-        cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}), provider="faithbench")
+        cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}),
+                 provider="faithbench")
     cs.store(name="metric_nodes", provider="faithbench",
              node={"defaults": [{f"metric@metric.{m}": m} for m in
                                 [*(e.name for e in metrics.METRICS.entries()), DOTTED]]})

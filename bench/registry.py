@@ -171,7 +171,8 @@ def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     """The same function, or the same module-level definition run again (its module
     reloaded after an edit: ``faithbench.plugins.load_object``)."""
     top_level = "<" not in b.__qualname__  # not a lambda or a function local to another
-    return a is b or (top_level and (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__))
+    same_name = (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+    return a is b or (top_level and same_name)
 
 
 def _provider(ep: importlib.metadata.EntryPoint) -> str:

@@ -25,10 +25,10 @@ from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
                                flatten, run_key, strip_perf, to_dict)
 from faithbench.errors import ConfigError, unknown_choice
-from faithbench.outside import DOTTED, identity, select
-from faithbench.probe import check_dataset, probe
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
+from faithbench.outside import DOTTED, identity, select
+from faithbench.probe import check_dataset, probe
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, unreadable_rows
 from faithbench.types import BenchDataset, stack
 

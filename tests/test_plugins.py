@@ -180,8 +180,8 @@ def test_example_plugin_is_installed_discovered_swept_and_ranked(workdir):
     assert {"var_grad", "grad_cam", "saliency"} <= {r["method"] for r in rows}, rows
     md = (workdir / "rep" / "report.md").read_text()
     assert "var_grad" in md and "grad_cam" in md
-    runs = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").search_runs(
-        [MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_experiment_by_name("faithbench").experiment_id])
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("faithbench").experiment_id])
     assert sorted(r.data.tags["method"] for r in runs) == ["grad_cam", "saliency", "var_grad"]
     assert {r.info.status for r in runs} == {"FINISHED"}
 
@@ -314,7 +314,8 @@ def test_dotted_path_dataset_and_its_parameters(user_module):
     (["method.fn=my_methods:brightness", "method.alhpa=1"],
      r"has no parameter 'alhpa'. Valid parameters: alpha"),
     (["method.fn=my_methods:needs_beta"], r"missing required parameter 'beta'"),
-    (["method.fn=my_methods:positive_alpha", "method.alpha=-1"], r"method .my_methods:positive_alpha.: alpha=-1 is out of range; valid: \(0, inf\)"),
+    (["method.fn=my_methods:positive_alpha", "method.alpha=-1"],
+     r"method 'my_methods:positive_alpha': alpha=-1 is out of range; valid: \(0, inf\)"),
     (["method.fn=no_such_module:f"],
      r"'no_such_module:f': cannot import module 'no_such_module': ModuleNotFoundError"),
     (["method.fn=my_methods:brightnes"], r"has no attribute 'brightnes'. Did you mean 'brightness'"),
@@ -329,8 +330,10 @@ def test_dotted_path_dataset_and_its_parameters(user_module):
      r"set higher_is_better=true\|false"),
     (["method.fn=my_methods:brightness", "dataset=callable", "dataset.fn=my_methods:not_samples"],
      r"dataset item: item 0 is a Tensor; expected a faithbench.types.Sample"),
-    (["method.fn=my_methods:brightness", "dataset=callable", "dataset.fn=my_methods:not_a_dataset"],
-     r"dataset 'my_methods:not_a_dataset' returned a list; expected a faithbench.types.BenchDataset"),
+    (["method.fn=my_methods:brightness", "dataset=callable",
+      "dataset.fn=my_methods:not_a_dataset"],
+     r"dataset 'my_methods:not_a_dataset' returned a list; expected a "
+     r"faithbench.types.BenchDataset"),
 ])
 def test_outside_code_errors_before_any_run_opens(user_module, overrides, message):
     cfg = _compose(["method=callable", "metrics=[pointing_game]", *FAST, *overrides])
@@ -421,7 +424,8 @@ def test_dataset_entry_without_yaml_gets_a_node_with_the_shared_keys(workdir):
                                      "num_shards": 1, "limit": 2, "subset_seed": None}
         with pytest.raises(Exception, match="nn"):  # a closed node: a typo is refused
             _compose(["dataset=tiny_shapes_test", "dataset.nn=3"])
-        assert len(prepare(apply_method_params(_compose(
-            ["dataset=tiny_shapes_test", "dataset.n=3", "metrics=[pointing_game]", *FAST[1:]]))).indices) == 3
+        cfg = _compose(["dataset=tiny_shapes_test", "dataset.n=3", "metrics=[pointing_game]",
+                        *FAST[1:]])
+        assert len(prepare(apply_method_params(cfg)).indices) == 3
     finally:
         datasets.DATASETS._entries.pop("tiny_shapes_test")
