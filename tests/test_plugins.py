@@ -65,6 +65,11 @@ def peak(model, x, heatmap, target, batch):
     return {"peak": heatmap.flatten(1).amax(1)}
 
 
+def low(model, x, heatmap, target, batch):
+    """The smallest value of each map."""
+    return {"low": heatmap.flatten(1).amin(1)}
+
+
 def scalar_metric(model, x, heatmap, target, batch):
     return {"scalar_metric": heatmap.mean()}
 
@@ -300,6 +305,16 @@ def test_dotted_path_sweep_gives_one_leaderboard_row_per_function(user_module):
                                                            "my_methods:centre"]
     centre = next(r for r in runs if r.data.tags["method"] == "my_methods:centre")
     assert centre.data.metrics["peak"] == 1.0  # the metric named by its path ran on its maps
+
+
+def test_two_dotted_path_metrics_in_one_run(user_module):
+    cfg = _compose(["metrics=[callable,second]", "metric.callable.fn=my_methods:peak",
+                    "metric.callable.higher_is_better=true",
+                    '+metric.second={name: callable, fn: "my_methods:low", '
+                    'higher_is_better: false}', *FAST])
+    job = prepare(apply_method_params(cfg))
+    assert [(m.name, m.info.higher_is_better) for m in job.scorer.metrics] == [
+        ("peak", True), ("low", False)]
 
 
 def test_dotted_path_dataset_and_its_parameters(user_module):
