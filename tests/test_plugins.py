@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -126,10 +127,12 @@ def user_module(workdir: Path, monkeypatch) -> Path:
 
 
 def _install_example(workdir: Path) -> Path:
-    """pip installs the example package into a target directory (offline)."""
-    target = workdir / "site"
+    """pip installs the example package into a target directory (offline), building
+    from a copy so that the source tree is left as it was."""
+    target, source = workdir / "site", workdir / "example"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     pip = _cli(["-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                "--no-index", "--target", str(target), str(EXAMPLE)], cwd=workdir)
+                "--no-index", "--target", str(target), str(source)], cwd=workdir)
     assert pip.returncode == 0, pip.stderr[-2000:]
     return target
 
