@@ -46,13 +46,16 @@ def _summary_line(name: str, res: dict[str, float], metric_names: list[str]) -> 
 
 
 def task(cfg: DictConfig) -> None:
+    from faithbench.outside import display_name
     from faithbench.run import run
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
-    name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
-    summary: dict[str, Any] = {schema.MODEL: cfg.model.name, schema.METHOD: cfg.method.name,
-                               schema.DATASET: cfg.dataset.name,
+    method = display_name(cfg.method, cfg.get("method_params"))
+    dataset = display_name(cfg.dataset)
+    name = f"{cfg.model.name}/{method}/{dataset}"
+    summary: dict[str, Any] = {schema.MODEL: cfg.model.name, schema.METHOD: method,
+                               schema.DATASET: dataset,
                                schema.SHARD: schema.shard_tag(cfg.dataset.get("shard", 0),
                                                               cfg.dataset.get("num_shards", 1))}
     try:
@@ -142,11 +145,16 @@ def list_names(argv: list[str]) -> int:
                "metrics": metrics.METRICS, "datasets": datasets.DATASETS,
                "visualizations": visualize.VISUALIZATIONS}[kind]
         for n in reg.names():
-            info = reg.get(n).info
-            shown = info.describe() if hasattr(info, "describe") else vars(info)
+            entry = reg.get(n)
+            shown = entry.info.describe() if hasattr(entry.info, "describe") else vars(entry.info)
             flags = ", ".join(f"{k}={v}" for k, v in shown.items()
                               if v not in (False, None, frozenset(), {}, ()))
-            print(f"  {n:28s} {flags}")
+            print(f"  {n:28s} [{entry.origin}] {flags}")
+        for n, why in sorted(reg.broken().items()):
+            print(f"  {n:28s} [broken] {why}")
+        if kind in ("methods", "metrics", "datasets") and "callable" not in reg.names():
+            group = kind[:-1] if kind != "metrics" else "metric.callable"
+            print(f"  {'callable':28s} any module:function: {group}.fn=module:function")
     return 0
 
 

@@ -70,12 +70,13 @@ def config_params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
             if p.kind in plain and n not in DATA_ARGS}
 
 
-def entry_node(name: str, fn: Callable[..., Any]) -> dict[str, Any]:
-    """The config node of a method or metric: ``name``, then every parameter with its
-    signature default (tuples as lists; ``???``, Hydra's mandatory value, where there is
-    no default). Context parameters are null: the runner fills them."""
+def entry_node(name: str, fn: Callable[..., Any], skip: int = 0) -> dict[str, Any]:
+    """The config node of an entry: ``name``, then every parameter (but the first
+    ``skip``: a dataset's ``preprocess``) with its signature default (tuples as lists;
+    ``???``, Hydra's mandatory value, where there is no default). Context parameters are
+    null: the runner fills them."""
     node: dict[str, Any] = {"name": name}
-    for k, p in config_params(fn).items():
+    for k, p in list(config_params(fn).items())[skip:]:
         node[k] = "???" if p.default is p.empty else _plain(p.default, f"{name}.{k}")
     return node
 
@@ -94,19 +95,59 @@ def _plain(v: Any, where: str) -> Any:
 def store_nodes() -> None:
     """Put a node per registered method (group ``method``) and metric (group ``metric``)
     in Hydra's ConfigStore, and the config ``metric_nodes`` that places every metric's
-    node at ``metric.<name>`` (config.yaml's defaults list includes it). Run when
-    ``faithbench.conf`` is imported, and again by ``cli.compose`` so that entries
-    registered later in the process (a notebook) are composable too."""
+    node at ``metric.<name>`` (config.yaml's defaults list includes it); also a node per
+    model and dataset that has no YAML file (plugins), and the ``callable`` nodes that
+    name a function by its path. Run when ``faithbench.conf`` is imported, and again by
+    ``cli.compose`` so that entries registered later in the process (a notebook) are
+    composable too."""
     from hydra.core.config_store import ConfigStore
 
-    from faithbench import methods, metrics
+    from faithbench import datasets, methods, metrics, models
+    from faithbench.outside import DOTTED
 
     cs = ConfigStore.instance()
-    for group, reg in (("method", methods), ("metric", metrics)):
-        for n in reg.names():
-            cs.store(group=group, name=n, node=entry_node(n, reg.get(n).fn), provider="faithbench")
+    for group, reg in (("method", methods.METHODS), ("metric", metrics.METRICS)):
+        for e in reg.entries():
+            cs.store(group=group, name=e.name, node=_open(entry_node(e.name, e.fn), e.fn),
+                     provider="faithbench")
+    for group, entries, shared in (("model", models.MODELS.entries(), {}),
+                                   ("dataset", datasets.DATASETS.entries(), DATASET_DEFAULTS)):
+        for e in entries:
+            if not _has_yaml(group, e.name):
+                node = {**entry_node(e.name, e.fn, skip=1 if group == "dataset" else 0), **shared}
+                cs.store(group=group, name=e.name, node=_open(node, e.fn), provider="faithbench")
+    dotted = {"method": {"fn": None, "label": None},
+              "metric": {"fn": None, "label": None, "higher_is_better": None, "needs": []},
+              "dataset": {"fn": None, **DATASET_DEFAULTS}}
+    for group, keys in dotted.items():
+        cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}),
+                 provider="faithbench")
     cs.store(name="metric_nodes", provider="faithbench",
-             node={"defaults": [{f"metric@metric.{m}": m} for m in metrics.names()]})
+             node={"defaults": [{f"metric@metric.{m}": m} for m in
+                                [*(e.name for e in metrics.METRICS.entries()), DOTTED]]})
+
+
+# The shared keys of a dataset node (DATASET_KEYS but ``name``) and their defaults.
+DATASET_DEFAULTS = {"shard": 0, "num_shards": 1, "limit": None, "subset_seed": None}
+
+
+def _has_yaml(group: str, name: str) -> bool:
+    from importlib import resources
+
+    return (resources.files("faithbench.conf") / group / f"{name}.yaml").is_file()
+
+
+def _open(node: dict[str, Any], fn: Callable[..., Any] | None = None) -> Any:
+    """``node`` as a config that takes keys it does not list (Hydra's struct mode off for
+    it alone) when its function takes them: ``**kwargs``, or no function (a ``callable``
+    node, whose keys are the parameters of the function it names)."""
+    takes_any = fn is None or any(p.kind is inspect.Parameter.VAR_KEYWORD
+                                  for p in inspect.signature(fn).parameters.values())
+    if not takes_any:
+        return node
+    cfg = OmegaConf.create(node)
+    OmegaConf.set_struct(cfg, False)
+    return cfg
 
 
 def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) -> dict[str, Any]:
@@ -125,10 +166,12 @@ def cap_perf(fn: Callable[..., Any], params: dict[str, Any], cap: int | None) ->
     return out
 
 
-def run_key(cfg: DictConfig, weights_id: str, shard: bool = True) -> str:
+def run_key(cfg: DictConfig, weights_id: str, shard: bool = True,
+            code: Mapping[str, Any] | None = None) -> str:
     """Hash of everything that changes the numbers of a run. With ``shard=False`` the
     dataset shard is left out: the key that all shards of one run share (the group key
-    under which reports merge them)."""
+    under which reports merge them). ``code``: the identity of the job's outside code
+    (``faithbench.outside.identity``), absent for built-ins so their keys never change."""
     d = {k: v for k, v in to_dict(cfg).items() if k not in NOT_IN_KEY}
     if not shard:
         d["dataset"] = {k: v for k, v in d["dataset"].items() if k not in ("shard", "num_shards")}
@@ -136,6 +179,8 @@ def run_key(cfg: DictConfig, weights_id: str, shard: bool = True) -> str:
     d["metrics"] = sorted(d.get("metrics", []))
     d["weights_id"] = weights_id
     d["protocol"] = PROTOCOL_VERSION
+    if code:
+        d["code"] = dict(code)
     return digest(strip_perf(d))[:16]
 
 

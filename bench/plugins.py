@@ -43,7 +43,7 @@ def load_object(path: str, what: str = "object") -> Any:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _fresh_module(module_name)
     except Exception as e:  # any failure inside the user's module, named with the path
         raise ConfigError(f"{what} {path!r}: cannot import module {module_name!r}: "
                           f"{type(e).__name__}: {e}") from e
@@ -55,6 +55,22 @@ def load_object(path: str, what: str = "object") -> Any:
                               f"attribute {part!r}.{hint}")
         obj = getattr(obj, part)
     return obj
+
+
+# Source hash of each module that load_object imported, as it was when imported.
+_IMPORTED: dict[str, str | None] = {}
+
+
+def _fresh_module(name: str) -> Any:
+    """Module ``name``, imported again when its source file changed since this process
+    imported it (a notebook, or a launcher that runs a sweep's jobs in one process), so
+    the code that runs is always the code whose hash goes into the keys."""
+    module = importlib.import_module(name)
+    sha = source_sha(module)
+    if name in _IMPORTED and _IMPORTED[name] != sha:
+        module = importlib.reload(module)
+    _IMPORTED[name] = sha
+    return module
 
 
 def object_path(obj: Any) -> str:

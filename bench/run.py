@@ -27,6 +27,8 @@ from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fil
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
+from faithbench.outside import DOTTED, identity, select
+from faithbench.probe import check_dataset, probe
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
 from faithbench.types import BenchDataset
 
@@ -68,69 +70,91 @@ MODELS = ModelCache(size=1)
 def prepare(cfg: DictConfig) -> Job:
     """Resolve and check everything before any run is opened, so bad input fails early."""
     model_entry = models.get(cfg.model.name)
-    method_entry = methods.get(cfg.method.name)
-    metric_entries = [metrics.get(m) for m in cfg.metrics]
-    ds_space = datasets.get(cfg.dataset.name).info.label_space
+    method = select(methods.METHODS, cfg.method)
+    chosen = {m: select(metrics.METRICS, _metric_node(cfg, m)) for m in cfg.metrics}
+    data = select(datasets.DATASETS, cfg.dataset, DATASET_KEYS)
     if cfg.target not in ("label", "pred"):
         raise unknown_choice("target", cfg.target, ["label", "pred"])
     for key, least in (("batch_size", 1), ("part_size", 1), ("num_workers", 0)):
         check_count(key, cfg.get(key), least)
     # a model entry whose label space is a parameter (``callable``) declares it in its node
-    check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space, ds_space)
+    check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space,
+               data.entry.info.label_space)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
     spec = MODELS.load(cfg.model, device, bool(cfg.get("channels_last", True)))
     precision = str(cfg.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise unknown_choice("precision", precision, PRECISIONS)
-    ds = datasets.build(cfg.dataset.name, spec.preprocess, **entry_params(ds_node, DATASET_KEYS))
+    ds = data.entry.fn(spec.preprocess, **data.params)
+    if data.entry.outside:
+        check_dataset(ds, f"dataset {data.name!r}")
     check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     # What the runner can inject; each entry gets the names it declares (register(context=...)).
     context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
                "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
-    method_params = fill_context(method_entry.fn, entry_params(cfg.method),
+    method_entry = method.entry
+    method_params = fill_context(method_entry.fn, method.params,
                                  _declared(context, method_entry.info.injected),
-                                 f"method {cfg.method.name!r}")
+                                 f"method {method.name!r}")
     cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
     method_params = cap_perf(method_entry.fn, method_params, cap)
     if method_entry.info.needs_layer and not method_params.get("layer"):
-        raise ConfigError(f"method {cfg.method.name!r} needs a layer and model "
+        raise ConfigError(f"method {method.name!r} needs a layer and model "
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")
-    scorer = Scorer(spec, cfg.method.name, method_entry.fn, method_params, [], cfg.target, device,
+    scorer = Scorer(spec, method.name, method_entry.fn, method_params, [], cfg.target, device,
                     precision=precision)
-    if datasets.get(cfg.dataset.name).info.interventions:  # known truth: verified before scoring
+    if data.entry.info.interventions:  # known truth: verified before scoring
         from faithbench.truth import verify_job  # refuses a model that fails; logs the rates
 
         scorer.metrics.append(verify_job(spec, ds, indices, device))
     context["explain"] = scorer.explain
-    for name, entry in zip(cfg.metrics, metric_entries):
-        params = entry_params(cfg.get("metric", {}).get(name, {}))
-        params = fill_context(entry.fn, params, _declared(context, entry.info.injected),
-                              f"metric {name!r}")
+    for m in chosen.values():
+        entry = m.entry
+        params = fill_context(entry.fn, m.params, _declared(context, entry.info.injected),
+                              f"metric {m.name!r}")
         params = cap_perf(entry.fn, params, cap)
         missing = entry.info.needs - ds.ground_truth
         if missing:
-            log.info("metric %s skipped: dataset %s has no %s", name, cfg.dataset.name,
+            log.info("metric %s skipped: dataset %s has no %s", m.name, data.name,
                      " or ".join(sorted(missing)))
             continue
-        scorer.metrics.append(MetricJob(name, entry.fn, params, entry.info))
-    key = run_key(cfg, spec.weights_id)
+        scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info))
+    roles = {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
+    code, untried = identity(roles, model_entry, cfg.model)  # outside code: in the keys
+    if untried and indices:  # plugins and dotted paths: tried on one sample first
+        probe(scorer, ds, indices[0], untried)
+    key = run_key(cfg, spec.weights_id, code=code)
     if cfg.cache:
         transform = digest([entry_params(ds_node, DATASET_KEYS), repr(spec.preprocess)])
-        ns = digest([spec.weights_id, cfg.method.name, strip_perf(method_params), transform,
-                     str(device.type), precision])[:20]
-        scorer.cache = HeatmapCache(Path(cfg.out_dir) / "cache" / cfg.method.name, ns)
-    name = f"{cfg.model.name}/{cfg.method.name}/{cfg.dataset.name}"
+        parts = [spec.weights_id, method.name, strip_perf(method_params), transform,
+                 str(device.type), precision]
+        ns = digest(parts + [code] if code else parts)[:20]
+        scorer.cache = HeatmapCache(Path(cfg.out_dir) / "cache" / _dir_name(method.name), ns)
+    name = f"{cfg.model.name}/{method.name}/{data.name}"
     if int(ds_node.get("num_shards", 1)) > 1:
         name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
     settings = JobSettings.from_config(cfg, flatten(to_dict(cfg)))
-    identity = {schema.MODEL: cfg.model.name, schema.METHOD: cfg.method.name,
-                schema.DATASET: cfg.dataset.name,
-                schema.SHARD: schema.shard_tag(ds_node.get("shard", 0), ds_node.get("num_shards", 1)),
-                schema.GROUP_KEY: run_key(cfg, spec.weights_id, shard=False)}
-    return Job(cfg, settings, scorer, ds, indices, key, name, identity)
+    identity_tags = {schema.MODEL: cfg.model.name, schema.METHOD: method.name,
+                     schema.DATASET: data.name,
+                     schema.SHARD: schema.shard_tag(ds_node.get("shard", 0),
+                                                    ds_node.get("num_shards", 1)),
+                     schema.GROUP_KEY: run_key(cfg, spec.weights_id, shard=False, code=code)}
+    return Job(cfg, settings, scorer, ds, indices, key, name, identity_tags)
+
+
+def _metric_node(cfg: DictConfig, key: str) -> dict[str, Any]:
+    """The node of metric ``key`` of ``cfg.metrics``: ``metric.<key>``, named ``key``
+    unless it names another entry (``name: callable`` for a dotted path)."""
+    node = to_dict(cfg.get("metric", {}).get(key) or {})
+    return {**node, "name": node.get("name") or key}
+
+
+def _dir_name(name: str) -> str:
+    """A method name as a folder name (a dotted path's ``:`` and ``/`` become ``.``)."""
+    return name.replace(":", ".").replace("/", ".")
 
 
 def _declared(context: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -207,7 +231,8 @@ def apply_method_params(cfg: DictConfig) -> DictConfig:
     run's key and params hold only what applies to its own method."""
     table = to_dict(cfg.get("method_params") or {})
     for name in table:
-        methods.get(name)  # a typo in the table is an error, not a silent no-op
+        if name != DOTTED:  # a typo in the table is an error, not a silent no-op
+            methods.get(name)
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.method = OmegaConf.merge(cfg.method, table.get(cfg.method.name, {}))

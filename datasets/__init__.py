@@ -10,7 +10,9 @@ from faithbench.preprocess import Preprocess
 from faithbench.registry import Registry
 from faithbench.types import BenchDataset, DatasetInfo
 
-DATASETS: Registry[DatasetInfo] = Registry("dataset", __name__, DatasetInfo)
+# A plugin builder that does not register itself gets the default DatasetInfo.
+DATASETS: Registry[DatasetInfo] = Registry("dataset", __name__, DatasetInfo,
+                                           lambda fn: DatasetInfo())
 # get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
 register, get, names = DATASETS.register, DATASETS.get, DATASETS.names
 

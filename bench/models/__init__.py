@@ -18,7 +18,8 @@ class ModelInfo:
     label_space: str = "imagenet"  # known before loading, to reject impossible pairs early
 
 
-MODELS: Registry[ModelInfo] = Registry("model", __name__, ModelInfo)
+# A plugin builder that does not register itself gets the default ModelInfo.
+MODELS: Registry[ModelInfo] = Registry("model", __name__, ModelInfo, lambda fn: ModelInfo())
 # get(name): the entry, or an error listing the valid names; names("grad_*"): sorted matches
 register, get, names = MODELS.register, MODELS.get, MODELS.names
 

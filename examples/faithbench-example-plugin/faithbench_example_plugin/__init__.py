@@ -1,0 +1,2 @@
+"""An example faithbench plugin: VarGrad, registered through the entry-point group
+``faithbench.methods`` (see ``pyproject.toml``)."""
