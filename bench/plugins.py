@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.metadata
 import inspect
 import os
@@ -64,13 +65,28 @@ _IMPORTED: dict[str, str | None] = {}
 def _fresh_module(name: str) -> Any:
     """Module ``name``, imported again when its source file changed since this process
     imported it (a notebook, or a launcher that runs a sweep's jobs in one process), so
-    the code that runs is always the code whose hash goes into the keys."""
+    the code that runs is always the code whose hash goes into the keys. A module cached
+    from another file than the one the search path finds now (the working directory
+    changed) is imported afresh from the one found now."""
+    _forget_if_moved(name.split(".")[0])
     module = importlib.import_module(name)
     sha = source_sha(module)
     if name in _IMPORTED and _IMPORTED[name] != sha:
         module = importlib.reload(module)
     _IMPORTED[name] = sha
     return module
+
+
+def _forget_if_moved(top: str) -> None:
+    cached = sys.modules.get(top)
+    old = getattr(cached, "__file__", None)
+    if cached is None or old is None:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(top, sys.path)
+    if spec is not None and spec.origin and Path(spec.origin).resolve() != Path(old).resolve():
+        for n in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[n]
+            _IMPORTED.pop(n, None)
 
 
 def object_path(obj: Any) -> str:

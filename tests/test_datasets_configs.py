@@ -30,7 +30,7 @@ def test_dataset_config_matches_builder(name):
     assert own == params(datasets.get(name).fn, skip=1)  # first parameter: preprocess
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", [n for n in models.names() if (CONF / "model" / f"{n}.yaml").is_file()])
 def test_model_config_matches_builder(name):
     conf = yaml.safe_load((CONF / "model" / f"{name}.yaml").read_text())
     assert conf.pop("name") == name
@@ -39,4 +39,5 @@ def test_model_config_matches_builder(name):
 
 def test_every_config_has_an_entry():
     assert sorted(p.stem for p in (CONF / "dataset").glob("*.yaml")) == datasets.names()
-    assert sorted(p.stem for p in (CONF / "model").glob("*.yaml")) == models.names()
+    # a model without YAML (``callable``) has its node generated from its signature
+    assert {p.stem for p in (CONF / "model").glob("*.yaml")} <= set(models.names())
