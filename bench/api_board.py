@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from faithbench import schema
 from faithbench.errors import ConfigError
 
 
@@ -59,8 +60,8 @@ def _wide(cells: pd.DataFrame, rows: pd.DataFrame, shown: list[str]) -> pd.DataF
     out = rows.set_index("label")[["n_samples"]].copy()
     for key in shown:
         c = cells[cells["key"] == key].set_index("label")
-        for stat, col in (("mean", key), ("ci_low", f"{key}_ci_low"),
-                          ("ci_high", f"{key}_ci_high"), ("rank", f"{key}_rank")):
+        for stat, col in (("mean", key), ("ci_low", schema.stat_key(key, "ci_low")),
+                          ("ci_high", schema.stat_key(key, "ci_high")), ("rank", f"{key}_rank")):
             out[col] = c[stat]
     out["mean_rank"] = rows.set_index("label")["mean_rank"]
     out.index.name = "method"
