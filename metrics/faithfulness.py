@@ -1,0 +1,156 @@
+"""Correlation of a map with the model's response to removing pixels: faithfulness
+correlation (Bhatt, Weller & Moura, IJCAI 2020) over random pixel subsets, and
+faithfulness estimate (Alvarez-Melis & Jaakkola, NeurIPS 2018) over groups of pixels in
+the map's order. Both read the Pearson correlation between the map's sum over the
+removed pixels and the drop of the target's score."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from faithbench.metrics import register
+from faithbench.metrics._common import clean, forward_chunks, nan_where, sample_ids
+from faithbench.metrics._order import Ties, ranks
+from faithbench.metrics._perturb import Substitute, substitute_image
+from faithbench.ops import Activation, class_scores, generator
+from faithbench.params import Count, OddSize, Positive
+from faithbench.types import Batch
+
+SUBSET_STREAM = 600  # per-sample generator stream of the random pixel subsets
+
+
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of the rows of ``a``, ``b`` [B,N], in float64; 0 where either
+    row is constant (a map that predicts no difference between perturbations, or a
+    model that shows none, has no linear relation). Returns [B] float32."""
+    a = a.double() - a.double().mean(1, keepdim=True)
+    b = b.double() - b.double().mean(1, keepdim=True)
+    den = (a.square().sum(1) * b.square().sum(1)).sqrt()
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
+def score_drops(model: nn.Module, x: Tensor, sub: Tensor, target: Tensor, n: int,
+                removed: Callable[[Tensor], Tensor], activation: str, chunk: int) -> Tensor:
+    """``f(x) - f(x')`` [B,n] for ``n`` perturbed copies per sample: row ``r`` (sample
+    ``r // n``) replaces the pixels ``removed(rows)`` [R,H*W] bool with ``sub``."""
+    b, c, h, w = x.shape
+    tgt = target.to(x.device).long()
+    base = class_scores(forward_chunks(model, b, lambda r: x[r.to(x.device)], chunk), tgt,
+                        activation, via_log_softmax=True)
+
+    def make(rows: Tensor) -> Tensor:
+        i = (rows // n).to(x.device)
+        m = removed(rows).view(-1, 1, h, w)
+        return torch.where(m, sub[i], x[i])
+
+    rows = torch.arange(b * n, device=x.device)
+    after = class_scores(forward_chunks(model, b * n, make, chunk), tgt[rows // n], activation,
+                         via_log_softmax=True)
+    return base[:, None] - after.view(b, n)
+
+
+def subset_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                       subsets: Tensor, sub: Tensor, activation: str,
+                       chunk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(correlation [B], map sums [B,n], score drops [B,n]) for the pixel ``subsets``
+    [B,n,S] (flat indices) replaced by ``sub`` [B,C,H,W]."""
+    b, n, s = subsets.shape
+    flat = subsets.reshape(b * n, s).to(x.device)
+
+    def removed(rows: Tensor) -> Tensor:
+        m = torch.zeros(rows.numel(), x.shape[-2] * x.shape[-1], dtype=torch.bool, device=x.device)
+        return m.scatter_(1, flat[rows.to(x.device)], True)
+
+    drops = score_drops(model, x, sub, target, n, removed, activation, chunk)
+    sums = heatmap.flatten(1).gather(1, flat.view(b, n * s)).view(b, n, s).sum(2)
+    return pearson(sums, drops), sums, drops
+
+
+@register(higher_is_better=True, context=("seed",))
+def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                             batch: Batch | None = None, subset: Count = 224,
+                             n_samples: Count = 100, substitute: Substitute = "zero",
+                             activation: Activation = "logit", chunk: Count = 128,
+                             seed: int | None = None, blur_kernel: OddSize = 11,
+                             blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+    """Faithfulness correlation (Bhatt et al. 2020, Eq. 2): over ``n_samples`` random
+    subsets S of ``subset`` pixels, the Pearson correlation between ``sum_{p in S} e_p``
+    and ``f(x) - f(x with S replaced by substitute)``, ``f`` the target's score. Pixels
+    (all channels) are removed, not channel entries. Higher is better.
+
+    Args:
+        x: [B,C,H,W] normalised input; heatmap: [B,H,W] raw map; target: [B] int64.
+        subset: pixels per subset (Quantus's default 224); capped at H*W.
+        n_samples: subsets per sample (Quantus's default 100).
+        substitute: what removed pixels become (``zero``: the dataset mean colour; see
+            ``deletion``). activation: ``logit`` (default, as Quantus), ``softmax``,
+            ``sigmoid``. seed: the subsets (per sample). chunk: images per forward.
+    Returns:
+        ``faithfulness_correlation`` [B] in [-1, 1] (0 where the map's subset sums or
+        the drops are constant, e.g. a constant map).
+        Costs n_samples + 1 forwards per sample.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))
+        >>> out = faithfulness_correlation(m, torch.randn(2, 3, 4, 4), torch.rand(2, 4, 4),
+        ...                                torch.tensor([0, 1]), subset=4, n_samples=8)
+        >>> out["faithfulness_correlation"].shape
+        torch.Size([2])
+    """
+    h, ok = clean(heatmap)
+    b, n_pix = x.shape[0], x.shape[-2] * x.shape[-1]
+    ids = sample_ids(batch, b)
+    s = min(subset, n_pix)
+    cpu = torch.device("cpu")
+    # The first s of a random permutation per draw: a uniform subset without replacement.
+    subsets = torch.stack([torch.rand((n_samples, n_pix), generator=generator(seed, i, cpu, SUBSET_STREAM))
+                           .argsort(1)[:, :s] for i in ids])
+    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
+    corr, _, _ = subset_correlation(model, x, h, target, subsets, sub, activation, chunk)
+    return {"faithfulness_correlation": nan_where(corr, ok)}
+
+
+@register(higher_is_better=True, context=("seed",))
+def faithfulness_estimate(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                          batch: Batch | None = None, pixels_per_step: Count = 224,
+                          substitute: Substitute = "zero", activation: Activation = "logit",
+                          chunk: Count = 128, seed: int | None = None,
+                          ties: Ties = "random", blur_kernel: OddSize = 11,
+                          blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+    """Faithfulness estimate (Alvarez-Melis & Jaakkola 2018, Sec. 3): split the pixels,
+    in the map's most-relevant-first order, into consecutive groups of
+    ``pixels_per_step``; remove each group alone (replaced by ``substitute``) and return
+    the Pearson correlation between the groups' map sums and the drops of the target's
+    score. Higher is better.
+
+    Args:
+        x: [B,C,H,W] normalised input; heatmap: [B,H,W] raw map; target: [B] int64.
+        pixels_per_step: pixels per group (the paper removes one feature at a time;
+            Quantus's ``features_in_step``, counted in channel entries there); the last
+            group may be smaller. substitute, activation, chunk: as
+            ``faithfulness_correlation``. ties: order of equal values (see ``deletion``);
+            seed: ``ties="random"`` and ``substitute="noise"``.
+    Returns:
+        ``faithfulness_estimate`` [B] in [-1, 1] (0 where the group sums or the drops
+        are constant). Costs ceil(H*W / pixels_per_step) + 1 forwards per sample.
+    """
+    h, ok = clean(heatmap)
+    b, n_pix = x.shape[0], x.shape[-2] * x.shape[-1]
+    ids = sample_ids(batch, b)
+    t = math.ceil(n_pix / pixels_per_step)
+    group = ranks(h, "morf", ties, seed, ids) // pixels_per_step  # [B,H*W] group of each pixel
+    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
+
+    def removed(rows: Tensor) -> Tensor:
+        r = rows.to(x.device)
+        return group[r // t] == (r % t)[:, None]
+
+    drops = score_drops(model, x, sub, target, t, removed, activation, chunk)
+    sums = torch.zeros(b, t, dtype=torch.float64, device=x.device).scatter_add_(
+        1, group, h.flatten(1).double())
+    return {"faithfulness_estimate": nan_where(pearson(sums, drops), ok)}
