@@ -1,5 +1,6 @@
 """Correlation of a map with the model's response to removing pixels: faithfulness
-correlation (Bhatt, Weller & Moura, IJCAI 2020) over random pixel subsets, and
+correlation (Bhatt, Weller & Moura, IJCAI 2020) over random pixel subsets,
+sensitivity-n (Ancona, Ceolini, Öztireli & Gross, ICLR 2018) at several subset sizes, and
 faithfulness estimate (Alvarez-Melis & Jaakkola, NeurIPS 2018) over groups of pixels in
 the map's order. Both read the Pearson correlation between the map's sum over the
 removed pixels and the drop of the target's score."""
@@ -7,7 +8,8 @@ removed pixels and the drop of the target's score."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +19,11 @@ from faithbench.metrics._common import clean, forward_chunks, nan_where, sample_
 from faithbench.metrics._order import Ties, ranks
 from faithbench.metrics._perturb import Substitute, substitute_image
 from faithbench.ops import Activation, class_scores, generator
-from faithbench.params import Count, OddSize, Positive
+from faithbench.params import Count, NonEmpty, OddSize, Positive, Range
 from faithbench.types import Batch
 
 SUBSET_STREAM = 600  # per-sample generator stream of the random pixel subsets
+SENSITIVITY_N_STREAM = 650  # sensitivity_n: 650 + index of the subset size
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -51,6 +54,16 @@ def score_drops(model: nn.Module, x: Tensor, sub: Tensor, target: Tensor, n: int
     after = class_scores(forward_chunks(model, b * n, make, chunk), tgt[rows // n], activation,
                          via_log_softmax=True)
     return base[:, None] - after.view(b, n)
+
+
+def random_subsets(n_pix: int, size: int, n: int, seed: int | None, ids: list[int],
+                   stream: int) -> Tensor:
+    """``n`` uniform subsets of ``size`` of ``n_pix`` pixels per sample, without
+    replacement, [B,n,size] flat indices: the first ``size`` of a random permutation,
+    drawn on the CPU from ``generator(seed, ids[i], stream)``."""
+    cpu = torch.device("cpu")
+    return torch.stack([torch.rand((n, n_pix), generator=generator(seed, i, cpu, stream))
+                        .argsort(1)[:, :size] for i in ids])
 
 
 def subset_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
@@ -105,11 +118,7 @@ def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, targe
     h, ok = clean(heatmap)
     b, n_pix = x.shape[0], x.shape[-2] * x.shape[-1]
     ids = sample_ids(batch, b)
-    s = min(subset, n_pix)
-    cpu = torch.device("cpu")
-    # The first s of a random permutation per draw: a uniform subset without replacement.
-    subsets = torch.stack([torch.rand((n_samples, n_pix), generator=generator(seed, i, cpu, SUBSET_STREAM))
-                           .argsort(1)[:, :s] for i in ids])
+    subsets = random_subsets(n_pix, min(subset, n_pix), n_samples, seed, ids, SUBSET_STREAM)
     sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
     corr, _, _ = subset_correlation(model, x, h, target, subsets, sub, activation, chunk)
     return {"faithfulness_correlation": nan_where(corr, ok)}
@@ -154,3 +163,48 @@ def faithfulness_estimate(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
     sums = torch.zeros(b, t, dtype=torch.float64, device=x.device).scatter_add_(
         1, group, h.flatten(1).double())
     return {"faithfulness_estimate": nan_where(pearson(sums, drops), ok)}
+
+
+SubsetFractions = Annotated[Sequence[Annotated[float, Range(0, 1, lo_open=True)]], NonEmpty()]
+
+
+@register(higher_is_better=True, context=("seed",),
+          curve_axes={"sensitivity_n_curve": "fraction of pixels removed (n / H*W)"})
+def sensitivity_n(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                  batch: Batch | None = None,
+                  fractions: SubsetFractions = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
+                  n_samples: Count = 100, substitute: Substitute = "zero",
+                  activation: Activation = "logit", chunk: Count = 128,
+                  seed: int | None = None, blur_kernel: OddSize = 11,
+                  blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
+    """Sensitivity-n (Ancona et al. 2018, Sec. 4.1): for each subset size
+    ``n = max(1, round(fraction * H * W))`` pixels, the Pearson correlation over
+    ``n_samples`` random subsets S between ``sum_{p in S} e_p`` and
+    ``f(x) - f(x with S replaced by substitute)``; the score is its mean over the sizes.
+    A map that is sensitive-n for every n (e.g. gradient x input of a linear model)
+    scores 1. Higher is better.
+
+    Args:
+        x: [B,C,H,W] normalised input; heatmap: [B,H,W] raw map; target: [B] int64.
+        fractions: subset sizes as shares of the pixels (default: 1 % to 80 %, log-like
+            as the paper's figures). n_samples: subsets per size (the paper's 100).
+        substitute, activation, chunk, seed: as ``faithfulness_correlation`` (subsets
+            of size k drawn from stream 650 + k).
+    Returns:
+        ``sensitivity_n`` [B] the mean correlation; ``sensitivity_n_curve`` [B,N] the
+        correlation at each size, with ``_x`` the fractions.
+        Costs N * (n_samples + 1) forwards per sample.
+    """
+    h, ok = clean(heatmap)
+    b, n_pix = x.shape[0], x.shape[-2] * x.shape[-1]
+    ids = sample_ids(batch, b)
+    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
+    curve = []
+    for k, f in enumerate(fractions):
+        size = min(n_pix, max(1, round(float(f) * n_pix)))
+        subsets = random_subsets(n_pix, size, n_samples, seed, ids, SENSITIVITY_N_STREAM + k)
+        curve.append(subset_correlation(model, x, h, target, subsets, sub, activation, chunk)[0])
+    c = torch.stack(curve, 1)
+    xs = torch.tensor([float(f) for f in fractions], device=x.device).expand(b, -1)
+    return {"sensitivity_n": nan_where(c.mean(1), ok), "sensitivity_n_curve": nan_where(c, ok),
+            "sensitivity_n_curve_x": xs}

@@ -126,13 +126,17 @@ def test_constant_map_and_nan_map():
     assert estimate(model, x, h, t, pixels_per_step=7, seed=1)["faithfulness_estimate"][0].item() == 0.0
 
 
-@pytest.mark.parametrize("name", ["faithfulness_correlation", "faithfulness_estimate"])
+PARAMS = {"faithfulness_correlation": {"subset": 6, "n_samples": 9},
+          "faithfulness_estimate": {"pixels_per_step": 5},
+          "sensitivity_n": {"fractions": [0.1, 0.4], "n_samples": 5}}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
 def test_batch_chunk_invariance(name):
     model, (x, h) = cnn(), rgb_data(3)
     t = torch.tensor([2, 0, 1])
     fn = get(name).fn
-    kw = {"seed": 5, **({"subset": 6, "n_samples": 9} if name == "faithfulness_correlation"
-                        else {"pixels_per_step": 5})}
+    kw = {"seed": 5, **PARAMS[name]}
     full = fn(model, x, h, t, Batch(images=x, labels=t, ids=list("abc"), index=torch.tensor([7, 8, 9])),
               chunk=4, **kw)[name]
     for i in range(3):
@@ -140,3 +144,40 @@ def test_batch_chunk_invariance(name):
                  Batch(images=x[i:i + 1], labels=t[i:i + 1], ids=["abc"[i]], index=torch.tensor([7 + i])),
                  **kw)[name]
         assert one[0].item() == pytest.approx(full[i].item(), abs=1e-5)
+
+
+sensitivity_n = get("sensitivity_n").fn
+
+
+def test_sensitivity_n_is_one_for_gradient_times_input_of_a_linear_model():
+    # Ancona et al. 2018, Prop. 4: on a linear model gradient x input is sensitive-n for
+    # every n (zero baseline): the drop is exactly the removed pixels' summed relevance.
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 5 * 6, 4))
+    x = torch.randn(2, 3, 5, 6)
+    t = torch.tensor([1, 3])
+    w = model[1].weight.detach()[t].view(2, 3, 5, 6)
+    e = (w * x).sum(1)
+    out = sensitivity_n(model, x, e, t, fractions=[0.05, 0.3, 0.9], n_samples=12, seed=0)
+    assert torch.allclose(out["sensitivity_n_curve"], torch.ones(2, 3), atol=1e-5)
+    noisy = sensitivity_n(model, x, e + torch.randn(2, 5, 6), t, fractions=[0.3], n_samples=12, seed=0)
+    assert (noisy["sensitivity_n"] < 0.999).all()
+
+
+def test_sensitivity_n_naive_loop():
+    from faithbench.metrics.faithfulness import SENSITIVITY_N_STREAM, random_subsets
+    model, (x, h) = cnn(), rgb_data()
+    t = torch.tensor([2, 1])
+    out = sensitivity_n(model, x, h, t, fractions=[0.1, 0.5], n_samples=6, seed=4)
+    for k, size in enumerate([4, 18]):  # round(0.1 * 35), round(0.5 * 35)
+        idx = random_subsets(35, size, 6, 4, [0, 1], SENSITIVITY_N_STREAM + k)
+        for i in range(2):
+            f = lambda z: model(z[None])[0, t[i]].item()  # noqa: E731
+            s, d = [], []
+            for j in range(6):
+                z = x[i].clone().view(3, -1)
+                z[:, idx[i, j]] = 0
+                s.append(float(h[i].flatten()[idx[i, j]].sum()))
+                d.append(f(x[i]) - f(z.view_as(x[i])))
+            assert out["sensitivity_n_curve"][i, k].item() == pytest.approx(naive_pearson(s, d), abs=1e-5)
+    assert torch.allclose(out["sensitivity_n"], out["sensitivity_n_curve"].mean(1))
