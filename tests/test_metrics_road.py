@@ -110,6 +110,36 @@ def test_road_matches_pytorch_grad_cam():
             assert np.allclose(morf["road"].numpy(), ref_lerf - ref_morf, atol=1e-5)
 
 
+def paper_road_score(model, img, expl, target, th_p, remove):
+    """The paper's ImputedDataset.__getitem__ for one image (road/imputed_dataset.py),
+    without its 1e-4 random tie-breaker (the maps here have no ties), then the
+    softmax probability of the target as road_eval reads it."""
+    mask = expl.numpy()[..., None].sum(-1)  # rescale_channel: sum over channels, min-max
+    mask = (mask - mask.min()) / (mask.max() - mask.min() + 1e-5)
+    width, height = img.size(-2), img.size(-1)
+    order = torch.argsort(torch.tensor(mask.reshape(-1, 1)), axis=0, descending=True)
+    bitmask = torch.ones(width * height, dtype=torch.uint8)
+    coords = order[:int(width * height * th_p)] if remove else order[int(width * height * th_p):]
+    bitmask[coords] = 0
+    imputed = paper_impute(img[None], (bitmask.reshape(width, height) == 0)[None])[0]
+    return torch.softmax(model(imputed[None]), 1)[0, target].item()
+
+
+def test_road_matches_the_papers_code():
+    # The paper's LeRF at th_p keeps the top th_p share: LeRF removing f is th_p = 1 - f.
+    model = tiny_cnn()
+    g = torch.Generator().manual_seed(4)
+    x, h = torch.randn(2, 3, 8, 10, generator=g), torch.randn(2, 8, 10, generator=g)
+    target = torch.tensor([1, 2])
+    out = road(model, x, h, target, fractions=[0.25, 0.5], noise=0.0, ties="stable")
+    for i in range(2):
+        for k, f in enumerate([0.25, 0.5]):
+            morf = paper_road_score(model, x[i], h[i], int(target[i]), f, True)
+            lerf = paper_road_score(model, x[i], h[i], int(target[i]), 1 - f, False)
+            assert out["road_morf_curve"][i, k].item() == pytest.approx(morf, abs=1e-5)
+            assert out["road_lerf_curve"][i, k].item() == pytest.approx(lerf, abs=1e-5)
+
+
 def test_paper_fractions_and_counts():
     out = road(tiny_cnn(), torch.randn(2, 3, 10, 10), torch.rand(2, 10, 10), torch.tensor([0, 1]),
                noise=0.0)
