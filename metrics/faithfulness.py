@@ -83,11 +83,11 @@ def subset_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Ten
     return pearson(sums, drops), sums, drops
 
 
-@register(higher_is_better=True, context=("seed",))
+@register(higher_is_better=True, context=("seed", "activation"))
 def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                              batch: Batch | None = None, subset: Count = 224,
                              n_samples: Count = 100, substitute: Substitute = "zero",
-                             activation: Activation = "logit", chunk: Count = 128,
+                             activation: Activation | None = "logit", chunk: Count = 128,
                              seed: int | None = None, blur_kernel: OddSize = 11,
                              blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
     """Faithfulness correlation (Bhatt et al. 2020, Eq. 2): over ``n_samples`` random
@@ -101,7 +101,7 @@ def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, targe
         n_samples: subsets per sample (Quantus's default 100).
         substitute: what removed pixels become (``zero``: the dataset mean colour; see
             ``deletion``). activation: ``logit`` (default, as Quantus), ``softmax``,
-            ``sigmoid``. seed: the subsets (per sample). chunk: images per forward.
+            ``sigmoid``, or null for the model's own (filled by the runner). seed: the subsets (per sample). chunk: images per forward.
     Returns:
         ``faithfulness_correlation`` [B] in [-1, 1] (0 where the map's subset sums or
         the drops are constant, e.g. a constant map).
@@ -124,10 +124,10 @@ def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, targe
     return {"faithfulness_correlation": nan_where(corr, ok)}
 
 
-@register(higher_is_better=True, context=("seed",))
+@register(higher_is_better=True, context=("seed", "activation"))
 def faithfulness_estimate(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                           batch: Batch | None = None, pixels_per_step: Count = 224,
-                          substitute: Substitute = "zero", activation: Activation = "logit",
+                          substitute: Substitute = "zero", activation: Activation | None = "logit",
                           chunk: Count = 128, seed: int | None = None,
                           ties: Ties = "random", blur_kernel: OddSize = 11,
                           blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
@@ -168,13 +168,13 @@ def faithfulness_estimate(model: nn.Module, x: Tensor, heatmap: Tensor, target: 
 SubsetFractions = Annotated[Sequence[Annotated[float, Range(0, 1, lo_open=True)]], NonEmpty()]
 
 
-@register(higher_is_better=True, context=("seed",),
+@register(higher_is_better=True, context=("seed", "activation"),
           curve_axes={"sensitivity_n_curve": "fraction of pixels removed (n / H*W)"})
 def sensitivity_n(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                   batch: Batch | None = None,
                   fractions: SubsetFractions = (0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8),
                   n_samples: Count = 100, substitute: Substitute = "zero",
-                  activation: Activation = "logit", chunk: Count = 128,
+                  activation: Activation | None = "logit", chunk: Count = 128,
                   seed: int | None = None, blur_kernel: OddSize = 11,
                   blur_sigma: Positive = 5.0) -> dict[str, Tensor]:
     """Sensitivity-n (Ancona et al. 2018, Sec. 4.1): for each subset size

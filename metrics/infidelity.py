@@ -51,11 +51,11 @@ def perturbations(x: Tensor, kind: str, sigma: float, patch: int, n: int,
     return out
 
 
-@register(higher_is_better=False)
+@register(higher_is_better=False, context=("seed", "activation"))
 def infidelity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                batch: Batch | None = None, perturbation: Perturbation = "noisy_baseline",
                sigma: Positive = 0.2, patch: Count = 4, n_samples: Count = 10,
-               normalize: bool = True, activation: Activation = "logit",
+               normalize: bool = True, activation: Activation | None = "logit",
                chunk: Count = 128, seed: int | None = None) -> dict[str, Tensor]:
     """Infidelity (Yeh et al. 2019, Eq. 2):
     ``mean_j (beta * I_j . e - (f(x) - f(x - I_j)))^2`` over ``n_samples`` perturbations
@@ -74,7 +74,8 @@ def infidelity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
             10,000 per MNIST image).
         normalize: optimal scaling of the map, as the paper's code and Captum's
             ``normalize=True``. activation: ``logit`` (default, the model's output as
-            the paper's code and Captum use it), ``softmax`` or ``sigmoid``.
+            the paper's code and Captum use it), ``softmax``, ``sigmoid``, or null
+            for the model's own (filled by the runner).
         chunk: perturbed images per forward. seed: perturbations (per sample).
     Returns:
         ``infidelity`` [B]; ``infidelity_beta`` [B] the scale applied to the map.
