@@ -11,9 +11,9 @@ pixels of one image form the sparse linear system
 removed pixels and ``W_uk x_k`` the weighted sum of known neighbours. ``D - W_uu`` is
 symmetric and positive definite whenever the image keeps at least one pixel (every
 removed region then borders a known pixel), so it is solved by Jacobi-preconditioned
-conjugate gradients on the whole batch at once: one 3x3 convolution per iteration for
-all images and channels, on the images' device, in float64. Gaussian noise is then added
-to the removed pixels (the "noisy" part: it hides the imputed pixels' smoothness, which
+conjugate gradients on the whole batch at once: one weighted neighbour sum per
+iteration for all images and channels, on the images' device, in float64. Gaussian
+noise is then added to the removed pixels (the "noisy" part: it hides the imputed pixels' smoothness, which
 a model could otherwise read as the mask's shape).
 """
 
@@ -25,16 +25,18 @@ from torch import Tensor
 
 from faithbench.errors import ConfigError
 
-# Neighbour weights of the paper's Eq. (3): edge neighbours 1/6, diagonal ones 1/12.
-NEIGHBOURS = torch.tensor([[1 / 12, 1 / 6, 1 / 12],
-                           [1 / 6, 0.0, 1 / 6],
-                           [1 / 12, 1 / 6, 1 / 12]], dtype=torch.float64)
+EDGE, DIAGONAL = 1 / 6, 1 / 12  # neighbour weights of the paper's Eq. (3)
 
 
 def _neighbour_sum(v: Tensor) -> Tensor:
-    """Weighted sum of the 8 neighbours of every pixel of ``v`` [N,H,W] (zero outside)."""
-    k = NEIGHBOURS.to(v.device, v.dtype).view(1, 1, 3, 3)
-    return F.conv2d(v[:, None], k, padding=1)[:, 0]
+    """Weighted sum of the 8 neighbours of every pixel of ``v`` [N,H,W] (zero outside):
+    shifted slices of the zero-padded planes, about 3x faster than a 3x3 float64
+    convolution on the CPU."""
+    h, w = v.shape[-2:]
+    p = F.pad(v, (1, 1, 1, 1))
+    edge = p[:, :h, 1:w + 1] + p[:, 2:, 1:w + 1] + p[:, 1:h + 1, :w] + p[:, 1:h + 1, 2:]
+    diagonal = p[:, :h, :w] + p[:, :h, 2:] + p[:, 2:, :w] + p[:, 2:, 2:]
+    return EDGE * edge + DIAGONAL * diagonal
 
 
 def linear_impute(x: Tensor, removed: Tensor, tol: float = 1e-10,
