@@ -13,8 +13,8 @@ symmetric and positive definite whenever the image keeps at least one pixel (eve
 removed region then borders a known pixel), so it is solved by Jacobi-preconditioned
 conjugate gradients on the whole batch at once: one weighted neighbour sum per
 iteration for all images and channels, on the images' device, in float64. Gaussian
-noise is then added to the removed pixels (the "noisy" part: it hides the imputed pixels' smoothness, which
-a model could otherwise read as the mask's shape).
+noise is then added to the removed pixels (the "noisy" part: it hides the imputed
+pixels' smoothness, which a model could otherwise read as the mask's shape).
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def faithfulness_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, targe
         n_samples: subsets per sample (Quantus's default 100).
         substitute: what removed pixels become (``zero``: the dataset mean colour; see
             ``deletion``). activation: ``logit`` (default, as Quantus), ``softmax``,
-            ``sigmoid``, or null for the model's own (filled by the runner). seed: the subsets (per sample). chunk: images per forward.
+            ``sigmoid``, or null for the model's own (filled by the runner).
+        seed: the subsets (per sample). chunk: images per forward.
     Returns:
         ``faithfulness_correlation`` [B] in [-1, 1] (0 where the map's subset sums or
         the drops are constant, e.g. a constant map).
