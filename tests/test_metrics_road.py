@@ -32,31 +32,33 @@ def paper_impute(x: torch.Tensor, removed: torch.Tensor) -> torch.Tensor:
     return torch.stack([imp(x[i], (~removed[i]).float()) for i in range(x.shape[0])])
 
 
+@pytest.mark.parametrize("method", ["cg", "direct"])
 @pytest.mark.parametrize("size", [(7, 11), (16, 9), (20, 20)])
-def test_imputation_equals_sparse_direct_solve(size):
+def test_imputation_equals_sparse_direct_solve(size, method):
     h, w = size
     g = torch.Generator().manual_seed(h * w)
     x = torch.randn(4, 3, h, w, generator=g)
     removed = torch.rand(4, h, w, generator=g) < torch.tensor([0.1, 0.5, 0.9, 0.0]).view(-1, 1, 1)
     removed[3, 1:h - 1, 1:w - 1] = True  # one wide hole: the slowest case for CG
     removed[2, 0, 0] = removed[2, -1, -1] = True  # corners: fewer neighbours
-    ours = linear_impute(x, removed)
+    ours = linear_impute(x, removed, method)
     assert torch.allclose(ours, paper_impute(x, removed), atol=1e-5, rtol=0)
     assert torch.equal(ours[~removed[:, None].expand_as(x)], x[~removed[:, None].expand_as(x)])
 
 
-def test_imputation_hand_computed():
+@pytest.mark.parametrize("method", ["cg", "direct"])
+def test_imputation_hand_computed(method):
     # One removed centre pixel: the weighted mean of its 8 neighbours (weights sum to 1).
     x = torch.arange(9.0).view(1, 1, 3, 3)
     removed = torch.zeros(1, 3, 3, dtype=torch.bool)
     removed[0, 1, 1] = True
     expected = (1 + 3 + 5 + 7) / 6 + (0 + 2 + 6 + 8) / 12
-    assert linear_impute(x, removed)[0, 0, 1, 1].item() == pytest.approx(expected, abs=1e-6)
+    assert linear_impute(x, removed, method)[0, 0, 1, 1].item() == pytest.approx(expected, abs=1e-6)
     # A removed corner: weights of its 3 in-image neighbours, not renormalised (paper's code).
     removed = torch.zeros(1, 3, 3, dtype=torch.bool)
     removed[0, 0, 0] = True
     corner = (1 / 6 * 1 + 1 / 6 * 3 + 1 / 12 * 4) / (1 / 6 + 1 / 6 + 1 / 12)
-    assert linear_impute(x, removed)[0, 0, 0, 0].item() == pytest.approx(corner, abs=1e-6)
+    assert linear_impute(x, removed, method)[0, 0, 0, 0].item() == pytest.approx(corner, abs=1e-6)
 
 
 def test_imputation_refuses_an_image_with_no_kept_pixel():
