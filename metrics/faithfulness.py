@@ -59,11 +59,12 @@ def score_drops(model: nn.Module, x: Tensor, sub: Tensor, target: Tensor, n: int
 def random_subsets(n_pix: int, size: int, n: int, seed: int | None, ids: list[int],
                    stream: int) -> Tensor:
     """``n`` uniform subsets of ``size`` of ``n_pix`` pixels per sample, without
-    replacement, [B,n,size] flat indices: the first ``size`` of a random permutation,
-    drawn on the CPU from ``generator(seed, ids[i], stream)``."""
+    replacement, [B,n,size] flat indices: the positions of the ``size`` largest of
+    ``n_pix`` uniform draws (a uniform subset; ``topk`` is ~20x faster than a full
+    permutation at 224x224), drawn on the CPU from ``generator(seed, ids[i], stream)``."""
     cpu = torch.device("cpu")
     return torch.stack([torch.rand((n, n_pix), generator=generator(seed, i, cpu, stream))
-                        .argsort(1)[:, :size] for i in ids])
+                        .topk(size, dim=1).indices for i in ids])
 
 
 def subset_correlation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
