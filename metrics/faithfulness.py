@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, forward_chunks, nan_where, sample_ids
+from faithbench.metrics._correlation import pearson
 from faithbench.metrics._order import Ties, ranks
 from faithbench.metrics._perturb import Substitute, substitute_image
 from faithbench.ops import Activation, class_scores, generator
@@ -24,16 +25,6 @@ from faithbench.types import Batch
 
 SUBSET_STREAM = 600  # per-sample generator stream of the random pixel subsets
 SENSITIVITY_N_STREAM = 650  # sensitivity_n: 650 + index of the subset size
-
-
-def pearson(a: Tensor, b: Tensor) -> Tensor:
-    """Pearson correlation of the rows of ``a``, ``b`` [B,N], in float64; 0 where either
-    row is constant (a map that predicts no difference between perturbations, or a
-    model that shows none, has no linear relation). Returns [B] float32."""
-    a = a.double() - a.double().mean(1, keepdim=True)
-    b = b.double() - b.double().mean(1, keepdim=True)
-    den = (a.square().sum(1) * b.square().sum(1)).sqrt()
-    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
 
 
 def score_drops(model: nn.Module, x: Tensor, sub: Tensor, target: Tensor, n: int,

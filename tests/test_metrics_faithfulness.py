@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from faithbench.metrics import get
-from faithbench.metrics.faithfulness import pearson, subset_correlation
+from faithbench.metrics._correlation import pearson
+from faithbench.metrics.faithfulness import subset_correlation
 from faithbench.types import Batch
 
 correlation = get("faithfulness_correlation").fn
