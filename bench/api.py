@@ -18,6 +18,7 @@ from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import check_count, check_pair, cpu_chunk_cap, pick_device
 from faithbench.preprocess import Preprocess
+from faithbench.probe import check_map
 from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
 from faithbench.types import BenchDataset, ModelSpec, Sample, stack
 
@@ -116,11 +117,7 @@ def _check_map(scorer: Scorer, first: Sample, label: str) -> None:
     b = stack([first], [0]).to(scorer.device)
     _, target, _ = scorer.targets(b)
     out = scorer.method_fn(scorer.spec.model, b.images, target, **scorer.method_params)
-    want = (b.images.shape[0], *b.images.shape[-2:])
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != want or not out.is_floating_point():
-        got = f"{tuple(out.shape)} {out.dtype}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ConfigError(f"method {label!r} returned {got} for one sample; expected a float "
-                          f"tensor of shape {want} ([B,H,W])")
+    check_map(out, b.images, f"method {label!r}")
 
 
 def _score(scorer: Scorer, items: list[Sample | None], batch_size: int) -> pd.DataFrame:

@@ -168,10 +168,9 @@ def test_example_plugin_is_discovered_and_its_edit_changes_the_keys(workdir):
     assert got["before"][0] != got["after"][0] and got["before"][1] != got["after"][1]
 
 
-@pytest.mark.slow
 def test_example_plugin_is_installed_discovered_swept_and_ranked(workdir):
     """pip installs the example into a target directory; a fresh process finds it through
-    importlib.metadata entry points, sweeps it with two built-ins and ranks it (33 s)."""
+    importlib.metadata entry points, sweeps it with two built-ins and ranks it."""
     target = _install_example(workdir)
     listed = _cli(["-m", "faithbench", "list", "methods"], workdir, target)
     assert "var_grad" in listed.stdout and "[faithbench-example-plugin 0.1.0]" in listed.stdout
