@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench import schema
-from faithbench.metrics._common import Explain, clean, finite_rows, nan_where, predictions
+from faithbench.metrics._common import (Explain, clean, finite_rows, nan_where,
+                                        per_sample_noise, predictions)
 from faithbench.metrics._similarity import compare
 
 # (x [B,C,H,W], clean heatmap [B,H,W]) -> (transformed x, reference map, valid [H,W] or None)
@@ -57,6 +58,13 @@ def stability(name: str, model: nn.Module, x: Tensor, heatmap: Tensor, target: T
     xs = torch.tensor([float(v) for v in levels], device=x.device).expand(x.shape[0], -1)
     out.update({schema.x_key(k): xs for k in list(out) if schema.is_curve(k)})
     return out
+
+
+def ball_noise(x: Tensor, seed: int | None, ids: list[int], radius: float, stream: int) -> Tensor:
+    """Noise [B,C,H,W] uniform in the L-inf ball of ``radius`` (model-input units), row i
+    from ``generator(seed, ids[i], stream)``: the draws of the sensitivity metrics."""
+    d = per_sample_noise(tuple(x.shape[1:]), seed, ids, x.device, kind="uniform", stream=stream)
+    return (d * radius).to(x.dtype)
 
 
 def rotate(z: Tensor, degrees: float) -> Tensor:

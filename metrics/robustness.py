@@ -1,6 +1,7 @@
 """Robustness of maps to input noise: stability under Gaussian noise (as in the
-robustness analyses of Alvarez-Melis & Jaakkola 2018 and Adebayo et al. 2018) and
-Max-Sensitivity (Yeh et al., NeurIPS 2019) as Captum's ``sensitivity_max`` computes it."""
+robustness analyses of Alvarez-Melis & Jaakkola 2018 and Adebayo et al. 2018),
+Max-Sensitivity (Yeh et al., NeurIPS 2019) as Captum's ``sensitivity_max`` computes it,
+and Avg-Sensitivity (Yeh et al.) on the same draws."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 from faithbench.metrics import register
 from faithbench.metrics._common import (Explain, clean, nan_where,
                                         need_explain, per_sample_noise, sample_ids)
-from faithbench.metrics._stability import Transform, stability
+from faithbench.metrics._stability import Transform, ball_noise, stability
 from faithbench.params import Count, Fraction, NonEmpty, Positive
 from faithbench.types import Batch
 
@@ -64,6 +65,23 @@ def noise_stability(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
                      topk, absolute, chunk, levels=[float(v) for v in sigmas])
 
 
+def sensitivities(x: Tensor, heatmap: Tensor, target: Tensor, explain: Explain,
+                  ids: list[int], radius: float, n_samples: int,
+                  seed: int | None) -> tuple[Tensor, Tensor]:
+    """``||e(x + d_j) - e(x)||_F / ||e(x)||_F`` [B,n_samples] for ``d_j`` uniform in the
+    L-inf ball of ``radius`` (draw j from stream 200 + j, see ``ball_noise``), a map with
+    zero norm divided by 1 (Captum's rule); and the [B] finite-map rows."""
+    h, ok = clean(heatmap)
+    norm = h.flatten(1).norm(dim=1)
+    norm = torch.where(norm == 0, torch.ones_like(norm), norm)
+    sens = []
+    for j in range(n_samples):
+        d = ball_noise(x, seed, ids, radius, SENSITIVITY_STREAM + j)
+        hj = explain(x + d, target).detach().float()
+        sens.append((hj - h).flatten(1).norm(dim=1) / norm)
+    return torch.stack(sens, 1), ok
+
+
 @register(higher_is_better=False, context=("explain", "seed"), outputs={"max_sensitivity_mean": False})
 def max_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                     batch: Batch | None = None, explain: Explain | None = None,
@@ -82,16 +100,40 @@ def max_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
         Costs n_samples explanations per sample.
     """
     explain = need_explain(explain, "max_sensitivity")
-    h, ok = clean(heatmap)
-    ids = sample_ids(batch, x.shape[0])
-    norm = h.flatten(1).norm(dim=1)
-    norm = torch.where(norm == 0, torch.ones_like(norm), norm)
-    sens = []
-    for j in range(n_samples):
-        d = per_sample_noise(tuple(x.shape[1:]), seed, ids, x.device, kind="uniform",
-                             stream=SENSITIVITY_STREAM + j) * radius
-        hj = explain(x + d.to(x.dtype), target).detach().float()
-        sens.append((hj - h).flatten(1).norm(dim=1) / norm)
-    s = torch.stack(sens, 1)
+    s, ok = sensitivities(x, heatmap, target, explain, sample_ids(batch, x.shape[0]),
+                          radius, n_samples, seed)
     return {"max_sensitivity": nan_where(s.max(1).values, ok),
             "max_sensitivity_mean": nan_where(s.mean(1), ok)}
+
+
+@register(higher_is_better=False, context=("explain", "seed"))
+def avg_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
+                    batch: Batch | None = None, explain: Explain | None = None,
+                    radius: Positive = 0.02, n_samples: Count = 10,
+                    seed: int | None = None) -> dict[str, Tensor]:
+    """Avg-Sensitivity (Yeh et al. 2019, Def. 3.2):
+    ``mean_j ||e(x + d_j) - e(x)||_F / ||e(x)||_F`` over ``n_samples`` draws ``d_j``
+    uniform in the L-inf ball of ``radius`` (model-input units), the same draws as
+    ``max_sensitivity`` under the same seed; a map with zero norm is divided by 1.
+
+    Args:
+        x: [B,C,H,W] normalised input; heatmap: [B,H,W] raw map; target: [B] int64.
+        explain: ``explain(x, target) -> [B,H,W]``, the method being evaluated.
+        radius: half-width of the uniform noise (Quantus's ``lower_bound``, 0.2 there).
+        n_samples: draws per sample (Quantus's ``nr_samples``, 200 there).
+        seed: noise seed (per sample).
+    Returns:
+        ``avg_sensitivity`` [B]. Costs n_samples explanations per sample.
+
+    Example:
+        >>> import torch
+        >>> x = torch.randn(2, 3, 4, 5)
+        >>> out = avg_sensitivity(None, x, x[:, 0], torch.tensor([0, 1]),
+        ...                       explain=lambda z, t: z[:, 0], seed=0)
+        >>> bool((out["avg_sensitivity"] > 0).all())
+        True
+    """
+    explain = need_explain(explain, "avg_sensitivity")
+    s, ok = sensitivities(x, heatmap, target, explain, sample_ids(batch, x.shape[0]),
+                          radius, n_samples, seed)
+    return {"avg_sensitivity": nan_where(s.mean(1), ok)}
