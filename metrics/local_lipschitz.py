@@ -21,7 +21,7 @@ def local_lipschitz(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
                     batch: Batch | None = None, explain: Explain | None = None,
                     sigma: Positive = 0.1, n_samples: Count = 10,
                     seed: int | None = None) -> dict[str, Tensor]:
-    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018, Eq. 5):
+    """Local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018):
     ``max_j ||e(x) - e(x_j)||_2 / ||x - x_j||_2`` over ``n_samples`` neighbours
     ``x_j = x + sigma * eps_j``, ``eps_j`` standard normal per input value (the sampled
     estimate Quantus's ``LocalLipschitzEstimate`` uses in place of the paper's

@@ -61,7 +61,7 @@ def relative_input_stability(model: nn.Module, x: Tensor, heatmap: Tensor, targe
                              radius: Positive = 0.02, n_samples: Count = 10,
                              eps_min: Positive = 1e-6, chunk: Count = 128,
                              seed: int | None = None) -> dict[str, Tensor]:
-    """Relative Input Stability (Agarwal et al. 2022, Eq. 2):
+    """Relative Input Stability (Agarwal et al. 2022):
     ``max_j ||(e - e_j) / e||_2 / max(||(x - x_j) / x||_2, eps_min)`` over the neighbours
     ``x_j = x + d_j`` (``d_j`` uniform in the L-inf ball of ``radius``) that keep the
     model's top-1 class; divisions are element-wise, a zero entry divided by ``eps_min``.
@@ -100,7 +100,7 @@ def relative_output_stability(model: nn.Module, x: Tensor, heatmap: Tensor, targ
                               radius: Positive = 0.02, n_samples: Count = 10,
                               eps_min: Positive = 1e-6, chunk: Count = 128,
                               seed: int | None = None) -> dict[str, Tensor]:
-    """Relative Output Stability (Agarwal et al. 2022, Eq. 5):
+    """Relative Output Stability (Agarwal et al. 2022):
     ``max_j ||(e - e_j) / e||_2 / max(||h(x) - h(x_j)||_2, eps_min)``, ``h`` the model's
     logits (all classes), over the neighbours of ``relative_input_stability`` (the same
     draws under the same seed) that keep the model's top-1 class.

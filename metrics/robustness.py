@@ -111,7 +111,7 @@ def avg_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
                     batch: Batch | None = None, explain: Explain | None = None,
                     radius: Positive = 0.02, n_samples: Count = 10,
                     seed: int | None = None) -> dict[str, Tensor]:
-    """Avg-Sensitivity (Yeh et al. 2019, Def. 3.2):
+    """Avg-Sensitivity (Yeh et al. 2019):
     ``mean_j ||e(x + d_j) - e(x)||_F / ||e(x)||_F`` over ``n_samples`` draws ``d_j``
     uniform in the L-inf ball of ``radius`` (model-input units), the same draws as
     ``max_sensitivity`` under the same seed; a map with zero norm is divided by 1.

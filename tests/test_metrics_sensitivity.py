@@ -127,7 +127,7 @@ def test_relative_stability_matches_quantus(key, cls):
 
 
 def naive_relative(model, x, h, t, explain, noise, output: bool, eps=1e-6):
-    """Agarwal et al. Eqs. 2 and 5, one sample and one neighbour at a time."""
+    """Agarwal et al.'s RIS and ROS, one sample and one neighbour at a time."""
     res = []
     for i in range(x.shape[0]):
         best = None
