@@ -189,3 +189,33 @@ def test_bad_relevance_and_missing_batch_are_errors():
                                       relevance="neg")
     with pytest.raises(ConfigError, match="batch"):
         fn("top_k_intersection")(None, batch.images, torch.rand(2, H, W), target, None)
+
+
+# --- segmentation IoU -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule", ["max", "minmax"])
+def test_segmentation_iou_matches_sklearn_jaccard(rule):
+    from sklearn.metrics import jaccard_score
+
+    batch, target, gt = scene(seed=14)
+    sal = torch.randn(10, H, W, generator=torch.Generator().manual_seed(15))
+    out = fn("segmentation_iou")(None, batch.images, sal, target, batch, threshold=0.3,
+                                 threshold_rule=rule)["segmentation_iou"]
+    for i in range(10):
+        m = sal[i].double()
+        cut = 0.3 * m.max() if rule == "max" else m.min() + 0.3 * (m.max() - m.min())
+        pred = (m > cut).flatten().numpy()
+        assert out[i].item() == pytest.approx(jaccard_score(gt[i].flatten().numpy(), pred), abs=1e-6)
+
+
+def test_segmentation_iou_degenerate_maps():
+    batch, target, gt = scene(n=3, seed=16)
+    sal = torch.stack([torch.zeros(H, W), torch.full((H, W), 2.0), torch.full((H, W), -1.0)])
+    f = fn("segmentation_iou")
+    area = gt.flatten(1).double().mean(1)
+    assert f(None, batch.images, sal, target, batch)["segmentation_iou"].double().tolist() == \
+        pytest.approx([0.0, area[1].item(), 0.0])
+    assert f(None, batch.images, sal, target, batch,
+             threshold_rule="minmax")["segmentation_iou"].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(ConfigError, match="threshold_rule"):
+        f(None, batch.images, sal, target, batch, threshold_rule="mean")
