@@ -7,8 +7,7 @@ The ground truth is ``faithbench.regions.class_region``: the union of the class'
 where the dataset has masks, else of its boxes (``ground_truth`` picks one), at input
 resolution. Which relevance counts is a named convention (``relevance``):
 
-- ``positive``: ``max(map, 0)``, evidence for the class (Kohlbrenner et al.; Arras et al.
-  pool the positive relevance too);
+- ``positive``: ``max(map, 0)``, evidence for the class (Kohlbrenner et al.'s ratio);
 - ``absolute``: ``|map|`` (Quantus's ``abs=True``);
 - ``signed``: the map as is (Quantus's ``abs=False``); a mass ratio is then unbounded
   when positive and negative relevance nearly cancel.
