@@ -1,4 +1,4 @@
-"""Class sensitivity: Random Logit (Sixt, Granz & Landgraf, ICML 2020, Sec. 4): a map
+"""Class sensitivity: Random Logit (Sixt, Granz & Landgraf, ICML 2020): a map
 that explains the class should differ from the map of another class on the same input.
 The seeds' "class discrimination"."""
 

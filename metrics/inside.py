@@ -75,7 +75,7 @@ def mass_share(r: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
 def relevance_mass_accuracy(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                             batch: Batch, relevance: Relevance = "positive",
                             ground_truth: GroundTruthChoice = "auto") -> dict[str, Tensor]:
-    """Relevance mass accuracy (Arras et al. 2022, Eq. 1): ``R_within / R_total``, the
+    """Relevance mass accuracy (Arras et al. 2022): ``R_within / R_total``, the
     share of the map's relevance that falls inside the target class's ground truth.
 
     Args:
@@ -119,7 +119,7 @@ def relevance_rank_accuracy(model: nn.Module, x: Tensor, heatmap: Tensor, target
                             batch: Batch, relevance: Relevance = "signed", ties: Ties = "random",
                             ground_truth: GroundTruthChoice = "auto",
                             seed: int | None = None) -> dict[str, Tensor]:
-    """Relevance rank accuracy (Arras et al. 2022, Eq. 2): with K the size of the
+    """Relevance rank accuracy (Arras et al. 2022): with K the size of the
     ground truth, the share of the K most relevant pixels that lie inside it.
 
     Args:
@@ -148,7 +148,7 @@ def relevance_rank_accuracy(model: nn.Module, x: Tensor, heatmap: Tensor, target
 def attribution_localisation(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                              batch: Batch, relevance: Relevance = "positive",
                              ground_truth: GroundTruthChoice = "boxes") -> dict[str, Tensor]:
-    """Attribution localisation (Kohlbrenner et al. 2020, Sec. IV-B): the inside-total
+    """Attribution localisation (Kohlbrenner et al. 2020): the inside-total
     relevance ratio ``mu = R_in / R_tot`` of the positive relevance in the target
     class's bounding boxes, and its size-weighted form ``mu_w = mu * S_tot / S_in``
     (pixels of the image over pixels in the boxes), 1 for a uniform map.

@@ -1,5 +1,5 @@
 """Weakly supervised segmentation from a map (Grad-CAM, Selvaraju et al., ICCV 2017,
-Sec. 4.2 uses Grad-CAM as the seed of a segmenter): the thresholded map against the
+uses Grad-CAM maps as the seeds of a segmenter): the thresholded map against the
 target class's mask, scored by IoU. The threshold rules are ``box_localisation``'s
 (``faithbench.metrics.localisation``): ``max`` keeps ``map > t * max(map)``, ``minmax``
 keeps the pixels above ``t`` of the min-max normalised map."""
