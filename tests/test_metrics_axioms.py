@@ -231,3 +231,17 @@ def test_input_invariance_errors_name_the_layer():
         shifted_model(model, x, -1.0, layer="nope")
     m = shifted_model(model, x, -1.0, layer="1.0")  # the user names the layer to adjust
     assert m[1][0].bias is not None
+
+
+def test_quantus_shifted_model_differs_with_a_padded_first_layer():
+    """The difference docs/metrics.md records: Quantus sets the bias from the smallest
+    output of a constant input (a zero-padded border value), so its model is another
+    function; ours is the same function."""
+    pytest.importorskip("quantus")
+    from quantus.helpers.model.pytorch_model import PyTorchModel
+
+    model, x = cnn(3, padding=1), torch.randn(2, 3, 6, 9)
+    theirs = PyTorchModel(model, channel_first=True).add_mean_shift_to_first_layer(-1, (1, 3, 6, 9))
+    with torch.no_grad():
+        assert (theirs(x - 1) - model(x)).abs().max() > 1e-2
+        assert (shifted_model(model, x, -1.0)(x - 1) - model(x)).abs().max() < 1e-5
