@@ -121,11 +121,13 @@ def non_sensitivity(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor
         m = (tile[None] == (r % n)[:, None]).view(-1, 1, height, width)
         return torch.where(m, sub[r // n], x[r // n])
 
+    # plain softmax (as Quantus), not exp(log_softmax): a threshold on the change of the
+    # score flips on float rounding where |f(x') - f(x)| is near tol
     base = class_scores(forward_chunks(model, b, lambda r: x[r.to(x.device)], chunk), tgt,
-                        activation, via_log_softmax=True)
+                        activation, via_log_softmax=False)
     rows = torch.arange(b * n, device=x.device)
     after = class_scores(forward_chunks(model, b * n, make, chunk), tgt[rows // n],
-                         activation, via_log_softmax=True)
+                         activation, via_log_softmax=False)
     unchanged = (after.view(b, n) - base[:, None]).abs() < tol
     hit = relevant(h, eps).flatten(1).float()
     has_relevance = torch.zeros(b, n, device=x.device).index_add_(1, tile, hit) > 0
