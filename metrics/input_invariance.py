@@ -6,9 +6,9 @@ either."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from faithbench.errors import ConfigError, unknown_choice
@@ -46,9 +46,10 @@ def first_layer(model: nn.Module, x: Tensor, layer: str | None) -> str:
 
 def shifted_model(model: nn.Module, x: Tensor, shift: float, layer: str | None = None) -> nn.Module:
     """A copy of ``model`` with ``m(x + shift) == model(x)``: the first layer's bias
-    becomes ``b - shift * sum(W)`` (Kindermans et al. Sec. 2). A zero-padded convolution
-    pads with ``shift`` instead (a forward pre-hook), so border pixels see the same
-    shifted input and the equality is exact there too. ``model`` is not modified."""
+    becomes ``b - shift * sum(W)`` (Kindermans et al. Sec. 2). Where a convolution pads
+    (zero padding, timm's dynamic "same" padding), border outputs see fewer taps of the
+    shift than ``sum(W)``; a forward hook adds back that border difference (zero inside
+    the image), so the equality is exact there too. ``model`` is not modified."""
     m = copy.deepcopy(model)
     name = first_layer(m, x, layer)
     mod = m.get_submodule(name)
@@ -61,11 +62,27 @@ def shifted_model(model: nn.Module, x: Tensor, shift: float, layer: str | None =
         if mod.bias is None:
             mod.bias = nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device))
         mod.bias -= absorbed
-    if isinstance(mod, nn.Conv2d) and mod.padding_mode == "zeros" and any(mod._reversed_padding_repeated_twice):
-        pad = list(mod._reversed_padding_repeated_twice)
-        mod.padding = (0, 0)
-        mod.register_forward_pre_hook(lambda _, args: (F.pad(args[0], pad, value=shift),))
+    if isinstance(mod, nn.Conv2d):
+        mod.register_forward_hook(_border_fix(absorbed, shift))
     return m
+
+
+def _border_fix(absorbed: Tensor, shift: float) -> Callable[[nn.Module, tuple[Tensor, ...], Tensor], Tensor]:
+    """Forward hook: output + ``shift * sum(W) - L(shift)``, ``L(shift)`` the layer's
+    response to a constant ``shift`` image without its bias (``forward`` called directly,
+    so no hook runs again); cached per input shape."""
+    cache: dict[tuple, Tensor] = {}
+
+    def hook(mod: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        z = args[0]
+        key = (tuple(z.shape[1:]), z.dtype, z.device)
+        if key not in cache:
+            with torch.no_grad():
+                zero = torch.zeros((1, *z.shape[1:]), dtype=z.dtype, device=z.device)
+                taps = mod.forward(zero + shift) - mod.forward(zero)
+                cache[key] = absorbed.view(-1, 1, 1).to(taps.dtype) - taps
+        return out + cache[key].to(out.dtype)
+    return hook
 
 
 @register(higher_is_better=False, context=("explain",), outputs={"input_invariance_holds": True})

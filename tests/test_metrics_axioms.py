@@ -185,11 +185,19 @@ def gradient(model_default):
     return explain
 
 
+def same_padding_conv() -> nn.Module:
+    """timm's Conv2dSame (efficientnet_lite0's stem): zero padding added inside forward."""
+    return pytest.importorskip("timm.layers").Conv2dSame(3, 4, 3, stride=2)
+
+
 @pytest.mark.parametrize("make", [
     lambda: cnn(3, padding=1),
     lambda: cnn(3, padding=0),
     lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 5, 4), nn.ReLU(), nn.Linear(4, 3)),
     lambda: nn.Sequential(nn.Conv2d(3, 2, 3, padding=2, bias=False), nn.Flatten(), nn.LazyLinear(3)),
+    lambda: nn.Sequential(nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten(),
+                          nn.LazyLinear(3)),
+    lambda: nn.Sequential(same_padding_conv(), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3)),
 ])
 def test_shifted_model_is_the_same_function(make):
     torch.manual_seed(0)
