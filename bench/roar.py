@@ -68,7 +68,15 @@ def check(setup: Setup, methods: list[str], fractions: list[float]) -> None:
 def remove(pixels: torch.Tensor, maps: torch.Tensor, fraction: float, fill: torch.Tensor,
            seed: int, ids: list[int]) -> torch.Tensor:
     """``pixels`` uint8 [N,3,H,W] with the ``round(fraction*H*W)`` most relevant pixels of
-    each ``maps`` [N,H,W] (ties in the seeded random order) set to ``fill`` uint8 [3]."""
+    each ``maps`` [N,H,W] (ties in the seeded random order) set to ``fill`` uint8 [3].
+
+    Example:
+        >>> x = torch.full((1, 3, 2, 2), 200, dtype=torch.uint8)
+        >>> m = torch.tensor([[[0.9, 0.1], [0.5, 0.2]]])
+        >>> remove(x, m, 0.5, torch.tensor([1, 2, 3], dtype=torch.uint8), 0, [0])[0, 2]
+        tensor([[  3, 200],
+                [  3, 200]], dtype=torch.uint8)
+    """
     from faithbench.metrics._order import order_of
 
     n, _, h, w = pixels.shape
@@ -107,7 +115,12 @@ def retrain(setup: Setup, pixels: torch.Tensor, y: torch.Tensor,
 
 def area(fractions: list[float], accuracy: list[float]) -> float:
     """Mean accuracy over the removed fraction (trapezoids over [0, max], divided by the
-    span); lower is better."""
+    span); lower is better.
+
+    Example:
+        >>> area([0.0, 0.5, 1.0], [1.0, 0.5, 0.5])
+        0.625
+    """
     acc, frac = torch.tensor(accuracy, dtype=torch.float64), torch.tensor(fractions, dtype=torch.float64)
     return float(torch.trapezoid(acc, frac) / (frac[-1] - frac[0]))
 
