@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class Setup:
     seed: int = 0  # the methods' seed, the tie order and the fresh network's initialisation
 
 
-def check(setup: Setup, methods: list[str], fractions: list[float]) -> None:
+def check(setup: Setup, methods: Sequence[str], fractions: Sequence[float]) -> None:
     """ConfigError naming any bad value, before anything is computed."""
     from faithbench import methods as registry
 
@@ -125,16 +126,24 @@ def area(fractions: list[float], accuracy: list[float]) -> float:
     return float(torch.trapezoid(acc, frac) / (frac[-1] - frac[0]))
 
 
-def roar(methods: list[str], setup: Setup = Setup(), fractions: list[float] = list(FRACTIONS),
+def roar(methods: Sequence[str], setup: Setup = Setup(), fractions: Sequence[float] = FRACTIONS,
          out_dir: str | Path = "faithbench_out", device: str = "auto") -> pd.DataFrame:
     """The ROAR curves: one row per (method, fraction) with ``accuracy`` (retrained test
-    accuracy), ``area`` (the method's, repeated) and ``cached``; ``random`` is added."""
+    accuracy), ``area`` (the method's, repeated) and ``cached``; ``random`` is added.
+
+    Args:
+        methods: registry names, explained with their default parameters.
+        setup: the explained model, data and training recipe.
+        fractions: shares of pixels removed, each in (0, 1); 0 is always added.
+        out_dir: the cache goes to ``<out_dir>/roar``.
+        device: ``auto`` | ``cpu`` | ``cuda[:N]`` for the maps and the retraining.
+    """
     from faithbench import models
     from faithbench.jobs import pick_device
     from faithbench.models._shapes_train import TRAIN_SEED, accuracy, make_pixels
 
     methods = list(dict.fromkeys([*methods, "random"]))
-    fractions = sorted(fractions)
+    fractions = sorted(set(fractions))
     check(setup, methods, fractions)
     dev = pick_device(device)
     spec = models.load(setup.model)
