@@ -175,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
         from faithbench.visualize._job import main as visualize_main
 
         sys.exit(visualize_main(argv[1:]))
+    if argv and argv[0] == "roar":  # dataset-level remove-and-retrain (faithbench.roar)
+        from faithbench.roar import main as roar_main
+
+        sys.exit(roar_main(argv[1:]))
     _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
 
 

@@ -42,9 +42,11 @@ def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
         classifier: str | None = None) -> Tensor:
     """Class activation map of a global-average-pooling network.
 
-    Valid only when ``layer`` feeds global average pooling and then the linear
-    ``classifier`` (ResNet ``layer4`` -> ``fc``). The map is signed, as in the paper (no
-    ReLU; the bias is left out); for such models ReLU(cam) / (h*w) equals Grad-CAM.
+    Valid only when ``layer`` feeds global pooling and then the linear ``classifier``
+    (ResNet ``layer4`` -> ``fc``): average pooling, or max pooling as in the paper's GMP
+    comparison (``shapes_cnn_gmp``), where the map is the same sum and the logit is
+    ``sum_k w^c_k max f_k``. The map is signed, as in the paper (no ReLU; the bias is left
+    out); for either pooling ReLU(cam) / (h*w) equals Grad-CAM.
 
     Args:
         classifier: dotted name of the final nn.Linear; default: the last one.

@@ -175,7 +175,7 @@ def test_every_preset_is_tested():
 
     files = {p.name[:-5] for p in (resources.files("faithbench.conf") / "experiment").iterdir()
              if p.name.endswith(".yaml")}
-    assert files - {"quick", "truth"} == set(PRESETS)
+    assert files - {"quick", "truth", "gap_vs_gmp"} == set(PRESETS)  # offline: own test files
 
 
 @pytest.mark.parametrize("preset", PRESETS)
