@@ -51,6 +51,7 @@ def completeness(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
         ``|sum e - d|``; ``completeness_delta`` [B] ``d``. Costs 2 forwards per sample.
 
     Example:
+        >>> _ = torch.manual_seed(0)
         >>> m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
         >>> x = torch.randn(1, 3, 2, 2)
         >>> e = (m[1].weight[1].view(3, 2, 2) * x[0]).sum(0, keepdim=True).detach()

@@ -55,7 +55,7 @@ def shifted_model(model: nn.Module, x: Tensor, shift: float, layer: str | None =
     mod = m.get_submodule(name)
     if not isinstance(mod, (nn.Conv2d, nn.Linear)):
         raise ConfigError(f"input_invariance: first layer {name!r} is a {type(mod).__name__}; "
-                          "valid: Conv2d or Linear (set layer=<module name> if it is not the first)")
+                          "valid: Conv2d or Linear (set input_layer=<module name> if it is not the first)")
     w = mod.weight.detach()
     absorbed = w.sum(tuple(range(1, w.dim()))) * shift
     with torch.no_grad():
@@ -88,7 +88,7 @@ def _border_fix(absorbed: Tensor, shift: float) -> Callable[[nn.Module, tuple[Te
 @register(higher_is_better=False, context=("explain",), outputs={"input_invariance_holds": True})
 def input_invariance(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor,
                      batch: Batch | None = None, explain: Explain | None = None,
-                     shift: float = -1.0, layer: str | None = None,
+                     shift: float = -1.0, input_layer: str | None = None,
                      atol: Positive = 1e-4) -> dict[str, Tensor]:
     """Input invariance (Kindermans et al. 2017): explain ``x + shift`` on the model whose
     first layer absorbs the shift (``shifted_model``: the same function of the unshifted
@@ -98,7 +98,7 @@ def input_invariance(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
         x: [B,C,H,W] normalised input; heatmap: [B,H,W] the map of ``x``; target: [B].
         explain: ``explain(x, target, model=m) -> [B,H,W]``, the method being evaluated.
         shift: constant added to every input entry, in model-input units (Quantus's
-            ``input_shift``, default -1). layer: the first layer's module name (null:
+            ``input_shift``, default -1). input_layer: the first layer's module name (null:
             found by one forward; it must be a Conv2d or Linear).
         atol: absolute tolerance of ``input_invariance_holds`` (Quantus's 1e-4).
     Returns:
@@ -109,7 +109,7 @@ def input_invariance(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tenso
     """
     explain = need_explain(explain, "input_invariance")
     h, ok = clean(heatmap)
-    m = shifted_model(model, x, float(shift), layer)
+    m = shifted_model(model, x, float(shift), input_layer)
     hs = explain(x + shift, target, model=m).detach().float()
     norm = h.flatten(1).abs().sum(1)
     diff = (hs - h).flatten(1).abs()
