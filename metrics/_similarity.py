@@ -1,4 +1,5 @@
-"""Batched similarity of two maps, for the robustness and sanity metrics.
+"""Batched similarity of two maps (or of per-sample rows), for the robustness, sanity and
+faithfulness metrics.
 
 Rules for degenerate maps, shared by every metric that uses these: a constant map has no
 ranking, so its Spearman correlation and top-k IoU with a non-constant map are 0 and
@@ -41,14 +42,20 @@ def degenerate(a: Tensor, b: Tensor, value: Tensor) -> Tensor:
     return torch.where(ca | cb, fixed, value)
 
 
+def pearson(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation of the rows of ``a``, ``b`` [B,N], in float64; 0 where either
+    row is constant (a map that predicts no difference between perturbations, or a
+    model that shows none, has no linear relation). Returns [B] float32."""
+    a = a.double() - a.double().mean(1, keepdim=True)
+    b = b.double() - b.double().mean(1, keepdim=True)
+    den = (a.square().sum(1) * b.square().sum(1)).sqrt()
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.zeros_like(den)).float()
+
+
 def spearman(a: Tensor, b: Tensor) -> Tensor:
-    """Spearman rank correlation of rows of ``a``, ``b`` [B,N] (average ranks for ties).
-    Returns [B] float32."""
-    ra, rb = average_ranks(a), average_ranks(b)
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    den = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
-    rho = (ra * rb).sum(1) / den.clamp(min=1e-300)
-    return degenerate(a, b, rho).float()
+    """Spearman rank correlation of rows of ``a``, ``b`` [B,N] (average ranks for ties),
+    with the constant-map rule. Returns [B] float32."""
+    return degenerate(a, b, pearson(average_ranks(a), average_ranks(b)))
 
 
 def topk_iou(a: Tensor, b: Tensor, fraction: float) -> Tensor:

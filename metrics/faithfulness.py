@@ -16,9 +16,9 @@ from torch import Tensor, nn
 
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, forward_chunks, nan_where, sample_ids
-from faithbench.metrics._correlation import pearson
 from faithbench.metrics._order import Ties, ranks
 from faithbench.metrics._perturb import Substitute, substitute_image
+from faithbench.metrics._similarity import pearson
 from faithbench.ops import Activation, class_scores, generator
 from faithbench.params import Count, NonEmpty, OddSize, Positive, Range
 from faithbench.types import Batch

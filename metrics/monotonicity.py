@@ -13,10 +13,9 @@ from torch import Tensor, nn
 from faithbench.metrics import register
 from faithbench.metrics._common import (Activation, clean, forward_chunks, nan_where,
                                         sample_ids)
-from faithbench.metrics._correlation import pearson
 from faithbench.metrics._order import Ties, ranks
 from faithbench.metrics._perturb import Substitute, curve_x, curves
-from faithbench.metrics._similarity import average_ranks
+from faithbench.metrics._similarity import average_ranks, pearson
 from faithbench.metrics.perturbation import RISE_STEP
 from faithbench.ops import class_scores, generator
 from faithbench.params import Count, Fraction, OddSize, Positive

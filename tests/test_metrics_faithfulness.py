@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from faithbench.metrics import get
-from faithbench.metrics._correlation import pearson
+from faithbench.metrics._similarity import pearson
 from faithbench.metrics.faithfulness import subset_correlation
 from faithbench.types import Batch
 
