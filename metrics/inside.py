@@ -24,24 +24,21 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from faithbench.errors import check_choice
 from faithbench.metrics import register
 from faithbench.metrics._common import clean, nan_where, need_batch, sample_ids
 from faithbench.metrics._order import Ties, order_of
+from faithbench.metrics.pointing import GroundTruthChoice
 from faithbench.params import Count
 from faithbench.regions import class_region
 from faithbench.types import Batch
 
-GroundTruthChoice = Literal["auto", "masks", "boxes"]
 Relevance = Literal["positive", "absolute", "signed"]
-RELEVANCE = ["positive", "absolute", "signed"]
 NAN = float("nan")
 
 
 def relevance_of(h: Tensor, rule: str) -> Tensor:
     """The relevance a metric counts, [B,H,W]: ``positive`` max(h, 0), ``absolute``
-    |h|, ``signed`` h."""
-    check_choice("relevance", rule, RELEVANCE)
+    |h|, ``signed`` h (``rule`` is the metric's declared, checked parameter)."""
     if rule == "positive":
         return h.clamp(min=0)
     return h.abs() if rule == "absolute" else h
