@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 
 from faithbench.api_inputs import Truth, resolve_model, samples
-from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import check_count, check_pair, cpu_chunk_cap, pick_device
 from faithbench.preprocess import Preprocess
 from faithbench.probe import check_map
-from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
+from faithbench.scoring import (PRECISIONS, MetricJob, Scorer, filled_params, runner_context,
+                                score_items)
 from faithbench.types import BenchDataset, ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
@@ -79,9 +79,8 @@ def _method(label: str, spec: MethodSpec, context: dict[str, Any], cap: int | No
     if callable(name):  # (function, params): the user's own, called with its params
         return name, dict(params)
     entry = methods.get(name)
-    context = {k: v for k, v in context.items() if k in entry.info.injected}
-    params = cap_perf(entry.fn, fill_context(entry.fn, dict(params), context,
-                                             f"method {label!r}"), cap)
+    params = filled_params(entry.fn, entry.info.injected, dict(params), context, cap,
+                           f"method {label!r}")
     if entry.info.needs_layer and not params.get("layer"):
         raise ConfigError(f"method {label!r} needs a layer and model {model_name!r} has none: "
                           "pass cam_layer=<module name> or the method's layer parameter")
@@ -99,8 +98,8 @@ def _metric_jobs(table: dict[str, dict[str, Any]], context: dict[str, Any], cap:
         if missing:
             raise ConfigError(f"metric {name!r} needs {' and '.join(sorted(missing))}: pass "
                               f"{', '.join(sorted(f'{m}=' for m in missing))} or use a dataset that has them")
-        ctx = {k: v for k, v in context.items() if k in entry.info.injected}
-        params = cap_perf(entry.fn, fill_context(entry.fn, params, ctx, f"metric {name!r}"), cap)
+        params = filled_params(entry.fn, entry.info.injected, params, context, cap,
+                               f"metric {name!r}")
         jobs.append(MetricJob(name, entry.fn, params, entry.info))
     return jobs
 
@@ -191,8 +190,7 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
     items = samples(images, targets, spec, boxes, masks, limit)
     if not any(s is not None for s in items):
         raise ConfigError("no readable image to score")
-    context = {"layer": spec.cam_layer, "seed": seed, "activation": spec.activation,
-               "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
+    context = runner_context(spec, seed)
     cap = cpu_chunk_cap(cpu_chunk, dev, spec.preprocess.size)
     scorers = {}
     for label, m in table.items():  # everything checked before computing

@@ -93,10 +93,9 @@ def explain(spec: Any, method: str, pixels: torch.Tensor, y: torch.Tensor, seed:
     parameters and context the runner gives it (faithbench.api)."""
     from faithbench.api import _method
     from faithbench.models._shapes_train import normalise
+    from faithbench.scoring import runner_context
 
-    context = {"layer": spec.cam_layer, "seed": seed, "activation": spec.activation,
-               "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
-    fn, params = _method(method, method, context, None, spec.name)
+    fn, params = _method(method, method, runner_context(spec, seed), None, spec.name)
     model = spec.model.to(device)
     return torch.cat([fn(model, normalise(p.to(device)), t.to(device), **params).detach().cpu()
                       for p, t in zip(pixels.split(batch), y.split(batch))])

@@ -22,14 +22,15 @@ from tqdm.auto import tqdm
 from faithbench import datasets, methods, metrics, models, schema
 from faithbench.aggregate import MEAN, class_space
 from faithbench.cache import HeatmapCache
-from faithbench.config import (DATASET_KEYS, cap_perf, digest, entry_params, fill_context,
-                               flatten, run_key, strip_perf, to_dict)
+from faithbench.config import (DATASET_KEYS, digest, entry_params, flatten, run_key,
+                               strip_perf, to_dict)
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
 from faithbench.outside import DOTTED, identity, select
 from faithbench.probe import check_dataset, probe
-from faithbench.scoring import PRECISIONS, MetricJob, Scorer, score_items
+from faithbench.scoring import (PRECISIONS, MetricJob, Scorer, filled_params, runner_context,
+                                score_items)
 from faithbench.types import BenchDataset
 
 log = logging.getLogger("faithbench")
@@ -92,15 +93,11 @@ def prepare(cfg: DictConfig) -> Job:
     check_pair(cfg, spec.label_space, ds.label_space, spec.class_names, ds.class_names)
     indices = select_indices(len(ds), ds_node.get("limit"), ds_node.get("subset_seed"),
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
-    # What the runner can inject; each entry gets the names it declares (register(context=...)).
-    context = {"layer": spec.cam_layer, "seed": int(cfg.seed), "activation": spec.activation,
-               "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
+    context = runner_context(spec, int(cfg.seed))
     method_entry = method.entry
-    method_params = fill_context(method_entry.fn, method.params,
-                                 _declared(context, method_entry.info.injected),
-                                 f"method {method.name!r}")
     cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
-    method_params = cap_perf(method_entry.fn, method_params, cap)
+    method_params = filled_params(method_entry.fn, method_entry.info.injected, method.params,
+                                  context, cap, f"method {method.name!r}")
     if method_entry.info.needs_layer and not method_params.get("layer"):
         raise ConfigError(f"method {method.name!r} needs a layer and model "
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")
@@ -113,9 +110,8 @@ def prepare(cfg: DictConfig) -> Job:
     context["explain"] = scorer.explain
     for m in chosen.values():
         entry = m.entry
-        params = fill_context(entry.fn, m.params, _declared(context, entry.info.injected),
-                              f"metric {m.name!r}")
-        params = cap_perf(entry.fn, params, cap)
+        params = filled_params(entry.fn, entry.info.injected, m.params, context, cap,
+                               f"metric {m.name!r}")
         missing = entry.info.needs - ds.ground_truth
         if missing:
             log.info("metric %s skipped: dataset %s has no %s", m.name, data.name,
@@ -155,10 +151,6 @@ def _metric_node(cfg: DictConfig, key: str) -> dict[str, Any]:
 def _dir_name(name: str) -> str:
     """A method name as a folder name (a dotted path's ``:`` and ``/`` become ``.``)."""
     return name.replace(":", ".").replace("/", ".")
-
-
-def _declared(context: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
-    return {k: v for k, v in context.items() if k in names}
 
 
 def _write_atomic(df: pd.DataFrame, path: Path) -> None:

@@ -14,12 +14,30 @@ import torch
 from torch import Tensor
 
 from faithbench.cache import HeatmapCache
+from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError
 from faithbench.types import Batch, MetricInfo, ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def runner_context(spec: ModelSpec, seed: int) -> dict[str, Any]:
+    """What the runner can inject into a method or metric; each entry gets the names it
+    declares in ``register(context=...)`` (``filled_params``). ``explain`` joins once
+    the Scorer exists."""
+    return {"layer": spec.cam_layer, "seed": int(seed), "activation": spec.activation,
+            "preprocess": spec.preprocess, "num_classes": len(spec.class_names)}
+
+
+def filled_params(fn: Callable[..., Any], injected: frozenset[str], params: dict[str, Any],
+                  context: dict[str, Any], cap: int | None, what: str) -> dict[str, Any]:
+    """``params`` of entry ``fn`` checked against its signature and declarations, filled
+    with the ``context`` values it declares (``injected``), and its performance
+    parameters capped at ``cap`` (``faithbench.config.cap_perf``)."""
+    declared = {k: v for k, v in context.items() if k in injected}
+    return cap_perf(fn, fill_context(fn, params, declared, what), cap)
 
 
 @dataclass
