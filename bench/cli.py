@@ -93,7 +93,8 @@ class SweepSummary(Callback):
         rows = [r for r in rows if r["status"] != "skipped"]
         print(format_table(rows, list(config.metrics)))
         if skipped:
-            print(f"({len(skipped)} model/dataset pairs skipped: their label spaces differ)")
+            print(f"({len(skipped)} jobs skipped: a model and a dataset whose label spaces "
+                  "differ, or a method that does not apply to the model)")
         failed = [f"{r['model']}/{r['method']}/{r['dataset']}: {r['error']}"
                   for r in rows if r["status"] == "failed"]
         if failed:

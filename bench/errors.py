@@ -19,8 +19,9 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> ConfigEr
 
 
 class IncompatibleError(ConfigError):
-    """A model and a dataset that cannot go together (their label spaces differ); a
-    sweep over models x datasets skips such pairs instead of failing."""
+    """A model and a dataset that cannot go together (their label spaces differ), or a
+    method and a model (an attention method on a CNN); a sweep skips such jobs instead
+    of failing."""
 
 
 def check_choice(kind: str, value: object, choices: Iterable[str]) -> None:

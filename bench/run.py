@@ -24,7 +24,7 @@ from faithbench.aggregate import MEAN, class_space
 from faithbench.cache import HeatmapCache
 from faithbench.config import (DATASET_KEYS, digest, entry_params, flatten, run_key,
                                strip_perf, to_dict)
-from faithbench.errors import ConfigError, unknown_choice
+from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
 from faithbench.outside import DOTTED, identity, select
@@ -95,6 +95,12 @@ def prepare(cfg: DictConfig) -> Job:
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     context = runner_context(spec, int(cfg.seed))
     method_entry = method.entry
+    if method_entry.info.check_model is not None:  # e.g. an attention method on a CNN
+        try:
+            method_entry.info.check_model(spec.model)
+        except ConfigError as e:
+            raise IncompatibleError(f"method {method.name!r} does not apply to model "
+                                    f"{cfg.model.name!r}: {e}") from None
     cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
     method_params = filled_params(method_entry.fn, method_entry.info.injected, method.params,
                                   context, cap, f"method {method.name!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -199,10 +199,17 @@ class MethodInfo:
     context: frozenset[Context] = frozenset()
     optional_context: frozenset[Context] = frozenset()
     cost: Cost = "backward"
+    # The models it explains: "any", or a kind such as "vit" (the attention methods)
+    # whose ``check_model(model)`` raises a ConfigError for a model it cannot explain;
+    # the runner calls it before any run opens, and skips the job in a sweep.
+    models: str = "any"
+    check_model: Callable[[nn.Module], None] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "context", frozenset(self.context))
         object.__setattr__(self, "optional_context", frozenset(self.optional_context))
+        if (self.models == "any") != (self.check_model is None):
+            raise ValueError(f"models={self.models!r} needs check_model exactly when it is not 'any'")
 
     @property
     def injected(self) -> frozenset[str]:
@@ -232,7 +239,8 @@ class MethodInfo:
     def describe(self) -> dict[str, Any]:
         """The capabilities ``faithbench list`` shows."""
         return {"needs_layer": self.needs_layer, "needs_grad": self.needs_grad,
-                "stochastic": self.stochastic, "cost": self.cost, "model_free": self.model_free}
+                "stochastic": self.stochastic, "cost": self.cost, "model_free": self.model_free,
+                "models": None if self.models == "any" else self.models}
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def test_cli_sweep_prints_table_skips_impossible_pairs_and_lists_failures(workdi
                "dataset.limit=3", "batch_size=3", "metrics=[deletion,pointing_game]",
                "metric.deletion.step=0.25", "figures.grid=0", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "2 model/dataset pairs skipped" in out.stdout
+    assert "2 jobs skipped" in out.stdout
     table = out.stdout[re.search(r"^\s*model\s+method\s+dataset", out.stdout, re.M).start():]
     assert table.count("shapes_cnn") == 2
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
