@@ -95,15 +95,15 @@ def prepare(cfg: DictConfig) -> Job:
                              int(ds_node.get("shard", 0)), int(ds_node.get("num_shards", 1)))
     context = runner_context(spec, int(cfg.seed))
     method_entry = method.entry
+    cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
+    method_params = filled_params(method_entry.fn, method_entry.info.injected, method.params,
+                                  context, cap, f"method {method.name!r}")
     if method_entry.info.check_model is not None:  # e.g. an attention method on a CNN
         try:
             method_entry.info.check_model(spec.model)
         except ConfigError as e:
             raise IncompatibleError(f"method {method.name!r} does not apply to model "
                                     f"{cfg.model.name!r}: {e}") from None
-    cap = cpu_chunk_cap(cfg.get("cpu_chunk"), device, spec.preprocess.size)
-    method_params = filled_params(method_entry.fn, method_entry.info.injected, method.params,
-                                  context, cap, f"method {method.name!r}")
     if method_entry.info.needs_layer and not method_params.get("layer"):
         raise ConfigError(f"method {method.name!r} needs a layer and model "
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")

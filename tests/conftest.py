@@ -93,3 +93,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def tiny_vit() -> nn.Module:
+    """A timm VisionTransformer for 32x32 inputs (8-pixel patches, 3 blocks of 2 heads,
+    5 classes), seeded weights: the model of methods registered with ``models="vit"``."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return _seeded(VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3,
+                                     num_heads=2, num_classes=5), 0)

@@ -52,6 +52,14 @@ def scaled_close(a: Tensor, b: Tensor, tol: float = 1e-5) -> None:
 TARGET = torch.tensor([0, 1, 2, 3])
 
 
+@pytest.fixture
+def model(request, tiny_cnn):
+    """TinyCNN, or for a method that explains only some models (``MethodInfo.models``)
+    a tiny model of that kind: ``tiny_<kind>`` (``tiny_vit``)."""
+    kind = get(request.node.callspec.params["name"]).info.models
+    return tiny_cnn if kind == "any" else request.getfixturevalue(f"tiny_{kind}")
+
+
 def test_registry_lists_the_methods_of_the_issue():
     required = {
         "saliency", "gradient_x_input", "integrated_gradients", "smooth_grad", "guided_backprop",
@@ -63,8 +71,8 @@ def test_registry_lists_the_methods_of_the_issue():
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_smoke_shape_dtype_device_finite(name, tiny_cnn, images):
-    out = attribute(name, tiny_cnn, images, TARGET)
+def test_smoke_shape_dtype_device_finite(name, model, images):
+    out = attribute(name, model, images, TARGET)
     assert out.shape == (4, 32, 32)
     assert out.dtype == torch.float32 and out.device == images.device
     assert torch.isfinite(out).all()
@@ -72,28 +80,28 @@ def test_smoke_shape_dtype_device_finite(name, tiny_cnn, images):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_batch_invariance(name, tiny_cnn, images):
-    batched = attribute(name, tiny_cnn, images, TARGET)
-    looped = torch.cat([attribute(name, tiny_cnn, images[i : i + 1], TARGET[i : i + 1]) for i in range(4)])
+def test_batch_invariance(name, model, images):
+    batched = attribute(name, model, images, TARGET)
+    looped = torch.cat([attribute(name, model, images[i : i + 1], TARGET[i : i + 1]) for i in range(4)])
     scaled_close(batched, looped)
     # Reordering the batch reorders the maps.
     perm = torch.tensor([2, 0, 3, 1])
-    scaled_close(attribute(name, tiny_cnn, images[perm], TARGET[perm]), batched[perm])
+    scaled_close(attribute(name, model, images[perm], TARGET[perm]), batched[perm])
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if "chunk" in inspect.signature(get(n).fn).parameters])
-def test_chunk_invariance(name, tiny_cnn, images):
+def test_chunk_invariance(name, model, images):
     x, t = images[:2], TARGET[:2]
-    ref = attribute(name, tiny_cnn, x, t, chunk=1000)
+    ref = attribute(name, model, x, t, chunk=1000)
     for chunk in (1, 3):
-        scaled_close(attribute(name, tiny_cnn, x, t, chunk=chunk), ref)
+        scaled_close(attribute(name, model, x, t, chunk=chunk), ref)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if get(n).info.stochastic])
-def test_seed_reproducible_and_effective(name, tiny_cnn, images):
-    a = attribute(name, tiny_cnn, images, TARGET, seed=1)
-    b = attribute(name, tiny_cnn, images, TARGET, seed=1)
-    c = attribute(name, tiny_cnn, images, TARGET, seed=2)
+def test_seed_reproducible_and_effective(name, model, images):
+    a = attribute(name, model, images, TARGET, seed=1)
+    b = attribute(name, model, images, TARGET, seed=1)
+    c = attribute(name, model, images, TARGET, seed=2)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
 
@@ -104,21 +112,21 @@ def _hooks(model: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_no_state_left_on_the_model(name, tiny_cnn, images):
-    assert all(p.requires_grad for p in tiny_cnn.parameters())
-    tiny_cnn.train()  # the method must not switch modes (TinyCNN has no BN/dropout)
-    before = {k: v.clone() for k, v in tiny_cnn.state_dict().items()}
-    attribute(name, tiny_cnn, images, TARGET)
-    assert _hooks(tiny_cnn) == 0
-    assert all(p.grad is None for p in tiny_cnn.parameters())
-    assert all(m.training for m in tiny_cnn.modules())
-    assert all(p.requires_grad for p in tiny_cnn.parameters())
-    after = tiny_cnn.state_dict()
+def test_no_state_left_on_the_model(name, model, images):
+    assert all(p.requires_grad for p in model.parameters())
+    model.train()  # the method must not switch modes (TinyCNN has no BN/dropout)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attribute(name, model, images, TARGET)
+    assert _hooks(model) == 0
+    assert all(p.grad is None for p in model.parameters())
+    assert all(m.training for m in model.modules())
+    assert all(p.requires_grad for p in model.parameters())
+    after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_hooks_removed_on_exception(name, tiny_cnn, images):
+def test_hooks_removed_on_exception(name, model, images):
     class Boom(nn.Module):
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
@@ -130,7 +138,7 @@ def test_hooks_removed_on_exception(name, tiny_cnn, images):
 
     if get(name).info.model_free:
         pytest.skip("does not run the model")
-    model = Boom(tiny_cnn)
+    model = Boom(model)
     with pytest.raises(RuntimeError, match="boom"):
         attribute(name, model, images, TARGET, **({"layer": "inner." + LAYER} if "layer" in params_for(name) else {}))
     assert _hooks(model) == 0
@@ -151,9 +159,9 @@ def test_yaml_matches_signature(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_bad_target_is_a_config_error(name, tiny_cnn, images):
+def test_bad_target_is_a_config_error(name, model, images):
     with pytest.raises(ConfigError, match="target"):
-        attribute(name, tiny_cnn, images, TARGET[:2])
+        attribute(name, model, images, TARGET[:2])
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if get(n).info.model_free])
@@ -165,11 +173,11 @@ def test_model_free_methods_ignore_the_model(name, tiny_cnn, images):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ALL)
-def test_cuda_matches_cpu(name, tiny_cnn, images, monkeypatch):
+def test_cuda_matches_cpu(name, model, images, monkeypatch):
     # TF32 convolutions round to ~1e-3; compare full float32 arithmetic.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    cpu = attribute(name, tiny_cnn, images, TARGET)
-    out = attribute(name, tiny_cnn.cuda(), images.cuda(), TARGET.cuda())
+    cpu = attribute(name, model, images, TARGET)
+    out = attribute(name, model.cuda(), images.cuda(), TARGET.cuda())
     assert out.device.type == "cuda" and out.dtype == torch.float32
     scaled_close(out.cpu(), cpu, tol=1e-3)

@@ -148,8 +148,9 @@ SWEEPS = {
     "gradcam_localisation": {"method": "grad_cam"},
     "cam_localisation": {"method": "cam"},
     "gradcam_pp_confidence": {"method": "grad_cam,grad_cam_pp"},
-    "road": {"+pair": "shapes,photos", "method": ",".join(sorted(
-        set(methods.names()) - {"captum", "pytorch_grad_cam", "zennit"}))},  # quick's methods
+    "road": {"+pair": "shapes,photos", "method": ",".join(sorted(  # quick's methods
+        {n for n in methods.names() if methods.get(n).info.models == "any"}
+        - {"captum", "pytorch_grad_cam", "zennit"}))},
 }
 
 
