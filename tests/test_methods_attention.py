@@ -275,3 +275,32 @@ def test_swin_and_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="no class token"):
         get("attention_rollout").fn(no_cls, x, TARGET)
     assert get("legrad").fn(no_cls, x, TARGET).shape == (3, 32, 32)  # LeGrad needs none
+
+
+VIT_FACTORY = '''
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+
+def build(classes=5):
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=64, patch_size=16, embed_dim=16, depth=2, num_heads=2,
+                             num_classes=classes)
+'''
+
+
+def test_runner_runs_a_vit_and_skips_a_cnn(workdir):
+    from faithbench.cli import compose
+    from faithbench.errors import IncompatibleError
+    from faithbench.run import prepare, run
+
+    (workdir / "my_vits.py").write_text(VIT_FACTORY)
+    (workdir / "names.txt").write_text("circle\nsquare\ntriangle\nstar\ncross\n")
+    base = ["dataset=shapes", "dataset.limit=2", "batch_size=2", "figures.grid=0",
+            "metrics=[deletion]", "metric.deletion.step=0.25", "device=cpu"]
+    with pytest.raises(IncompatibleError, match="'attention_rollout' does not apply to model 'shapes_cnn'"):
+        prepare(compose([*base, "method=attention_rollout"]))
+    vit = ["model=callable", "model.fn=my_vits:build", "model.size=64", "model.resize=stretch",
+           "model.class_names=names.txt", "model.label_space=shapes"]
+    res = run(compose([*base, *vit, "method=attention_rollout", "method.start_layer=-1"]))
+    assert res["n_samples"] == 2 and 0 <= res["deletion"] <= 1
