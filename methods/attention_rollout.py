@@ -49,6 +49,14 @@ def attention_rollout(model: nn.Module, x: Tensor, target: Tensor, head_fusion: 
 
     Returns:
         [B,H,W] float32, the rolled-out attention of the class token to each patch.
+
+    Example:
+        >>> import torch
+        >>> from timm.models.vision_transformer import VisionTransformer
+        >>> vit = VisionTransformer(img_size=(32, 48), patch_size=8, embed_dim=16, depth=2,
+        ...                         num_heads=2, num_classes=3).eval()
+        >>> attention_rollout(vit, torch.randn(2, 3, 32, 48), torch.tensor([0, 2])).shape
+        torch.Size([2, 32, 48])
     """
     check_inputs(x, target)
     c = capture(model, x, grad=False, keep=lambda a: fuse_heads(a, head_fusion))

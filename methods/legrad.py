@@ -55,6 +55,14 @@ def legrad(model: nn.Module, x: Tensor, target: Tensor, start_layer: int = 0, po
     Returns:
         [B,H,W] float32, the mean over blocks (not min-max normalised, unlike the paper's
         final step).
+
+    Example:
+        >>> import torch
+        >>> from timm.models.deit import VisionTransformerDistilled
+        >>> deit = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=16, depth=2,
+        ...                                   num_heads=2, num_classes=3).eval()
+        >>> legrad(deit, torch.randn(2, 3, 32, 32), torch.tensor([0, 2])).shape
+        torch.Size([2, 32, 32])
     """
     target = check_inputs(x, target)
     c = capture(model, x, grad=True, tokens=True)
