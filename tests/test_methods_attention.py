@@ -235,6 +235,22 @@ def test_fused_attention_state_is_restored_and_frozen_models_work():
     assert vit.blocks[0].attn.fused_attn == (not flags[0])
 
 
+@pytest.mark.parametrize("name", ATTENTION)
+def test_an_exception_mid_forward_leaves_no_hook_and_restores_fused_attention(name):
+    vit, x = _model("vit"), _images("vit")
+    flags = [b.attn.fused_attn for b in vit.blocks]
+
+    def boom(_m, _inp, _out):
+        raise RuntimeError("boom")
+
+    handle = vit.blocks[1].mlp.register_forward_hook(boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        get(name).fn(vit, x, TARGET)
+    handle.remove()
+    assert [b.attn.fused_attn for b in vit.blocks] == flags
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in vit.modules())
+
+
 def test_wrapped_and_dynamic_size_models():
     vit = _model("vit")
     wrapped = nn.Sequential(nn.Identity(), vit)  # e.g. a normalising wrapper
