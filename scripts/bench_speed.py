@@ -9,7 +9,10 @@ figure is the median of ``--reps`` timed repetitions after one warm-up. It print
 3. methods against pytorch-grad-cam, torchcam and Captum at batch sizes 1 and 32
    (RISE, which no peer implements, against its own forward passes);
 4. peak memory of a full run over 100 and 1,000 images (a subprocess each);
-5. autocast: per-sample AUC agreement (Spearman) of fp32 and bf16/fp16, and its speed-up.
+5. autocast: per-sample AUC agreement (Spearman) of fp32 and bf16/fp16, and its speed-up;
+6. every metric that Quantus 0.6 also has, against Quantus on the same model, images and
+   maps (shapes_cnn on 4 shapes scenes), with the images each side sends through the model
+   (``--sections 6``; not in the default run).
 
 CPU defaults: efficientnet_lite0 on the bundled photos for 1, 2 and 5 (the real
 224x224 model); shapes_cnn on shapes for 3 and 4 (64x64, so Score-CAM at batch 32
@@ -343,6 +346,181 @@ def section_autocast(s: Setup, reps: int, device: torch.device, chunk: int) -> d
             "autocast_speedup": times["fp32"] / times["amp"]}
 
 
+# --- Section 6: every metric that Quantus 0.6 also has, ours against Quantus ---------------
+
+def count_forwards(model: nn.Module) -> tuple[dict[str, int], Callable[[], None]]:
+    """A forward hook counting the images ``model`` sees; returns (counter, remove)."""
+    seen = {"images": 0}
+
+    def hook(module, args, output) -> None:
+        seen["images"] += int(args[0].shape[0])
+    handle = model.register_forward_hook(hook)
+    return seen, handle.remove
+
+
+def quantus_pairs(s: Setup, batch, chunk: int) -> list[tuple[str, Callable, Callable, str]]:
+    """(metric, ours, Quantus, settings) for every metric with a Quantus 0.6 counterpart,
+    on the same model, images, targets and maps (Grad-CAM; the explain-based metrics use
+    the plain input gradient on both sides). Counts (samples, steps, patches) are set
+    equal where both sides have them; the remaining differences are in the note."""
+    import numpy as np
+    import quantus
+
+    from faithbench.metrics.inside import regions
+    if not hasattr(np, "trapz"):  # NumPy >= 2.4 removed np.trapz, which Quantus 0.6 calls
+        np.trapz = np.trapezoid
+    model, x, t = s.model, s.x, s.target
+    heat = methods.get("grad_cam").fn(model, x, t, layer=s.layer)
+    gt = regions(batch, t, tuple(x.shape[-2:]), "auto", x.device)[0]
+    xa, ya, aa = x.cpu().numpy(), t.cpu().numpy(), heat[:, None].cpu().numpy()
+    sa = gt[:, None].float().cpu().numpy()
+    hw = x.shape[-2] * x.shape[-1]
+    classes = int(model(x[:1]).shape[1])
+
+    def explain(z: Tensor, target: Tensor, model: nn.Module = model) -> Tensor:
+        """The plain gradient summed over channels, of ``model`` (the randomisation
+        metrics pass their re-initialised copies)."""
+        with torch.enable_grad():
+            z = z.detach().clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(model(z).gather(1, target.view(-1, 1)).sum(), z)
+        return g.sum(1)
+
+    def q_explain(model, inputs, targets, **kwargs):
+        z = torch.as_tensor(inputs, dtype=torch.float32, device=x.device)
+        return explain(z, torch.as_tensor(targets, device=x.device).long(), model)[:, None].cpu().numpy()
+
+    q_kw = dict(disable_warnings=True, display_progressbar=False)
+    call_kw = dict(model=model, x_batch=xa, y_batch=ya, a_batch=aa, device=str(x.device),
+                   channel_first=True, batch_size=len(xa))
+    # Quantus counts steps in channel entries (3 per RGB pixel) and needs H*W to be a
+    # multiple of features_in_step; 256 entries = 48 steps at 64x64 RGB, ours 85 pixels = 49.
+    fis, pps, steps = 256, 85, 3 * hw // 256
+
+    def ours(name: str, **kw) -> Callable[[], object]:
+        fn = metrics.get(name).fn
+        return lambda: fn(model, x, heat, t, batch, **kw)
+
+    def theirs(cls: str, extra: dict | None = None, **kw) -> Callable[[], object]:
+        with contextlib.redirect_stdout(io.StringIO()):  # its warnings on construction
+            metric = getattr(quantus, cls)(**q_kw, **kw)
+        return lambda: metric(**dict(call_kw, **(extra or {})))
+
+    gt_kw = {"s_batch": sa}
+    ex_kw = {"explain_func": q_explain}
+    return [
+        ("relevance_mass_accuracy", ours("relevance_mass_accuracy", relevance="signed"),
+         theirs("RelevanceMassAccuracy", gt_kw, abs=False, normalise=False), "signed map both"),
+        ("relevance_rank_accuracy", ours("relevance_rank_accuracy", relevance="signed"),
+         theirs("RelevanceRankAccuracy", gt_kw, abs=False, normalise=False), "ours ties=random"),
+        ("attribution_localisation", ours("attribution_localisation", ground_truth="masks"),
+         theirs("AttributionLocalisation", gt_kw, positive_attributions=True, abs=False, normalise=False), ""),
+        ("top_k_intersection", ours("top_k_intersection", k=1000, relevance="signed"),
+         theirs("TopKIntersection", gt_kw, k=1000, abs=False, normalise=False), "k=1000"),
+        ("pointing_game", ours("pointing_game", tolerance=0.5),
+         theirs("PointingGame", gt_kw), "ours 0.5 px tolerance, Quantus exact argmax"),
+        ("sparseness", ours("sparseness"), theirs("Sparseness"), ""),
+        ("complexity", ours("complexity"), theirs("Complexity"), ""),
+        ("effective_complexity", ours("effective_complexity"),
+         theirs("EffectiveComplexity"), "Quantus's defaults: |map| / max"),
+        ("faithfulness_correlation", ours("faithfulness_correlation", subset=224, n_samples=100, chunk=chunk),
+         theirs("FaithfulnessCorrelation", {"softmax": False}, subset_size=224, nr_runs=100,
+                perturb_baseline="black", normalise=False),
+         "224 pixels (ours) vs 224 channel entries (Quantus), 100 draws"),
+        ("faithfulness_estimate", ours("faithfulness_estimate", pixels_per_step=pps, chunk=chunk),
+         theirs("FaithfulnessEstimate", {"softmax": False}, features_in_step=fis, normalise=False),
+         f"{-(-hw // pps)} vs {steps} steps"),
+        ("monotonicity", ours("monotonicity", step=1 / steps, chunk=chunk),
+         theirs("Monotonicity", {"softmax": True}, features_in_step=fis, abs=False, normalise=False),
+         f"{steps} steps"),
+        ("monotonicity_correlation",
+         ours("monotonicity_correlation", step=1 / steps, n_samples=10, chunk=chunk),
+         theirs("MonotonicityCorrelation", {"softmax": True}, nr_samples=10, features_in_step=fis,
+                normalise=False), f"{steps} groups x 10 draws"),
+        ("region_perturbation", ours("region_perturbation", patch=8, regions=32, chunk=chunk),
+         theirs("RegionPerturbation", {"softmax": True}, patch_size=8, regions_evaluation=32,
+                normalise=False), "8x8 patches, 32 regions"),
+        ("selectivity", ours("selectivity", patch=8, chunk=chunk),
+         theirs("Selectivity", {"softmax": True}, patch_size=8, normalise=False), "8x8 patches"),
+        ("irof", ours("irof", chunk=chunk), theirs("IROF", {"softmax": True}, normalise=False),
+         "SLIC defaults of each (Quantus fails on RGB input, docs/metrics.md)"),
+        ("sensitivity_n", ours("sensitivity_n", n_samples=5, chunk=chunk),
+         theirs("SensitivityN", {"softmax": False}, features_in_step=fis, normalise=False),
+         "ours 8 sizes x 5 random subsets, Quantus one growing subset of 256 entries a step"),
+        ("infidelity", ours("infidelity", n_samples=10, chunk=chunk),
+         theirs("Infidelity", {"softmax": False}, n_perturb_samples=10, perturb_patch_sizes=[16],
+                normalise=False),
+         "10 draws; Quantus perturbs each 16x16 patch in turn per draw"),
+        ("road", ours("road", chunk=chunk, noise=0.0),
+         theirs("ROAD", {"softmax": True},
+                percentages=list(range(10, 100, 10)), noise=0.0, normalise=False),
+         "9 fractions; Quantus fails on RGB input, docs/metrics.md"),
+        ("completeness", ours("completeness"), theirs("Completeness", normalise=False), ""),
+        ("input_invariance", ours("input_invariance", explain=explain),
+         theirs("InputInvariance", ex_kw), "plain gradient"),
+        ("random_logit", ours("random_logit", explain=explain, num_classes=classes),
+         theirs("RandomLogit", ex_kw, num_classes=classes, normalise=False), "plain gradient"),
+        ("model_randomisation", ours("model_randomisation", explain=explain),
+         theirs("MPRT", ex_kw, normalise=False), "plain gradient, every layer"),
+        ("smooth_mprt", ours("smooth_mprt", explain=explain, n_samples=5),
+         theirs("SmoothMPRT", ex_kw, nr_samples=5, normalise=False), "5 noisy copies"),
+        ("efficient_mprt", ours("efficient_mprt", explain=explain),
+         theirs("EfficientMPRT", ex_kw), "plain gradient"),
+    ]
+
+
+def section_quantus_metrics(s: Setup, batch, reps: int, device: torch.device, chunk: int,
+                            only: set[str] | None = None) -> list[dict]:
+    """Every metric Quantus 0.6 also has: median seconds of ours and of Quantus on the
+    same model, images and maps, and the images each side sends through the model."""
+    print(f"\n[6] metrics vs Quantus 0.6 ({s.name}, {s.x.shape[0]} images "
+          f"{tuple(s.x.shape[-2:])}, Grad-CAM maps; ours chunk {chunk}; Quantus / ours, "
+          f"> 1 means faithbench is faster)")
+    try:
+        import quantus  # noqa: F401
+    except ImportError:
+        print("    quantus not installed (pip install 'faithbench[compare]')")
+        return []
+    rows = []
+    seen, remove = count_forwards(s.model)
+    try:
+        for name, ours, peer, note in quantus_pairs(s, batch, chunk):
+            if only and name not in only:
+                continue
+            fwd = {}
+            for side, fn in (("ours", ours), ("quantus", peer)):
+                seen["images"] = 0
+                try:
+                    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                        fn()
+                    fwd[side] = seen["images"] / s.x.shape[0]
+                except Exception as e:  # a peer failing must not hide the others
+                    fwd[side] = f"{type(e).__name__}: {str(e)[:70]}"
+            if isinstance(fwd["ours"], str):
+                print(f"    {name:26s} ours failed: {fwd['ours']}", flush=True)
+                rows.append({"metric": name, "error": fwd["ours"]})
+                continue
+            if isinstance(fwd["quantus"], str):  # time ours alone
+                with contextlib.redirect_stdout(io.StringIO()):
+                    t_ours = compare({"ours": ours}, reps, device)["ours"]
+                print(f"    {name:26s} ours {t_ours:8.4f} s  quantus failed: {fwd['quantus']}   "
+                      f"forwards/image {fwd['ours']:6.0f}", flush=True)
+                rows.append({"metric": name, "ours_s": t_ours, "ours_forwards": fwd["ours"],
+                             "error": fwd["quantus"], "note": note})
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                got = compare({"ours": ours, "quantus": peer}, reps, device)
+            ratio = got["quantus"] / got["ours"]
+            print(f"    {name:26s} ours {got['ours']:8.4f} s  quantus {got['quantus']:8.4f} s  "
+                  f"{ratio:6.2f}x   forwards/image {fwd['ours']:6.0f} vs {fwd['quantus']:6.0f}"
+                  f"{'   (' + note + ')' if note else ''}", flush=True)
+            rows.append({"metric": name, "ours_s": got["ours"], "quantus_s": got["quantus"],
+                         "ratio": ratio, "ours_forwards": fwd["ours"], "quantus_forwards": fwd["quantus"],
+                         "note": note})
+    finally:
+        remove()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto")
@@ -354,9 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sections", default="1,2,3,4,5")
     p.add_argument("--batches", default="1,32", help="batch sizes of section 3")
     p.add_argument("--json", help="write the figures to this file")
+    p.add_argument("--quantus-metrics", default="", help="section 6: only these metrics "
+                   "(comma-separated; default every metric Quantus also has)")
+    p.add_argument("--quantus-images", type=int, default=4, help="images of section 6")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); on a "
+                   "saturated CPU one thread keeps tiny tensor ops from waiting on each other")
     a = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device)
     torch.manual_seed(0)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     cuda = device.type == "cuda"
     big = a.model or ("resnet50_random" if cuda else "efficientnet_lite0")
     small = a.model or ("resnet50_random" if cuda else "shapes_cnn")
@@ -392,6 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     if "4" in want:
         mem_model = "shapes_cnn" if small == "resnet50_random" else small
         res.update(section_memory(mem_model, ds.get(mem_model, "photos"), device))
+    if "6" in want:
+        s6 = setup(small if small != "resnet50_random" else "shapes_cnn", "shapes", a.quantus_images, device)
+        ds6 = datasets.build("shapes", models.load("shapes_cnn").preprocess)
+        batch6 = stack([ds6[i % len(ds6)] for i in range(a.quantus_images)], list(range(a.quantus_images)))
+        only = set(a.quantus_metrics.split(",")) - {""}
+        res["quantus_metrics"] = section_quantus_metrics(s6, batch6, a.reps, device, chunk_for(s6), only)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1, default=float))
     return 0

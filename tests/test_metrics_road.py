@@ -11,7 +11,7 @@ from torch import nn
 
 from faithbench.errors import ConfigError
 from faithbench.metrics import get
-from faithbench.metrics._imputation import linear_impute, noisy_linear_impute
+from faithbench.metrics._imputation import dissection_rank, linear_impute, noisy_linear_impute
 from faithbench.metrics.road import noise_scale, removed_counts
 from faithbench.preprocess import Preprocess
 from faithbench.types import Batch
@@ -59,6 +59,17 @@ def test_imputation_hand_computed(method):
     removed[0, 0, 0] = True
     corner = (1 / 6 * 1 + 1 / 6 * 3 + 1 / 12 * 4) / (1 / 6 + 1 / 6 + 1 / 12)
     assert linear_impute(x, removed, method)[0, 0, 0, 0].item() == pytest.approx(corner, abs=1e-6)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 9), (7, 11), (64, 64), (5, 224)])
+def test_dissection_rank_orders_every_pixel_separators_last(size):
+    h, w = size
+    rank = dissection_rank(h, w)
+    assert np.array_equal(np.sort(rank), np.arange(h * w))
+    if h >= 9 and w >= 9:  # the first cut (the middle row of the longer side) is numbered last
+        grid = rank.reshape(h, w)
+        cut = grid[h // 2] if h >= w else grid[:, w // 2]
+        assert set(cut.tolist()) == set(range(h * w - cut.size, h * w))
 
 
 def test_imputation_refuses_an_image_with_no_kept_pixel():
