@@ -135,7 +135,10 @@ class Scorer:
         so a map read back is bit-for-bit the computed one. When any map of the batch is
         missing the whole batch is recomputed (and the missing ones stored): a map then
         never depends on which of its batch neighbours happened to be cached, and
-        ``cache=false``, a first run and a cached rerun give identical numbers."""
+        ``cache=false``, a first run and a cached rerun give identical numbers. The batch
+        is kept as ``truth`` for a method that declares it (and for the metrics that
+        explain its rows again)."""
+        self.truth = batch
         if self.cache is None:
             return self.explain(batch.images, target).detach()
         got = self.cache.get(keys)
@@ -152,7 +155,6 @@ class Scorer:
         expanded, target, pred = self.targets(batch)
         multi = expanded is not batch
         ids = [f"{i}#{t}" if multi else i for i, t in zip(expanded.ids, target.tolist())]
-        self.truth = expanded
         heat = self.heatmaps(expanded, target, [f"{i}#{t}" for i, t in zip(expanded.ids, target.tolist())])
         cols: dict[str, Any] = {
             "id": ids, "image_id": list(expanded.ids), "index": expanded.index.numpy(),

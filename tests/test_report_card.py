@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from faithbench.report.board import make_board
@@ -52,7 +54,8 @@ def toy_groups() -> tuple[list[Group], dict[str, np.ndarray]]:
         f = pd.DataFrame({"id": [f"cues/0/{i}" for i in range(N)], "image_id": [f"cues/0/{i}" for i in range(N)],
                           "index": range(N), "target": 0, "pred": 0, "correct": True, "status": "ok",
                           "cue_mass": used, "cue_mass_other": other, "deletion": -(used - other),
-                          "insertion": ins, "insertion_zero": 1 - ins, "sparseness": 0.5})
+                          "insertion": ins, "insertion_zero": 1 - ins, "sparseness": 0.5,
+                          "cue_verification": 1.0})
         tags = {"model": "cue_shape_cnn", "method": m, "dataset": "cues"}
         cost = {"deletion_seconds_per_sample": 0.01 * (j + 1), "deletion_forwards_per_sample": 29.0}
         g = Group(f"k-{m}", [RunInfo(f"r-{m}", "1", 0, tags, dict(PARAMS), cost)])
@@ -94,6 +97,16 @@ def test_a_metric_that_ties_every_method_has_no_truth_agreement(card):
     r = t.loc["sparseness"]
     assert r["truth"] == 0.0 and math.isnan(r["alpha"])  # alpha: no variation at all
     assert r["oracle_first"] == pytest.approx(1 / len(METHODS))  # a six-way tie, split
+
+
+def test_no_truth_without_verification():
+    groups, _ = toy_groups()
+    for g in groups:
+        g.frame = g.frame.drop(columns="cue_verification")  # masks, but no verified model
+    rows, _ = board_card(make_board("shapes_cnn", "shapes", groups, None, 50, 0), 50, 0)
+    r = pd.DataFrame(rows).set_index("metric").loc["deletion"]
+    assert "truth" not in r.index or math.isnan(r["truth"])
+    assert r["control_win_sample"] == 1.0
 
 
 def test_truth_agreement_equals_a_per_scene_loop(card):
@@ -157,3 +170,69 @@ def test_small_helpers():
     assert fails({"oracle_above_other": 0.4, "control_win_sample": 0.9, "alpha": 0.5}) == "truth"
     assert fails({"truth_ci_high": 0.0, "alpha": -0.1}) == "truth, reliability"
     assert fails({"truth": math.nan, "min_tau": 0.1}) == ""
+
+
+def run_cfg(tmp_path, method: str, metrics: list[str], dataset: str = "cues"):
+    from omegaconf import OmegaConf
+
+    ds = ({"name": "cues", "n": 6, "rule": "shape", "min_used_flip": 0.9, "max_other_flip": 0.05}
+          if dataset == "cues" else {"name": "photos"})
+    return OmegaConf.create(dict(
+        model={"name": "cue_shape_cnn" if dataset == "cues" else "efficientnet_lite0"},
+        method={"name": method},
+        dataset={**ds, "shard": 0, "num_shards": 1, "limit": 4, "subset_seed": None},
+        metric={"cue_mass": {}, "deletion": {"step": 0.25}, "sparseness": {},
+                "deletion_blur": {"name": "deletion", "step": 0.25, "substitute": "blur"}},
+        metrics=metrics, target="label", seed=0, device="cpu", batch_size=4, num_workers=0,
+        part_size=64, force=False, cache=False, out_dir=str(tmp_path / "out"),
+        tracking={"uri": None, "experiment": "card"}, figures={"grid": 2}))
+
+
+@pytest.mark.slow  # 4 runs and a report: about 20 s alone, over a minute on the busy 2 cores
+def test_end_to_end_oracles_variants_cost_and_the_card_files(workdir):
+    from faithbench import datasets, models
+    from faithbench.report.cli import main
+    from faithbench.run import run
+    from faithbench.types import stack
+
+    metrics = ["cue_mass", "deletion", "deletion_blur", "sparseness"]
+    for m in ("oracle", "oracle_other", "random", "grad_cam"):
+        res = run(run_cfg(workdir, m, metrics))
+        assert {"deletion", "deletion_blur", "deletion_blur_ci_low"} <= res.keys()
+        assert res["deletion"] != res["deletion_blur"]
+    c = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = {r.data.tags["method"]: r for r in c.search_runs([c.get_experiment_by_name("card").experiment_id])}
+    assert runs["oracle"].data.metrics["cue_mass"] == 1.0 and runs["oracle_other"].data.metrics["cue_mass"] == 0.0
+    # cost: deletion at step 0.25 forwards 5 images per sample (the curve's points)
+    assert runs["grad_cam"].data.metrics["deletion_forwards_per_sample"] == 5.0
+    assert runs["grad_cam"].data.metrics["deletion_seconds_per_sample"] > 0
+    assert runs["grad_cam"].data.metrics["sparseness_forwards_per_sample"] == 0.0
+    spec = models.load("cue_shape_cnn")
+    ds = datasets.build("cues", spec.preprocess, n=6, rule="shape")
+    b = stack([ds[0]], [0])
+    from faithbench.methods import get
+
+    mask = get("oracle").fn(None, b.images, b.labels.long(), truth=b)
+    assert torch.equal(mask[0] > 0, b.masks[0][0].bool())  # the shape (used cue) mask
+
+    out = workdir / "card"
+    assert main(["--experiment", "card", "--out", str(out), "--metrics-card", "--n-resamples", "50"]) == 0
+    card = pd.read_csv(out / "card.csv").set_index("metric")
+    assert set(card.index) == {"cue_mass", "deletion", "sparseness"}  # deletion_blur: a variant
+    assert card.loc["cue_mass", "oracle_first"] == 1.0 and card.loc["cue_mass", "truth"] > 0.5
+    proto = pd.read_csv(out / "card_protocol.csv")
+    assert proto["choice"].tolist() == ["substitute=blur"]
+    assert (out / "card.md").exists() and (out / "card.tex").exists() and (out / "figures" / "card.png").exists()
+
+
+def test_oracle_refuses_data_without_masks_and_calls_without_truth():
+    from faithbench.errors import ConfigError
+    from faithbench.methods import get
+    from faithbench.types import Batch
+
+    x = torch.zeros(2, 3, 8, 12)
+    t = torch.tensor([0, 1])
+    with pytest.raises(ConfigError, match="runs only through the runner"):
+        get("oracle").fn(None, x, t)
+    with pytest.raises(ConfigError, match="needs a dataset with masks.*Valid choices"):
+        get("oracle").fn(None, x, t, truth=Batch(x, t, ["a", "b"], torch.arange(2)))

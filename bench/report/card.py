@@ -1,7 +1,8 @@
 """The metric report card: which metric can be trusted, per (model, dataset), scored
 on five criteria from the runs' per-sample values.
 
-1. Truth agreement (known-truth track only): per scene, the Spearman correlation between
+1. Truth agreement (known-truth track only: runs whose model was verified by
+   intervention, ``faithbench.truth``; masks alone are no truth): per scene, the Spearman correlation between
    the metric's ranking of the methods and the truth ranking, mean over scenes with a
    percentile-bootstrap CI. A map's truth score is its positive-mass share on the cue the
    model is verified to use minus its share on the other cue (``cue_mass -
@@ -48,6 +49,7 @@ from faithbench.report.stats import ranks
 
 ORACLE, WRONG = "oracle", "oracle_other"
 TRUTH, TRUTH_OTHER = "cue_mass", "cue_mass_other"
+VERIFIED = "cue_verification"  # the runner's per-sample verification by intervention
 COLUMNS = ["model", "dataset", "metric", "higher_is_better", "n_samples", "n_methods",
            "truth", "truth_ci_low", "truth_ci_high", "oracle_above_other", "oracle_first",
            "control_win_sample", "control_win_mean", "control_effect", "alpha",
@@ -221,7 +223,8 @@ def board_card(b: Board, n_resamples: int = 1000, seed: int = 0) -> tuple[list[d
     ctrl = sorted(control_labels(b) - orc)
     real = [lab for lab in b.labels if lab not in orc and lab not in ctrl]
     truth = None
-    if TRUTH in keys and TRUTH_OTHER in keys:
+    verified = all(VERIFIED in g.frame.columns for g in b.groups)  # type: ignore[union-attr]
+    if verified and TRUTH in keys and TRUTH_OTHER in keys:
         t, o = b.aligned(TRUTH), b.aligned(TRUTH_OTHER)
         truth = (t - o.loc[t.index.intersection(o.index), t.columns.intersection(o.columns)]).dropna(how="all")
     rows, proto = [], []
