@@ -236,3 +236,25 @@ def test_oracle_refuses_data_without_masks_and_calls_without_truth():
         get("oracle").fn(None, x, t)
     with pytest.raises(ConfigError, match="needs a dataset with masks.*Valid choices"):
         get("oracle").fn(None, x, t, truth=Batch(x, t, ["a", "b"], torch.arange(2)))
+
+
+def test_metric_card_preset_lists_every_metric_and_valid_variants():
+    """Every registered metric is in the preset (cue-only ones included); every variant
+    names an entry and changes parameters it accepts; every job composes."""
+    from omegaconf import OmegaConf
+
+    from faithbench import metrics as registry
+    from faithbench.cli import compose
+    from faithbench.config import entry_params, fill_context
+    from faithbench.run import apply_method_params
+
+    base = compose(["experiment=metric_card"])
+    listed = list(base.metrics)
+    entries = {m: (base.metric[m].get("name") or m) for m in listed}
+    assert set(registry.names()) <= {m for m, e in entries.items() if m == e}
+    for m, e in entries.items():
+        fill_context(registry.get(e).fn, entry_params(base.metric[m]), {}, f"metric {m}")
+    for pair, method in (("cue_marker", "oracle"),):
+        cfg = apply_method_params(compose(["experiment=metric_card", f"+pair={pair}", f"method={method}"]))
+        assert cfg.tracking.experiment == "metric_card" and cfg.batch_size == 8
+        assert OmegaConf.select(cfg, "metric.deletion_blur.substitute") == "blur"

@@ -198,11 +198,11 @@ def _means(b: Board, key: str) -> pd.Series:
 
 
 def _choice(b: Board, base: str, variant: str) -> str:
-    """The parameters in which ``variant``'s node differs from ``base``'s, ``k=v``."""
+    """What ``variant``'s node sets differently from ``base``'s, as ``k=v``."""
     p = b.groups[0].first.params
-    names = {k.split(".", 2)[2] for k in p if k.startswith((f"metric.{base}.", f"metric.{variant}."))}
-    diff = [f"{n}={p.get(f'metric.{variant}.{n}')}" for n in sorted(names - {"name"})
-            if p.get(f"metric.{base}.{n}") != p.get(f"metric.{variant}.{n}")]
+    own = sorted(k.split(".", 2)[2] for k in p if k.startswith(f"metric.{variant}."))
+    diff = [f"{n}={p[f'metric.{variant}.{n}']}" for n in own
+            if n != "name" and p.get(f"metric.{base}.{n}") != p[f"metric.{variant}.{n}"]]
     return ", ".join(diff) or "(same parameters)"
 
 
