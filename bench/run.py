@@ -117,8 +117,10 @@ def prepare(cfg: DictConfig) -> Job:
             log.info("metric %s skipped: dataset %s has no %s", m.name, data.name,
                      " or ".join(sorted(missing)))
             continue
-        scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info,
-                                        alias=listed if listed != m.name else None))
+        # listed under another entry's name (a protocol variant): its outputs are renamed
+        named = str(_metric_node(cfg, listed)["name"])
+        alias = listed if named not in (listed, DOTTED) else None
+        scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info, alias=alias))
     roles = {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
     code, untried = identity(roles, model_entry, cfg.model)  # outside code: in the keys
     if untried and indices:  # plugins and dotted paths: tried on one sample first

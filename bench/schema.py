@@ -162,5 +162,10 @@ def entry_output(alias: str, entry: str, column: str) -> str:
 
 def metric_aliases(params: Mapping[str, str], names: list[str]) -> dict[str, str]:
     """Listed metric name -> registered entry, from a run's flattened params (an alias's
-    node holds ``metric.<alias>.name``); names without one map to themselves."""
-    return {n: str(params.get(f"metric.{n}.name") or n) for n in names}
+    node holds ``metric.<alias>.name``); names without one, and dotted-path metrics
+    (``name: callable``), map to themselves."""
+    out = {}
+    for n in names:
+        named = str(params.get(f"metric.{n}.name") or n)
+        out[n] = n if named == "callable" else named
+    return out
