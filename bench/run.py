@@ -108,13 +108,13 @@ def prepare(cfg: DictConfig) -> Job:
         raise ConfigError(f"method {method.name!r} needs a layer and model "
                           f"{cfg.model.name!r} has no default: set method.layer=<module name>")
     scorer = Scorer(spec, method.name, method_entry.fn, method_params, [], cfg.target, device,
-                    precision=precision)
+                    precision=precision, wants_truth=method_entry.info.oracle)
     if data.entry.info.interventions:  # known truth: verified before scoring
         from faithbench.truth import verify_job  # refuses a model that fails; logs the rates
 
         scorer.metrics.append(verify_job(spec, ds, indices, device))
     context["explain"] = scorer.explain
-    for m in chosen.values():
+    for listed, m in chosen.items():
         entry = m.entry
         params = filled_params(entry.fn, entry.info.injected, m.params, context, cap,
                                f"metric {m.name!r}")
@@ -123,7 +123,10 @@ def prepare(cfg: DictConfig) -> Job:
             log.info("metric %s skipped: dataset %s has no %s", m.name, data.name,
                      " or ".join(sorted(missing)))
             continue
-        scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info))
+        # listed under another entry's name (a protocol variant): its outputs are renamed
+        named = str(_metric_node(cfg, listed)["name"])
+        alias = listed if named not in (listed, DOTTED) else None
+        scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info, alias=alias))
     roles = {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
     code, untried = identity(roles, model_entry, cfg.model)  # outside code: in the keys
     if untried and indices:  # plugins and dotted paths: tried on one sample first
@@ -212,14 +215,25 @@ def aggregate(job: Job, df: pd.DataFrame) -> dict[str, float]:
         out["model_accuracy"] = float(ok["correct"].mean())
     for m in job.scorer.metrics:
         for key, owner in job.scorer.outputs.items():
-            if owner != m.name or ok[key].dtype == object:  # per-sample vectors: not averaged
+            if owner != m.label or ok[key].dtype == object:  # per-sample vectors: not averaged
                 continue
             # A metric's aggregation is for its scores; other outputs (the pointing
             # game's point _y/_x) are plain means, never class means over absent classes.
-            score = m.info.direction(m.name, key) is not None
+            score = m.direction(key) is not None
             agg = m.info.aggregate if score else MEAN
             out.update(schema.stat_record(key, agg(ok, key, seed=job.settings.seed,
                                                    num_classes=class_space(m.params))))
+    return out
+
+
+def cost_record(job: Job) -> dict[str, float]:
+    """Per metric, the seconds and the images forwarded through the model per sample,
+    over the samples this process scored (none when every part was done before)."""
+    out = {}
+    for label, (seconds, images, n) in job.scorer.cost.items():
+        if n:
+            out[label + schema.COST_SECONDS] = seconds / n
+            out[label + schema.COST_FORWARDS] = images / n
     return out
 
 
@@ -272,6 +286,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         art = artifacts.write(job, df, parts / "artifacts")
         tracker.log_artifacts(run_id, art)
         tracker.log_metrics(run_id, results)
+        tracker.log_metrics(run_id, cost_record(job))
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
             tracker.set_tags(run_id, {schema.CACHE_CORRUPT: job.scorer.cache.corrupt,

@@ -122,3 +122,50 @@ def stat_record(key: str, stats: Mapping[str, float]) -> dict[str, float]:
     if "classes" in stats:  # how many classes a class mean is over
         out[stat_key(key, "classes")] = float(stats["classes"])
     return out
+
+
+# A metric listed under another name (``metrics=[deletion, deletion_blur]`` with
+# ``metric.deletion_blur: {name: deletion, substitute: blur}``) runs the same entry with
+# other parameters; its outputs are renamed so that both sets of columns coexist.
+COST_SECONDS, COST_FORWARDS = "_seconds_per_sample", "_forwards_per_sample"  # logged per metric
+
+
+def alias_output(alias: str, entry: str, key: str) -> str:
+    """The column of output ``key`` of metric ``entry`` when listed as ``alias``: the
+    entry's name replaced by the alias where the key starts with it, else prefixed.
+
+    Example:
+        >>> alias_output("deletion_blur", "deletion", "deletion_curve")
+        'deletion_blur_curve'
+        >>> alias_output("road_coarse", "road", "lerf_auc"), alias_output("deletion", "deletion", "deletion")
+        ('road_coarse_lerf_auc', 'deletion')
+    """
+    if alias == entry:
+        return key
+    if key == entry or key.startswith(entry + "_"):
+        return alias + key[len(entry):]
+    return f"{alias}_{key}"
+
+
+def entry_output(alias: str, entry: str, column: str) -> str:
+    """The entry's own name of output ``column`` of ``alias`` (the inverse of
+    ``alias_output`` for every output named after its metric, as all declared ones are).
+
+    Example:
+        >>> entry_output("deletion_blur", "deletion", "deletion_blur_curve")
+        'deletion_curve'
+    """
+    if alias == entry or not column.startswith(alias):
+        return column
+    return entry + column[len(alias):]
+
+
+def metric_aliases(params: Mapping[str, str], names: list[str]) -> dict[str, str]:
+    """Listed metric name -> registered entry, from a run's flattened params (an alias's
+    node holds ``metric.<alias>.name``); names without one, and dotted-path metrics
+    (``name: callable``), map to themselves."""
+    out = {}
+    for n in names:
+        named = str(params.get(f"metric.{n}.name") or n)
+        out[n] = n if named == "callable" else named
+    return out

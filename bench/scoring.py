@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from torch import Tensor
 from faithbench.cache import HeatmapCache
 from faithbench.config import cap_perf, fill_context
 from faithbench.errors import ConfigError
+from faithbench.schema import alias_output, entry_output
 from faithbench.types import Batch, MetricInfo, ModelSpec, Sample, stack
 
 log = logging.getLogger("faithbench")
@@ -46,6 +48,38 @@ class MetricJob:
     fn: Callable[..., dict[str, Tensor]]
     params: dict[str, Any]
     info: MetricInfo
+    alias: str | None = None  # its name in ``metrics`` when that names entry ``name`` under another
+
+    @property
+    def label(self) -> str:
+        """The name its columns are owned by (the alias when there is one)."""
+        return self.alias or self.name
+
+    def column(self, key: str) -> str:
+        """The column of the entry's output ``key`` (renamed under an alias)."""
+        return alias_output(self.label, self.name, key)
+
+    def direction(self, column: str) -> bool | None:
+        """higher_is_better of ``column`` (None: not a score)."""
+        return self.info.direction(self.name, entry_output(self.label, self.name, column))
+
+
+class ForwardCounter:
+    """Images passed through ``model``'s forward while active (a forward pre-hook)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.images = model, 0
+
+    def __enter__(self) -> ForwardCounter:
+        def hook(_: Any, args: tuple[Any, ...]) -> None:
+            if args and isinstance(args[0], Tensor):
+                self.images += int(args[0].shape[0])
+
+        self._handle = self.model.register_forward_pre_hook(hook)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.remove()
 
 
 @dataclass
@@ -62,6 +96,10 @@ class Scorer:
     cache: HeatmapCache | None = None
     outputs: dict[str, str] = field(default_factory=dict)  # output key -> metric name
     precision: str = "fp32"  # fp32, or bf16 / fp16: methods and metrics under autocast
+    wants_truth: bool = False  # the method declares ``truth``: it is given the batch explained
+    truth: Batch | None = None  # the batch being scored (for a method that wants it)
+    # metric label -> [seconds, images forwarded, samples] spent in that metric in this process
+    cost: dict[str, list[float]] = field(default_factory=dict)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Autocast for method and metric work at ``precision`` (a no-op for fp32)."""
@@ -71,9 +109,10 @@ class Scorer:
 
     def explain(self, x: Tensor, target: Tensor, model: torch.nn.Module | None = None) -> Tensor:
         """The run's method with the run's params (metrics call it on perturbed inputs)."""
+        params = {**self.method_params, "truth": self.truth} if self.wants_truth else self.method_params
         with self.autocast():
             out = self.method_fn(model if model is not None else self.spec.model, x, target,
-                                 **self.method_params)
+                                 **params)
         if out.shape != (x.shape[0], *x.shape[-2:]):
             raise ValueError(f"method {self.method!r} returned a map of shape "
                              f"{tuple(out.shape)}; expected {(x.shape[0], *x.shape[-2:])}")
@@ -96,7 +135,10 @@ class Scorer:
         so a map read back is bit-for-bit the computed one. When any map of the batch is
         missing the whole batch is recomputed (and the missing ones stored): a map then
         never depends on which of its batch neighbours happened to be cached, and
-        ``cache=false``, a first run and a cached rerun give identical numbers."""
+        ``cache=false``, a first run and a cached rerun give identical numbers. The batch
+        is kept as ``truth`` for a method that declares it (and for the metrics that
+        explain its rows again)."""
+        self.truth = batch
         if self.cache is None:
             return self.explain(batch.images, target).detach()
         got = self.cache.get(keys)
@@ -123,16 +165,24 @@ class Scorer:
         cols["correct"] = (labels.gather(1, pred[:, None])[:, 0] > 0.5 if labels.ndim == 2
                            else pred == labels).cpu().numpy()
         for m in self.metrics:
-            with self.autocast():
+            start = time.perf_counter()
+            with self.autocast(), ForwardCounter(self.spec.model) as fwd:
                 out = m.fn(self.spec.model, expanded.images, heat, target, expanded, **m.params)
-            for k, v in out.items():
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            spent = self.cost.setdefault(m.label, [0.0, 0.0, 0.0])
+            spent[0] += time.perf_counter() - start
+            spent[1] += fwd.images
+            spent[2] += len(ids)
+            for key, v in out.items():
+                k = m.column(key)
                 if v.shape[0] != len(ids) or v.ndim not in (1, 2):
                     raise ValueError(f"metric {m.name!r} output {k!r} has shape "
                                      f"{tuple(v.shape)}; expected [{len(ids)}] (a value) or "
                                      f"[{len(ids)},T] (a curve, box or point: stored, not averaged)")
-                owner = self.outputs.setdefault(k, m.name)
-                if owner != m.name:
-                    raise ConfigError(f"metrics {owner!r} and {m.name!r} both output {k!r}")
+                owner = self.outputs.setdefault(k, m.label)
+                if owner != m.label:
+                    raise ConfigError(f"metrics {owner!r} and {m.label!r} both output {k!r}")
                 v = v.detach().float().cpu().numpy()
                 cols[k] = list(v) if v.ndim == 2 else v
         return cols

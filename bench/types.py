@@ -181,11 +181,13 @@ class ModelSpec:
 # What the runner injects into a method or metric that declares it in ``register(context=...)``:
 # layer: the model's CAM layer; seed: the run seed; activation: the model's output
 # activation; num_classes: its label-space size; preprocess: its Preprocess; explain: the
-# evaluated method as ``explain(x, target) -> [B,H,W]``. Each fills its parameter of the
-# same name when that is None (null in the config).
-Context = Literal["layer", "seed", "activation", "num_classes", "preprocess", "explain"]
+# evaluated method as ``explain(x, target) -> [B,H,W]``; truth (methods): the batch being
+# explained (its ``Batch``, rows aligned with x: masks, boxes), for oracle maps made from
+# the ground truth. Each fills its parameter of the same name when that is None (null in
+# the config).
+Context = Literal["layer", "seed", "activation", "num_classes", "preprocess", "explain", "truth"]
 # Context that only the runner can give (objects, not config values): a config must leave it null.
-RUNNER_CONTEXT: frozenset[str] = frozenset({"preprocess", "explain"})
+RUNNER_CONTEXT: frozenset[str] = frozenset({"preprocess", "explain", "truth"})
 Cost = Literal["free", "forward", "backward", "perturbation"]
 
 
@@ -235,6 +237,11 @@ class MethodInfo:
     def model_free(self) -> bool:
         """Does not look at the model (controls such as ``edge``)."""
         return self.cost == "free"
+
+    @property
+    def oracle(self) -> bool:
+        """Made from the ground truth (``truth``): a reference map, not an explanation."""
+        return "truth" in self.context
 
     def describe(self) -> dict[str, Any]:
         """The capabilities ``faithbench list`` shows."""

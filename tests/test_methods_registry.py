@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from faithbench.cli import compose
 from faithbench.errors import ConfigError
 from faithbench.methods import get, names
+from faithbench.types import Batch
 
 LAYER = "features.5"
 # Cheaper settings for the sweep; keys absent from a method's signature are ignored.
@@ -38,7 +39,19 @@ def params_for(name: str, **over) -> dict:
     return p
 
 
+def truth_of(x: Tensor, target: Tensor) -> Batch:
+    """Ground truth made from the images themselves (so a sub-batch's is the batch's
+    rows), for oracle methods: per sample a mask of the target class (red above its
+    mean) and one of another class (green above its mean)."""
+    masks = [torch.stack([xi[0] > xi[0].mean(), xi[1] > xi[1].mean()]) for xi in x.cpu()]
+    labels = [torch.tensor([int(t), -1 - int(t)]) for t in target.cpu()]
+    return Batch(x, target, [str(i) for i in range(len(x))], torch.arange(len(x)),
+                 masks=masks, mask_labels=labels)
+
+
 def attribute(name: str, model: nn.Module, x: Tensor, target: Tensor, **over) -> Tensor:
+    if get(name).info.oracle and "truth" not in over:
+        over["truth"] = truth_of(x, target) if x.shape[0] == target.shape[0] else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return get(name).fn(model, x, target, **params_for(name, **over))

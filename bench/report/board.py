@@ -30,15 +30,17 @@ class KeyInfo:
     aggregation: Aggregation  # MetricInfo.aggregate of that metric, as the runner calls it
 
 
-def key_info(key: str, metric_names: list[str]) -> KeyInfo | None:
+def key_info(key: str, metric_names: list[str], aliases: dict[str, str] | None = None) -> KeyInfo | None:
     """Direction and aggregation of output ``key`` from the registry entry of the metric
-    (among ``metric_names``) that declares it; None for plain values and unknown keys."""
+    (among ``metric_names``; ``aliases``: listed name -> entry, for a metric listed under
+    another name) that declares it; None for plain values and unknown keys."""
     for name in sorted(metric_names, key=len, reverse=True):
+        entry = (aliases or {}).get(name, name)
         try:
-            info = metrics.get(name).info
+            info = metrics.get(entry).info
         except ConfigError:
             continue
-        d = info.direction(name, key)
+        d = info.direction(entry, schema.entry_output(name, entry, key))
         if d is not None:
             return KeyInfo(key, name, bool(d), info.aggregate.name, key == name, info.aggregate)
     return None
@@ -111,9 +113,12 @@ def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | 
     """
     b = Board(model, dataset, sorted(groups, key=lambda g: g.label))
     names = sorted(set().union(*(g.metric_names for g in groups)))
+    aliases = {}
+    for g in groups:
+        aliases.update(schema.metric_aliases(g.first.params, g.metric_names))
     cols = sorted(set().union(*(set(g.frame.columns) for g in groups)) - set(CORE))  # type: ignore[union-attr]
     for c in cols:
-        k = key_info(c, names)
+        k = key_info(c, names, aliases)
         if k is not None and not schema.is_curve(c):
             b.keys.append(k)
     known = [k.key for k in b.keys]

@@ -46,6 +46,7 @@ class Options:
     gallery: int = 6  # samples in the heatmap gallery
     published: list[Path] = field(default_factory=list)
     log_mlflow: bool = True
+    metrics_card: bool = False  # write the metric report card (faithbench.report.card) instead
 
     def check(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -114,10 +115,12 @@ def section(b: Board, opts: Options, pub: pd.DataFrame) -> Section:
     rank_m, samp_m = analysis.agreement(b) if len(b.shown) > 1 else (pd.DataFrame(), pd.DataFrame())
     tests = ranking.section_ranks(b, opts.alpha, opts.correction)
     ctrl = ranking.controls(b)
+    oracles = ranking.oracles(b)  # marked with the controls, but no bar to beat
+    below = {k: v for k, v in ranking.below_controls(b, tests, ctrl - oracles).items() if k not in oracles}
     return Section(b, analysis.paired_tests(b, opts.control, opts.correction, opts.alpha), win,
                    analysis.reliability(b), (rank_m, samp_m),
                    published.compare(pub, b.cells, b.model, b.dataset), ranks=tests,
-                   controls=ctrl, below=ranking.below_controls(b, tests, ctrl))
+                   controls=ctrl, below=below)
 
 
 def build(opts: Options, scratch: Path | None = None) -> Report:
@@ -141,8 +144,13 @@ def build(opts: Options, scratch: Path | None = None) -> Report:
         b = make_board(model, dataset, gs, opts.keys, opts.n_resamples, opts.seed)
         from faithbench import metrics
 
-        for name in sorted(set().union(*(g.metric_names for g in gs))):
-            if name not in metrics.METRICS:
+        from faithbench.schema import metric_aliases
+
+        listed = {}
+        for g in gs:
+            listed.update(metric_aliases(g.first.params, g.metric_names))
+        for name in sorted(listed):
+            if listed[name] not in metrics.METRICS:
                 problems.append(f"metric {name!r} of {model}/{dataset} is not registered in this "
                                 "installation: its direction is unknown, its columns are left out")
         _check_logged(b, problems)

@@ -43,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
     a("--published", action="append", default=[], type=Path, metavar="YAML",
       help="file with a 'published:' block of published numbers (repeatable)")
     a("--no-mlflow", action="store_true", help="do not log the report as an MLflow report run")
+    a("--metrics-card", action="store_true",
+      help="write the metric report card instead (card.md/.tex/.csv, figures/card.png): each "
+           "metric scored on truth agreement, control separation, reliability, protocol "
+           "sensitivity and cost (docs/metrics.md)")
     return p
 
 
@@ -63,7 +67,8 @@ def options(argv: list[str]) -> Options:
         keys=[k.strip() for k in ns.keys.split(",")] if ns.keys else None,
         correction=ns.correction, alpha=ns.alpha, control=ns.control or None, win=ns.win or None,
         n_resamples=ns.n_resamples, seed=ns.seed, digits=ns.digits, figures=not ns.no_figures,
-        gallery=ns.gallery, published=ns.published, log_mlflow=not ns.no_mlflow)
+        gallery=ns.gallery, published=ns.published, log_mlflow=not ns.no_mlflow,
+        metrics_card=ns.metrics_card)
 
 
 def main(argv: list[str]) -> int:
@@ -74,6 +79,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         opts = options(argv)
+        if opts.metrics_card:
+            return card_main(opts)
         rep = build(opts)
         paths = write(rep)
     except ConfigError as e:
@@ -87,4 +94,21 @@ def main(argv: list[str]) -> int:
     for name in ("report.html", "report.md", "leaderboard.tex", "leaderboard.csv"):
         if (opts.out / name).exists():
             print(f"  {opts.out / name}")
+    return 0
+
+
+def card_main(opts: Options) -> int:
+    """``--metrics-card``: build and write the card (errors are the caller's)."""
+    from faithbench.report.card_write import build_card, write_card
+
+    card, problems = build_card(opts)
+    paths = write_card(card, opts.out, opts.formats, opts.figures)
+    for p in problems:
+        print(f"faithbench report: warning: {p}", file=sys.stderr)
+    failing = card.table[card.table["fails"] != ""]
+    print(f"faithbench report: metric card of {card.table['metric'].nunique()} metrics on "
+          f"{len(card.table.groupby(['model', 'dataset']))} (model, dataset) pairs, "
+          f"{len(paths)} files in {opts.out}")
+    for _, r in failing.iterrows():
+        print(f"  {r['model']}/{r['dataset']}: {r['metric']} fails {r['fails']}")
     return 0

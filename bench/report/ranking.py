@@ -30,6 +30,19 @@ def controls(b: Board) -> set[str]:
     return out
 
 
+def oracles(b: Board) -> set[str]:
+    """Labels of the board's oracle maps (methods drawn from the ground truth, such as
+    ``oracle``): kept apart with the controls, but not a bar the methods must clear."""
+    out = set()
+    for g in b.groups:
+        try:
+            if methods.get(g.method).info.oracle:
+                out.add(g.label)
+        except ConfigError:
+            continue
+    return out
+
+
 def section_ranks(b: Board, alpha: float, correction: str) -> list[RankTest]:
     """One rank test per shown output with per-sample values, samples as blocks."""
     out = []
