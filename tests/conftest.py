@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from torch import nn
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# the registry index of `faithbench list` / `--help` (faithbench.index): one per test session
+os.environ.setdefault("FAITHBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="faithbench-index-"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
