@@ -10,8 +10,8 @@ The index is valid for one fingerprint of everything that can change what it hol
 the size and modification time of every source and config file of faithbench, the
 entry points of the ``faithbench.*`` groups with the distribution and version that
 declares each, the size and modification time of the files of each plugin's top-level
-module or package, the modification times of the folders on ``sys.path`` (installing or
-removing a distribution adds or removes a folder there) and the interpreter. When any
+module or package, the names of the distributions' metadata folders in each folder on
+``sys.path`` (installing, upgrading or removing one changes them) and the interpreter. When any
 of them changes the index is rebuilt by the next command that reads it. It lives in
 ``$FAITHBENCH_CACHE_DIR`` (else ``$XDG_CACHE_HOME/faithbench``, else
 ``~/.cache/faithbench``); ``FAITHBENCH_NO_INDEX=1`` turns it off.
@@ -73,14 +73,21 @@ def _module_files(value: str) -> list[Any]:
     return [top, spec.origin]
 
 
-def _path_times() -> list[Any]:
+def _installed() -> list[Any]:
+    """The distributions on ``sys.path``: the names of the metadata folders and path
+    files in each of its folders (installing, upgrading or removing one changes them;
+    other files there, the working directory's outputs, do not)."""
     out = []
     for p in sys.path:
         try:
-            out.append([p, os.stat(p or ".").st_mtime_ns])
+            names = sorted(n for n in os.listdir(p or ".") if n.endswith(_INSTALLED))
         except OSError:
-            out.append([p, None])
+            names = None
+        out.append([p, names])
     return out
+
+
+_INSTALLED = (".dist-info", ".egg-info", ".egg-link", ".pth")
 
 
 def fingerprint() -> str:
@@ -89,7 +96,7 @@ def fingerprint() -> str:
 
 
 def _parts() -> list[Any]:
-    parts: list[Any] = [VERSION, sys.version, sys.executable, _path_times()]
+    parts: list[Any] = [VERSION, sys.version, sys.executable, _installed()]
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
         for loc in (spec.submodule_search_locations or []) if spec else []:
