@@ -140,7 +140,8 @@ def prepare(cfg: DictConfig) -> Job:
                      " or ".join(sorted(missing)))
             continue
         scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info))
-    code, untried = identity(_roles(method, data, chosen), model_entry, cfg.model)  # outside code: in the keys
+    # outside code: its identity goes into the keys
+    code, untried = identity(_roles(method, data, chosen), model_entry, cfg.model)
     if untried and indices:  # plugins and dotted paths: tried on one sample first
         probe(scorer, ds, indices[0], untried)
     key = run_key(cfg, spec.weights_id, code=code)

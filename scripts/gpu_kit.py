@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +105,8 @@ def throughput(device: torch.device, n: int, chunk: int, reps: int, dry: bool,
         for mode in ("default", "reduce-overhead"):
             variants.append((precision, "channels_last", f"compile:{mode}"))
     out: dict[str, Any] = {"images": n, "chunk": chunk, "forwards_per_image": forwards,
-                           "size": size, "model": "tiny CNN (dry run)" if dry else "resnet50 (random weights)",
-                           "variants": {}}
+                           "size": size, "variants": {},
+                           "model": "tiny CNN (dry run)" if dry else "resnet50 (random weights)"}
     start = time.perf_counter()
     for precision, layout, how in variants:
         name = f"{precision}/{layout}/{how}"

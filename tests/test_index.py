@@ -67,8 +67,8 @@ def test_list_sees_a_plugin_installed_edited_and_removed(tmp_path):
     (info / "entry_points.txt").write_text("[faithbench.methods]\nplug_m = plug_x:f\n")
     src = site / "plug_x.py"
     src.write_text("def f(model, x, target):\n    return x.sum(1)\n")
-    out = _listing(tmp_path, env).stdout
-    assert "plug_m" in out and "[plug-x 0.1]" in out and "needs_layer" not in out.split("plug_m")[1].split("\n")[0]
+    line = next(l for l in _listing(tmp_path, env).stdout.splitlines() if "plug_m" in l)
+    assert "[plug-x 0.1]" in line and "needs_layer" not in line, line
     src.write_text(textwrap.dedent("""
         from faithbench.methods import register
 
