@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -13,8 +14,10 @@ from torch import nn
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-# the registry index of `faithbench list` / `--help` (faithbench.index): one per test session
-os.environ.setdefault("FAITHBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="faithbench-index-"))
+# the registry index (faithbench.index) and report artifact cache: one per test session
+if "FAITHBENCH_CACHE_DIR" not in os.environ:
+    os.environ["FAITHBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="faithbench-cache-")
+    atexit.register(shutil.rmtree, os.environ["FAITHBENCH_CACHE_DIR"], ignore_errors=True)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
