@@ -84,17 +84,25 @@ def log_synthetic_runs(uri: str, n_runs: int, n_samples: int = 16, methods_per_p
     ``samples.parquet`` of ``n_samples`` rows with ``deletion`` and ``insertion``
     values): ``methods_per_pair`` methods per (model, dataset) pair."""
     import numpy as np
-    import pandas as pd
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from faithbench import schema
     from faithbench.tracking import Tracker
 
     tracker = Tracker(uri, "faithbench")
     client = MlflowClient(uri)
     rng = np.random.default_rng(seed)
-    tmp = Path(tempfile.mkdtemp(prefix="synthetic-runs-"))
+    with tempfile.TemporaryDirectory(prefix="synthetic-runs-") as d:
+        _log_runs(client, tracker.experiment_id, Path(d), n_runs, n_samples, methods_per_pair, rng)
+
+
+def _log_runs(client: Any, experiment_id: str, tmp: Path, n_runs: int, n_samples: int,
+              methods_per_pair: int, rng: Any) -> None:
+    import numpy as np
+    import pandas as pd
+    from mlflow.entities import Metric, Param, RunTag
+
+    from faithbench import schema
+
     ids = [f"img/{i}" for i in range(n_samples)]
     for r in range(n_runs):
         pair, m = divmod(r, methods_per_pair)
@@ -109,7 +117,7 @@ def log_synthetic_runs(uri: str, n_runs: int, n_samples: int = 16, methods_per_p
         path = tmp / "samples.parquet"
         df.to_parquet(path, index=False)
         key = f"{r:016x}"
-        run = client.create_run(tracker.experiment_id, run_name=f"{model}/{method}/{dataset}", tags={
+        run = client.create_run(experiment_id, run_name=f"{model}/{method}/{dataset}", tags={
             schema.RUN_KEY: key, schema.GROUP_KEY: key, schema.MODEL: model,
             schema.METHOD: method, schema.DATASET: dataset, schema.SHARD: schema.WHOLE,
             "seed": "0", "target": "label"})
