@@ -125,38 +125,53 @@ def format_table(rows: list[dict[str, Any]], metric_names: list[str]) -> str:
 
 
 def list_names(argv: list[str]) -> int:
-    """``faithbench list [kind]``: registered names with their metadata."""
-    from importlib import resources
+    """``faithbench list [kind]``: registered names with their metadata (read from
+    ``faithbench.index`` when nothing changed since the last listing)."""
+    import importlib.util
 
-    from faithbench import datasets, methods, metrics, models, visualize
+    from faithbench import index
+    from faithbench.config import REGISTRY_KINDS, registry_index
 
     valid = ["models", "methods", "metrics", "datasets", "experiments", "visualizations"]
     kinds = argv or valid
+    bad = [k for k in kinds if k not in valid]
+    if bad:
+        print(f"faithbench: error: unknown kind {bad[0]!r}; valid: {', '.join(valid)}", file=sys.stderr)
+        return 2
+    listed = index.read(registry_index)["list"] if set(kinds) & set(REGISTRY_KINDS) else {}
     for kind in kinds:
-        if kind not in valid:
-            print(f"faithbench: error: unknown kind {kind!r}; valid: {', '.join(valid)}", file=sys.stderr)
-            return 2
         print(f"{kind}:")
-        if kind == "experiments":
-            exp = resources.files("faithbench.conf") / "experiment"
+        if kind == "experiments":  # the folder, not the package (importing it stores nodes)
+            conf = importlib.util.find_spec("faithbench.conf")
+            exp = Path(next(iter(conf.submodule_search_locations))) / "experiment"
             for f in sorted(p.name for p in exp.iterdir() if p.name.endswith(".yaml")):
                 print(f"  {f[:-5]}")
             continue
-        reg = {"models": models.MODELS, "methods": methods.METHODS,
-               "metrics": metrics.METRICS, "datasets": datasets.DATASETS,
-               "visualizations": visualize.VISUALIZATIONS}[kind]
-        for n in reg.names():
-            entry = reg.get(n)
-            shown = entry.info.describe() if hasattr(entry.info, "describe") else vars(entry.info)
-            flags = ", ".join(f"{k}={v}" for k, v in shown.items()
-                              if v not in (False, None, frozenset(), {}, ()))
-            print(f"  {n:28s} [{entry.origin}] {flags}")
-        for n, why in sorted(reg.broken().items()):
-            print(f"  {n:28s} [broken] {why}")
-        if kind in ("methods", "metrics", "datasets") and "callable" not in reg.names():
-            group = kind[:-1] if kind != "metrics" else "metric.callable"
-            print(f"  {'callable':28s} any module:function: {group}.fn=module:function")
+        for line in listed[kind]:
+            print(line)
     return 0
+
+
+def list_lines(kind: str) -> list[str]:
+    """The lines ``faithbench list`` prints for registry ``kind`` (imports it)."""
+    from faithbench import datasets, methods, metrics, models, visualize
+
+    reg = {"models": models.MODELS, "methods": methods.METHODS,
+           "metrics": metrics.METRICS, "datasets": datasets.DATASETS,
+           "visualizations": visualize.VISUALIZATIONS}[kind]
+    lines = []
+    for n in reg.names():
+        entry = reg.get(n)
+        shown = entry.info.describe() if hasattr(entry.info, "describe") else vars(entry.info)
+        flags = ", ".join(f"{k}={v}" for k, v in shown.items()
+                          if v not in (False, None, frozenset(), {}, ()))
+        lines.append(f"  {n:28s} [{entry.origin}] {flags}")
+    for n, why in sorted(reg.broken().items()):
+        lines.append(f"  {n:28s} [broken] {why}")
+    if kind in ("methods", "metrics", "datasets") and "callable" not in reg.names():
+        group = kind[:-1] if kind != "metrics" else "metric.callable"
+        lines.append(f"  {'callable':28s} any module:function: {group}.fn=module:function")
+    return lines
 
 
 @hydra.main(version_base="1.3", config_path="pkg://faithbench.conf", config_name="config")
@@ -180,6 +195,10 @@ def main(argv: list[str] | None = None) -> None:
         from faithbench.roar import main as roar_main
 
         sys.exit(roar_main(argv[1:]))
+    if {"--help", "-h"} & set(argv):  # describes the config only: nodes from the index
+        from faithbench import config
+
+        config.NODES_FROM_INDEX = True
     _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
 
 

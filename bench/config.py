@@ -12,8 +12,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from faithbench.errors import ConfigError
-from faithbench.params import DATA_ARGS, check_params
-from faithbench.types import RUNNER_CONTEXT
 
 # Keys of a dataset node that the runner applies itself (all datasets share them).
 DATASET_KEYS = ("name", "shard", "num_shards", "limit", "subset_seed")
@@ -44,6 +42,9 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
     names, types, choices, ranges: ``faithbench.params``), then fill each ``context``
     value (the runner passes the names the entry declares in ``register(context=...)``)
     whose parameter is absent or None."""
+    from faithbench.params import check_params
+    from faithbench.types import RUNNER_CONTEXT
+
     sig = inspect.signature(fn).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
     own = list(config_params(fn))
@@ -65,6 +66,8 @@ def fill_context(fn: Callable[..., Any], params: dict[str, Any],
 def config_params(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     """The parameters of an entry that a config sets: all but the data arguments and
     ``*args``/``**kwargs``, in signature order."""
+    from faithbench.params import DATA_ARGS
+
     plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {n: p for n, p in inspect.signature(fn).parameters.items()
             if p.kind in plain and n not in DATA_ARGS}
@@ -92,39 +95,73 @@ def _plain(v: Any, where: str) -> Any:
                     "str, or a list or dict of them)")
 
 
-def store_nodes() -> None:
-    """Put a node per registered method (group ``method``) and metric (group ``metric``)
-    in Hydra's ConfigStore, and the config ``metric_nodes`` that places every metric's
-    node at ``metric.<name>`` (config.yaml's defaults list includes it); also a node per
+def store_nodes(from_index: bool = False) -> None:
+    """Put a node per registered method (group ``method``) in Hydra's ConfigStore, and
+    the config ``metric_nodes`` that holds every metric's node at ``metric.<name>``
+    (config.yaml's defaults list includes it); also a node per
     model and dataset that has no YAML file (plugins), and the ``callable`` nodes that
     name a function by its path. Run when ``faithbench.conf`` is imported, and again by
     ``cli.compose`` so that entries registered later in the process (a notebook) are
-    composable too."""
+    composable too. ``from_index``: the nodes as ``faithbench.index`` holds them, without
+    importing the registries (``faithbench --help``; runs compose from the registries)."""
     from hydra.core.config_store import ConfigStore
 
+    if from_index:
+        from faithbench import index
+
+        nodes = index.read(registry_index)["nodes"]
+    else:
+        nodes = entry_nodes()
+    # Metric nodes go into one node that holds every metric's node at ``metric.<name>``,
+    # not into a config group with one defaults-list entry per metric: Hydra composes
+    # each job's config twice in a sweep and copies the whole store for every config
+    # group it lists, and ~60 group defaults cost ~0.5 s per composition on 2 CPU cores
+    # (the composed config is the same either way).
+    cs = ConfigStore.instance()
+    every = OmegaConf.create({"metric": {}})
+    for group, name, node, takes_any in nodes:
+        if group == "metric":
+            every.metric[name] = _open(node, takes_any)
+        else:
+            cs.store(group=group, name=name, node=_open(node, takes_any), provider="faithbench")
+    cs.store(name="metric_nodes", provider="faithbench", node=every)
+
+
+def entry_nodes() -> list[tuple[str, str, dict[str, Any], bool]]:
+    """(group, name, node, takes any key) of every config node generated from the
+    registries: methods and metrics, models and datasets without a YAML file, and the
+    ``callable`` nodes (metric nodes in registry order, ``callable`` last)."""
     from faithbench import datasets, methods, metrics, models
     from faithbench.outside import DOTTED
 
-    cs = ConfigStore.instance()
+    out = []
     for group, reg in (("method", methods.METHODS), ("metric", metrics.METRICS)):
         for e in reg.entries():
-            cs.store(group=group, name=e.name, node=_open(entry_node(e.name, e.fn), e.fn),
-                     provider="faithbench")
+            out.append((group, e.name, entry_node(e.name, e.fn), _takes_any(e.fn)))
     for group, entries, shared in (("model", models.MODELS.entries(), {}),
                                    ("dataset", datasets.DATASETS.entries(), DATASET_DEFAULTS)):
         for e in entries:
             if not _has_yaml(group, e.name):
                 node = {**entry_node(e.name, e.fn, skip=1 if group == "dataset" else 0), **shared}
-                cs.store(group=group, name=e.name, node=_open(node, e.fn), provider="faithbench")
+                out.append((group, e.name, node, _takes_any(e.fn)))
     dotted = {"method": {"fn": None, "label": None},
               "metric": {"fn": None, "label": None, "higher_is_better": None, "needs": []},
               "dataset": {"fn": None, **DATASET_DEFAULTS}}
     for group, keys in dotted.items():
-        cs.store(group=group, name=DOTTED, node=_open({"name": DOTTED, **keys}),
-                 provider="faithbench")
-    cs.store(name="metric_nodes", provider="faithbench",
-             node={"defaults": [{f"metric@metric.{m}": m} for m in
-                                [*(e.name for e in metrics.METRICS.entries()), DOTTED]]})
+        out.append((group, DOTTED, {"name": DOTTED, **keys}, True))
+    return out
+
+
+def registry_index() -> dict[str, Any]:
+    """What ``faithbench.index`` keeps: the config nodes and ``faithbench list``'s lines."""
+    from faithbench.cli import list_lines
+
+    return {"nodes": entry_nodes(), "list": {k: list_lines(k) for k in REGISTRY_KINDS}}
+
+
+# ``faithbench.conf`` takes its nodes from ``faithbench.index`` (set by ``faithbench --help``).
+NODES_FROM_INDEX = False
+REGISTRY_KINDS = ("models", "methods", "metrics", "datasets", "visualizations")
 
 
 # The shared keys of a dataset node (DATASET_KEYS but ``name``) and their defaults.
@@ -137,12 +174,14 @@ def _has_yaml(group: str, name: str) -> bool:
     return (resources.files("faithbench.conf") / group / f"{name}.yaml").is_file()
 
 
-def _open(node: dict[str, Any], fn: Callable[..., Any] | None = None) -> Any:
+def _takes_any(fn: Callable[..., Any]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+
+
+def _open(node: dict[str, Any], takes_any: bool) -> Any:
     """``node`` as a config that takes keys it does not list (Hydra's struct mode off for
     it alone) when its function takes them: ``**kwargs``, or no function (a ``callable``
     node, whose keys are the parameters of the function it names)."""
-    takes_any = fn is None or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                  for p in inspect.signature(fn).parameters.values())
     if not takes_any:
         return node
     cfg = OmegaConf.create(node)

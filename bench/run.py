@@ -68,8 +68,9 @@ class _Indexed(Dataset):
 MODELS = ModelCache(size=1)
 
 
-def prepare(cfg: DictConfig) -> Job:
-    """Resolve and check everything before any run is opened, so bad input fails early."""
+def _selected(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any], Any]:
+    """The entries a job names (model, method, metrics, dataset), checked against each
+    other as far as that needs no model and no data."""
     model_entry = models.get(cfg.model.name)
     method = select(methods.METHODS, cfg.method)
     chosen = {m: select(metrics.METRICS, _metric_node(cfg, m)) for m in cfg.metrics}
@@ -81,6 +82,27 @@ def prepare(cfg: DictConfig) -> Job:
     # a model entry whose label space is a parameter (``callable``) declares it in its node
     check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space,
                data.entry.info.label_space)
+    return model_entry, method, chosen, data
+
+
+def _roles(method: Any, data: Any, chosen: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
+
+
+def job_key(cfg: DictConfig) -> str:
+    """The run key of ``cfg`` (after ``apply_method_params``) without building its
+    dataset or scoring anything: what a rerun needs to skip a finished job. The model is
+    loaded for its weights' identity unless the sweep's process holds it already
+    (``MODELS``); the key is the one ``prepare`` computes."""
+    model_entry, method, chosen, data = _selected(cfg)
+    spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
+    code, _ = identity(_roles(method, data, chosen), model_entry, cfg.model)
+    return run_key(cfg, spec.weights_id, code=code)
+
+
+def prepare(cfg: DictConfig) -> Job:
+    """Resolve and check everything before any run is opened, so bad input fails early."""
+    model_entry, method, chosen, data = _selected(cfg)
     ds_node = to_dict(cfg.dataset)
     device = pick_device(str(cfg.device))
     spec = MODELS.load(cfg.model, device, bool(cfg.get("channels_last", True)))
@@ -127,8 +149,8 @@ def prepare(cfg: DictConfig) -> Job:
         named = str(_metric_node(cfg, listed)["name"])
         alias = listed if named not in (listed, DOTTED) else None
         scorer.metrics.append(MetricJob(m.name, entry.fn, params, entry.info, alias=alias))
-    roles = {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
-    code, untried = identity(roles, model_entry, cfg.model)  # outside code: in the keys
+    # outside code: its identity goes into the keys
+    code, untried = identity(_roles(method, data, chosen), model_entry, cfg.model)
     if untried and indices:  # plugins and dotted paths: tried on one sample first
         probe(scorer, ds, indices[0], untried)
     key = run_key(cfg, spec.weights_id, code=code)
@@ -141,13 +163,23 @@ def prepare(cfg: DictConfig) -> Job:
     name = f"{cfg.model.name}/{method.name}/{data.name}"
     if int(ds_node.get("num_shards", 1)) > 1:
         name += f"[{ds_node['shard']}/{ds_node['num_shards']}]"
-    settings = JobSettings.from_config(cfg, flatten(to_dict(cfg)))
+    settings = JobSettings.from_config(cfg, flatten(logged_config(cfg)))
     identity_tags = {schema.MODEL: cfg.model.name, schema.METHOD: method.name,
                      schema.DATASET: data.name,
                      schema.SHARD: schema.shard_tag(ds_node.get("shard", 0),
                                                     ds_node.get("num_shards", 1)),
                      schema.GROUP_KEY: run_key(cfg, spec.weights_id, shard=False, code=code)}
     return Job(cfg, settings, scorer, ds, indices, key, name, identity_tags)
+
+
+def logged_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config that a run logs as its params: ``metric`` holds the nodes of
+    the selected metrics only (the run key reads no others; logging the ~60 unselected
+    nodes' defaults took about half a second per job)."""
+    d = to_dict(cfg)
+    if isinstance(d.get("metric"), dict):
+        d["metric"] = {m: v for m, v in d["metric"].items() if m in set(d.get("metrics") or ())}
+    return d
 
 
 def _metric_node(cfg: DictConfig, key: str) -> dict[str, Any]:
@@ -259,15 +291,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     t0 = time.time()
     cfg = apply_method_params(cfg)
+    uri = cfg.tracking.get("uri")
+    tracker = tracking.tracker(None if uri is None else str(uri), str(cfg.tracking.experiment))
+    key = prev = None
+    if not cfg.force:  # a finished job is skipped before its dataset is built
+        key = job_key(cfg)
+        prev = tracker.find(key)
+        if prev is not None and prev.info.status == "FINISHED":
+            log.info("%s/%s/%s: finished already (run %s, key %s), skipped", cfg.model.name,
+                     cfg.method.name, cfg.dataset.name, prev.info.run_id, key)
+            return {k: v for k, v in prev.data.metrics.items()}
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
     s = job.settings
-    tracker = tracking.Tracker(s.tracking_uri, s.tracking_experiment)
     tags = tracking_tags(job)
-    prev = tracker.find(job.key)
-    if prev is not None and prev.info.status == "FINISHED" and not s.force:
-        log.info("%s: finished already (run %s, key %s), skipped", job.name, prev.info.run_id, job.key)
-        return {k: v for k, v in prev.data.metrics.items()}
+    if key != job.key:
+        prev = tracker.find(job.key)
     parts = s.out_dir / "runs" / job.key
     reopen = None
     if prev is not None and prev.info.status != "FINISHED":
@@ -275,6 +314,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("%s: resuming run %s", job.name, reopen)
     elif prev is not None:  # force: start over, keep the old run but mark it
         tracker.set_tags(prev.info.run_id, {schema.SUPERSEDED: "true"})
+        tracker.forget(job.key)
         for p in parts.glob("part-*.parquet"):
             p.unlink()
         (parts / "parts.json").unlink(missing_ok=True)
@@ -299,21 +339,35 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def tracking_tags(job: Job) -> dict[str, str]:
     import platform
 
-    import mlflow
-    import timm
-    import torchvision
-
     from faithbench import __version__
     from faithbench.version import git_revision
 
     dev = job.scorer.device
     return {
         schema.VERSION: __version__, schema.GIT: git_revision() or "unknown",
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "timm": timm.__version__, "mlflow": mlflow.__version__,
+        "torch": torch.__version__, "torchvision": package_version("torchvision"),
+        "timm": package_version("timm"), "mlflow": package_version("mlflow"),
         "python": platform.python_version(), "cuda": str(torch.version.cuda),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "seed": str(job.settings.seed), "target": job.settings.target,
         "weights_id": job.scorer.spec.weights_id, **job.identity,
         schema.SWEEP: hydra_output_dir() or "",
     }
+
+
+def package_version(name: str) -> str:
+    """``name.__version__`` without importing the package (timm and torchvision take
+    seconds to import): its ``version.py`` where it has one (torchvision's holds the local
+    build suffix, ``+cu130``, that its metadata lacks), else the installed metadata."""
+    import importlib.metadata
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec(name)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        file = Path(folder) / "version.py"
+        found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", file.read_text(), re.M) \
+            if file.is_file() else None
+        if found:
+            return found.group(1)
+    return importlib.metadata.version(name)

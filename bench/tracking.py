@@ -73,28 +73,90 @@ def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
     return FileLock(str(db) + ".lock")
 
 
+def tracker(uri: str | None, experiment: str) -> Tracker:
+    """The process's Tracker of (``uri``, ``experiment``): the jobs of a sweep share one
+    client and its store connection instead of opening them again per job."""
+    key = (resolve_uri(uri), experiment)
+    if key not in _TRACKERS:
+        _TRACKERS[key] = Tracker(uri, experiment)
+    return _TRACKERS[key]
+
+
+_TRACKERS: dict[tuple[str, str], Tracker] = {}
+
+
 class Tracker:
     """A thin layer over MlflowClient for the runner's life cycle."""
 
     def __init__(self, uri: str | None, experiment: str) -> None:
-        self.uri = resolve_uri(uri)
+        self.uri, self.experiment = resolve_uri(uri), experiment
         with store_lock(self.uri):  # the first call creates the store's schema
             self.client = _Retrying(MlflowClient(tracking_uri=self.uri))
             exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
+        self._experiment_id = None if exp is None else exp.experiment_id
+        self._finds, self._finished = 0, None  # see find
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id; the experiment is created when a run first needs it, so
+        looking runs up never creates it."""
+        if self._experiment_id is None:
+            with store_lock(self.uri):
+                exp = self.client.get_experiment_by_name(self.experiment)
+                if exp is not None:
+                    self._experiment_id = exp.experiment_id
+                    return self._experiment_id
                 try:
-                    self.experiment_id = self.client.create_experiment(experiment)
+                    self._experiment_id = self.client.create_experiment(self.experiment)
                 except mlflow.exceptions.MlflowException:  # created concurrently (a server)
-                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
-            else:
-                self.experiment_id = exp.experiment_id
+                    self._experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
+        return self._experiment_id
+
+    def _exists(self) -> bool:
+        if self._experiment_id is None:
+            exp = self.client.get_experiment_by_name(self.experiment)
+            self._experiment_id = None if exp is None else exp.experiment_id
+        return self._experiment_id is not None
 
     def find(self, key: str) -> mlflow.entities.Run | None:
-        """The finished run with this key if any, else the latest unfinished one."""
+        """The finished run with this key if any, else the latest unfinished one.
+
+        The second call of a process reads every finished run's key in one query (a
+        sweep's jobs run one after another in one process); a key found there is a
+        finished run, any other key is looked up on its own, so runs finished since by
+        another process are found too."""
+        if not self._exists():
+            return None
+        self._finds += 1
+        if self._finished is None and self._finds > 1:
+            self._finished = self.finished_runs()
+        if self._finished is not None and key in self._finished:
+            return self._finished[key]
         runs = self.client.search_runs([self.experiment_id], f"tags.`{KEY_TAG}` = '{key}'",
                                        order_by=["attributes.start_time DESC"])
         finished = [r for r in runs if r.info.status == "FINISHED"]
         return (finished or runs or [None])[0]
+
+    def finished_runs(self) -> dict[str, mlflow.entities.Run]:
+        """The latest finished run of each run key in the experiment (one paged query)."""
+        out: dict[str, mlflow.entities.Run] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], "attributes.status = 'FINISHED'",
+                                           max_results=10_000, page_token=token,
+                                           order_by=["attributes.start_time DESC"])
+            for r in page:
+                key = r.data.tags.get(KEY_TAG)
+                if key is not None and key not in out:
+                    out[key] = r
+            token = page.token
+            if not token:
+                return out
+
+    def forget(self, key: str) -> None:
+        """Drop ``key`` from the finished runs read in bulk (its run is superseded)."""
+        if self._finished is not None:
+            self._finished.pop(key, None)
 
     def start(self, key: str, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,

@@ -1,6 +1,7 @@
 """Hydra configs. The method and metric nodes are not files: importing this package
-generates them from the registered functions' signatures (``faithbench.config.store_nodes``)."""
+generates them from the registered functions' signatures (``faithbench.config.store_nodes``;
+``faithbench --help`` reads them from ``faithbench.index`` instead)."""
 
-from faithbench.config import store_nodes
+from faithbench import config
 
-store_nodes()
+config.store_nodes(from_index=config.NODES_FROM_INDEX)

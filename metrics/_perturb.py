@@ -85,7 +85,9 @@ def curves(model: nn.Module, x: Tensor, heatmap: Tensor, target: Tensor, *,
     counts = schedule(hh * ww, step).to(x.device)
     t = counts.numel()
     rank = ranks(h, order, ties, seed, ids).view(b, 1, hh, ww)
-    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma)
+    # in x's dtype: under autocast a blurred substitute comes out in bf16/fp16, and lerp
+    # needs both ends in one dtype (insertion under precision=bf16 failed without it)
+    sub = substitute_image(x, substitute, seed, ids, blur_kernel, blur_sigma).to(x.dtype)
     start, finish = (x, sub) if mode == "deletion" else (sub, x)
     # Ranks and step counts as floats (exact integers: float32 up to 2^24 pixels) make
     # the comparison write the 0/1 weights directly.

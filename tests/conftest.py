@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,10 @@ from torch import nn
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+# the registry index (faithbench.index) and report artifact cache: one per test session
+if "FAITHBENCH_CACHE_DIR" not in os.environ:
+    os.environ["FAITHBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="faithbench-cache-")
+    atexit.register(shutil.rmtree, os.environ["FAITHBENCH_CACHE_DIR"], ignore_errors=True)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

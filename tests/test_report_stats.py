@@ -167,3 +167,26 @@ def test_latex_escaping():
     assert esc("grad_cam 95% & #1 {x} ~^\\", "tex") == (
         r"grad\_cam 95\% \& \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}")
     assert esc("<a&b>", "html") == "&lt;a&amp;b&gt;" and esc("a|b", "md") == r"a\|b"
+
+
+def test_wilcoxon_equals_scipy_on_many_cases():
+    """The report's own signed-rank test (exact null by recursion, tie-corrected normal
+    approximation) gives scipy's statistic and p-value on random differences with and
+    without ties and zeros, on both sides of the 50-pair switch."""
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        n = int(rng.integers(2, 70))
+        a = rng.normal(size=n)
+        b = a - rng.normal(rng.normal(0, 0.5), 1.0, size=n)
+        if trial % 3 == 1:  # ties and zeros
+            a, b = np.round(a, 1), np.round(b, 1)
+        d = (a - b)[(a - b) != 0]
+        if d.size == 0:
+            continue
+        t = wilcoxon(a, b)
+        exact = d.size <= 50 and np.unique(np.abs(d)).size == d.size
+        ref = stats.wilcoxon(d, zero_method="wilcox", method="exact" if exact else "approx")
+        assert t["statistic"] == pytest.approx(float(ref.statistic), abs=1e-9), trial
+        assert t["p"] == pytest.approx(float(ref.pvalue), rel=1e-9, abs=1e-15), trial
+        r = stats.rankdata(np.abs(d))
+        assert t["effect"] == pytest.approx((r[d > 0].sum() - r[d < 0].sum()) / r.sum()), trial

@@ -16,7 +16,7 @@ from faithbench.report import analysis, published, ranking
 from faithbench.report.board import Board, make_board
 from faithbench.report.merge import Group, group_runs, label_groups, load_frame
 from faithbench.report.ranks import RankTest
-from faithbench.report.runs import ArtifactStore, RunInfo, select_runs
+from faithbench.report.runs import ArtifactStore, RunInfo, artifact_cache, select_runs
 from faithbench.report.stats import CORRECTIONS
 from faithbench.report.truth import TruthReport, build_truth
 
@@ -100,7 +100,7 @@ def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -
     if not runs:
         raise ConfigError(f"no finished benchmark runs match experiments={opts.experiments} "
                           f"tags={opts.tags} sweep={opts.sweep!r} in {client.tracking_uri}")  # type: ignore[attr-defined]
-    store = ArtifactStore(client, scratch)
+    store = ArtifactStore(client, scratch, artifact_cache(client.tracking_uri))  # type: ignore[attr-defined]
     groups = group_runs(runs, problems)
     for g in groups:
         g.frame = load_frame(g, store, problems)

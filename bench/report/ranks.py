@@ -65,9 +65,12 @@ def cliques(order: list[str], same: pd.DataFrame) -> list[list[str]]:
     """
     out: list[list[str]] = []
     last_end = -1
+    row = [same.index.get_loc(lab) for lab in order]
+    col = [same.columns.get_loc(lab) for lab in order]
+    ok = same.to_numpy(dtype=bool)  # positional reads: .loc per pair dominated large reports
     for i in range(len(order)):
         j = i
-        while j + 1 < len(order) and all(bool(same.loc[order[m], order[j + 1]]) for m in range(i, j + 1)):
+        while j + 1 < len(order) and all(ok[row[m], col[j + 1]] for m in range(i, j + 1)):
             j += 1
         if j > i and j > last_end:  # a run ending where an earlier one ended is inside it
             out.append(order[i:j + 1])

@@ -7,6 +7,7 @@ forced rerun (``faithbench.superseded``) nor a report run (``faithbench.kind=rep
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,19 +114,48 @@ def select_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
 
 
 class ArtifactStore:
-    """Downloads run artifacts once into ``root`` (the report's scratch directory)."""
+    """Run artifacts read once: downloaded into ``root`` (the report's scratch
+    directory), or into ``cache`` (kept across reports, one folder per run id) when
+    given. A report reads only FINISHED runs, whose artifacts never change, and a run
+    id is never reused, so an artifact found in the cache is the artifact of that run;
+    a second report over the same runs downloads nothing."""
 
-    def __init__(self, client: Any, root: Path) -> None:
+    def __init__(self, client: Any, root: Path, cache: Path | None = None) -> None:
         self.client, self.root = client, Path(root)
+        self.cache = None if cache is None else Path(cache)
 
     def get(self, run: RunInfo, name: str) -> Path | None:
         """Local path of artifact ``name`` of ``run``; None when the run has none."""
-        dst = self.root / run.run_id
+        dst = (self.cache or self.root) / run.run_id
         local = dst / name
         if local.exists():
             return local
         have = {a.path for a in self.client.list_artifacts(run.run_id)}
         if name not in have:
             return None
-        dst.mkdir(parents=True, exist_ok=True)
-        return Path(self.client.download_artifacts(run.run_id, name, str(dst)))
+        if self.cache is None:
+            dst.mkdir(parents=True, exist_ok=True)
+            return Path(self.client.download_artifacts(run.run_id, name, str(dst)))
+        import os
+        import tempfile
+
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".part-", dir=dst))  # only complete files land
+        try:
+            os.replace(self.client.download_artifacts(run.run_id, name, str(tmp)), local)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return local
+
+
+def artifact_cache(uri: str) -> Path | None:
+    """The folder of cached run artifacts of tracking store ``uri`` (under
+    ``faithbench.index.cache_dir()``), None when ``FAITHBENCH_NO_ARTIFACT_CACHE`` is set."""
+    import hashlib
+    import os
+
+    from faithbench.index import cache_dir
+
+    if os.environ.get("FAITHBENCH_NO_ARTIFACT_CACHE"):
+        return None
+    return cache_dir() / "artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:16]

@@ -1,0 +1,84 @@
+"""The registry index of ``faithbench list`` and ``--help`` (faithbench.index): what it
+holds equals what the registries say, and every change it depends on rebuilds it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from faithbench import index
+from faithbench.cli import list_lines
+from faithbench.config import REGISTRY_KINDS, entry_nodes, registry_index
+
+
+def _listing(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "faithbench", "list", "methods"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_index_holds_what_the_registries_say(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def build():
+        calls.append(1)
+        return registry_index()
+
+    first = json.loads(json.dumps(index.read(build)))  # plain JSON
+    assert first["list"] == {k: list_lines(k) for k in REGISTRY_KINDS}
+    assert first["nodes"] == json.loads(json.dumps(entry_nodes()))
+    again = index.read(build)
+    assert again == first and len(calls) == 1  # read back, not rebuilt
+
+
+def test_index_is_rebuilt_when_a_file_it_depends_on_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    before = index.fingerprint()
+    assert index.fingerprint() == before
+    (site / "notes.txt").write_text("an unrelated file")
+    assert index.fingerprint() == before
+    (site / "plug_y-0.1.dist-info").mkdir()  # an install
+    assert index.fingerprint() != before
+    calls = []
+    index.read(lambda: calls.append(1) or {"n": len(calls)})
+    assert index.read(lambda: calls.append(1) or {"n": len(calls)}) == {"n": 1}
+    monkeypatch.setenv("FAITHBENCH_NO_INDEX", "1")
+    assert index.read(lambda: {"n": 99}) == {"n": 99}
+
+
+def test_list_sees_a_plugin_installed_edited_and_removed(tmp_path):
+    """A fresh process lists a plugin as soon as it is installed, lists it with its new
+    flags after an edit of its source, and forgets it when it is removed."""
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {**os.environ, "FAITHBENCH_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    assert "plug_m" not in _listing(tmp_path, env).stdout
+    info = site / "plug_x-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plug-x\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[faithbench.methods]\nplug_m = plug_x:f\n")
+    src = site / "plug_x.py"
+    src.write_text("def f(model, x, target):\n    return x.sum(1)\n")
+    line = next(l for l in _listing(tmp_path, env).stdout.splitlines() if "plug_m" in l)
+    assert "[plug-x 0.1]" in line and "needs_layer" not in line, line
+    src.write_text(textwrap.dedent("""
+        from faithbench.methods import register
+
+        @register(context=("layer",), cost="backward")
+        def f(model, x, target, layer=None):
+            return x.sum(1)
+        """))
+    line = next(l for l in _listing(tmp_path, env).stdout.splitlines() if "plug_m" in l)
+    assert "needs_layer=True" in line, line
+    for p in info.iterdir():
+        p.unlink()
+    info.rmdir()
+    assert "plug_m" not in _listing(tmp_path, env).stdout
