@@ -286,7 +286,9 @@ def apply_method_params(cfg: DictConfig) -> DictConfig:
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one job (no Hydra needed): returns the logged aggregates
-    (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_n``, ...)."""
+    (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_n``, ...,
+    ``<metric>_seconds_per_sample``, ``<metric>_forwards_per_sample``); for a finished
+    job, the same numbers read back from its run."""
     from faithbench import artifacts, tracking
 
     t0 = time.time()
@@ -325,8 +327,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         results["seconds"] = time.time() - t0
         art = artifacts.write(job, df, parts / "artifacts")
         tracker.log_artifacts(run_id, art)
+        results.update(cost_record(job))
         tracker.log_metrics(run_id, results)
-        tracker.log_metrics(run_id, cost_record(job))
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
             tracker.set_tags(run_id, {schema.CACHE_CORRUPT: job.scorer.cache.corrupt,
