@@ -1,0 +1,58 @@
+"""``shapes_vit``: a small vision transformer for the synthetic ``shapes`` set, shipped
+trained.
+
+It is timm's ``VisionTransformer`` (Dosovitskiy et al., "An Image is Worth 16x16 Words",
+ICLR 2021) at a small size: 8x8-pixel patches (an 8x8 grid of 64 patch tokens at the
+64x64 input), one class token, 4 blocks of width 48 with 3 heads, and the class token's
+final embedding fed to the linear ``head``. Methods that read timm ViT internals
+(``model.blocks[i].attn``) work on it as on any timm ViT.
+
+CAM layer: ``blocks.3.norm1``, the input of the last block's attention, as
+pytorch-grad-cam documents for ViTs (the last block's output reaches the logits only
+through the class token, so its patch tokens have zero gradient). Token layout: one
+prefix token (the class token) dropped, the 64 patch tokens read as an 8x8 grid
+(``faithbench.tokens``). Weights: ``weights/shapes_vit.pt`` (a state dict), made by
+``scripts/train_shapes_vit.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faithbench.checkpoint import load_state_dict
+from faithbench.labels import SHAPES_CLASSES
+from faithbench.models import register
+from faithbench.models._weights import file_sha256
+from faithbench.models.shapes_cnn import PREPROCESS
+from faithbench.tokens import TokenLayout
+from faithbench.types import ModelSpec
+
+WEIGHTS = Path(__file__).parent / "weights" / "shapes_vit.pt"
+DEPTH = 4
+CAM_LAYER = f"blocks.{DEPTH - 1}.norm1"
+
+
+def build_shapes_vit():  # -> timm.models.vision_transformer.VisionTransformer
+    """The untrained architecture: [B,3,64,64] -> logits [B,5]."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(img_size=64, patch_size=8, num_classes=len(SHAPES_CLASSES),
+                             embed_dim=48, depth=DEPTH, num_heads=3, mlp_ratio=2.0,
+                             global_pool="token", class_token=True)
+
+
+@register(label_space="shapes")
+def shapes_vit(checkpoint: str | None = None) -> ModelSpec:
+    """The bundled shapes vision transformer (timm ``VisionTransformer``).
+
+    Args:
+        checkpoint: optional path to another state dict of the same architecture; the
+            bundled ``weights/shapes_vit.pt`` by default.
+    """
+    path = Path(checkpoint).expanduser() if checkpoint else WEIGHTS
+    model = build_shapes_vit()
+    model.load_state_dict(load_state_dict(path))
+    return ModelSpec(name="shapes_vit", model=model.eval(), preprocess=PREPROCESS,
+                     class_names=list(SHAPES_CLASSES), label_space="shapes",
+                     weights_id=file_sha256(path), cam_layer=CAM_LAYER, multilabel=False,
+                     token_layout=TokenLayout(prefix_tokens=1))
