@@ -49,6 +49,13 @@ def build(kind: str) -> nn.Module:
 
 
 KINDS = {"vit": 1, "deit_distilled": 2, "vit_registers": 5, "swin": 0}
+SLOW = pytest.mark.slow
+
+
+def kinds(*fast: str) -> list:
+    """Every kind, those not in ``fast`` marked slow (the suite must stay quick)."""
+    return [k if k in fast else pytest.param(k, marks=SLOW) for k in KINDS]
+
 LAYERS = {"vit": "blocks.1.norm1", "deit_distilled": "blocks.1.norm1",
           "vit_registers": "blocks.1.norm1", "swin": "layers.1.blocks.0.norm1"}
 
@@ -149,9 +156,17 @@ def test_grid_errors_name_the_problem():
         set_token_layout(nn.Linear(2, 2), 3)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name,peer", [("grad_cam", "GradCAM"), ("xgrad_cam", "XGradCAM"),
-                                       ("layer_cam", "LayerCAM")])
 @pytest.mark.parametrize("kind", KINDS)
+def test_grad_cam_matches_pytorch_grad_cam(kind):
+    model, x = build(kind), images()
+    ours = pgc_pipeline(layer_map("grad_cam", model, x, LAYERS[kind]), SIZE)
+    ref = pgc_run("GradCAM", model, LAYERS[kind], x, kind)
+    assert ref.shape == (4, *SIZE)
+    assert (ours - ref).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("name,peer", [("xgrad_cam", "XGradCAM"), ("layer_cam", "LayerCAM")])
+@pytest.mark.parametrize("kind", kinds("vit", "swin"))
 def test_gradient_cams_match_pytorch_grad_cam(kind, name, peer):
     model, x = build(kind), images()
     ours = pgc_pipeline(layer_map(name, model, x, LAYERS[kind]), SIZE)
@@ -160,7 +175,7 @@ def test_gradient_cams_match_pytorch_grad_cam(kind, name, peer):
     assert (ours - ref).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", kinds("vit", "swin"))
 def test_grad_cam_pp_matches_pytorch_grad_cam(kind):
     # As for CNNs (test_methods_cam.py): with logits scaled up, pytorch-grad-cam's 1e-6
     # in the denominator of Eq. 19 is negligible and the two agree. A random ViT's
@@ -172,7 +187,7 @@ def test_grad_cam_pp_matches_pytorch_grad_cam(kind):
     assert (ours - ref).abs().max() < 1e-4
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", kinds("vit_registers"))
 def test_score_cam_channel_softmax_matches_pytorch_grad_cam(kind, monkeypatch):
     # pytorch-grad-cam upsamples Score-CAM masks with align_corners=True; swapped for
     # the authors' (and our) align_corners=False, as in test_methods_cam.py.
@@ -224,15 +239,16 @@ def naive_ablation_cam(model: nn.Module, x: Tensor, target: Tensor, layer: str,
     return (w[:, :, None, None] * a_map).sum(1).clamp(min=0)
 
 
-@pytest.mark.parametrize("kind", ["deit_distilled", "swin"])
+@pytest.mark.parametrize("kind", ["deit_distilled", pytest.param("swin", marks=SLOW)])
 def test_ablation_cam_edits_the_grid_and_keeps_prefix_tokens(kind):
     model, x = build(kind), images(2)
     t = TARGET[:2]
-    ours = layer_map("ablation_cam", model, x, LAYERS[kind], t, chunk=7)
+    ours = layer_map("ablation_cam", model, x, LAYERS[kind], t, chunk=64)
     ref = naive_ablation_cam(model, x, t, LAYERS[kind], KINDS[kind], kind == "swin")
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-6 * ref.abs().max().item())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["guided_grad_cam", "counterfactual_grad_cam"])
 def test_other_cam_methods_run_on_a_vit(name):
     model, x = build("vit"), images(2)
@@ -252,8 +268,8 @@ def test_cam_refuses_a_class_token_vit_and_is_grad_cam_on_swins_final_norm():
     torch.testing.assert_close(cam.clamp(min=0) / 24, gc, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["saliency", "gradient_x_input", "integrated_gradients",
-                                  "smooth_grad"])
+@pytest.mark.parametrize("name", ["saliency", *(pytest.param(n, marks=SLOW) for n in (
+    "gradient_x_input", "integrated_gradients", "smooth_grad"))])
 @pytest.mark.parametrize("kind", ["vit", "swin"])
 def test_gradient_methods_run_on_transformers(kind, name):
     model, x = build(kind), images(2)
@@ -261,3 +277,11 @@ def test_gradient_methods_run_on_transformers(kind, name):
         {"n_samples": 3, "seed": 0} if name == "smooth_grad" else {}
     out = get(name).fn(model, x, TARGET[:2], **params)
     assert out.shape == (2, *SIZE) and torch.isfinite(out).all() and out.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["deit_distilled", "swin"])
+def test_pytorch_grad_cam_adapter_gets_the_token_layout(kind):
+    model, x = build(kind), images(2)
+    ours = get("pytorch_grad_cam").fn(model, x, TARGET[:2], cam="GradCAM", layer=LAYERS[kind])
+    ref = pgc_run("GradCAM", model, LAYERS[kind], x, kind, TARGET[:2])
+    assert (ours - ref).abs().max() < 1e-6
