@@ -36,13 +36,24 @@ def test_is_a_timm_vit_with_its_layout(spec):
 
     assert type(spec.model) is VisionTransformer  # attention methods read blocks[i].attn
     assert spec.label_space == "shapes" and spec.class_names == list(CLASS_SHAPES)
-    assert spec.cam_layer == "blocks.2.norm1" and len(spec.model.blocks) == 3
+    assert spec.cam_layer == "blocks.1.norm1" and len(spec.model.blocks) == 2
     assert spec.token_layout == token_layout(spec.model) == TokenLayout(prefix_tokens=1)
     assert not any(p.requires_grad for p in spec.model.parameters())
     x = torch.randn(2, 3, 64, 64)
     lm = __import__("faithbench.methods.grad_cam", fromlist=["x"]).layer_map(
         spec.model, x, torch.tensor([0, 3]), spec.cam_layer)
     assert lm.shape == (2, 8, 8)  # 8x8 patch tokens
+
+
+def test_trunk_is_shapes_cnns(spec):
+    cnn = models.load("shapes_cnn").model
+    ours = spec.model.patch_embed.backbone.state_dict()
+    theirs = torch.nn.Sequential(cnn.block1, cnn.block2, cnn.block3).state_dict()
+    assert ours.keys() == theirs.keys()
+    # Every weight and running statistic; BatchNorm's batch counters, unused at
+    # inference, counted the training steps.
+    same = [k for k in ours if not k.endswith("num_batches_tracked")]
+    assert len(same) == 20 and all(torch.equal(ours[k], theirs[k]) for k in same)
 
 
 def test_weights_are_small_and_a_plain_state_dict():
