@@ -26,16 +26,22 @@ def find_classifier(model: nn.Module, classifier: str | None) -> nn.Linear:
     return fc
 
 
-def weights(c: Capture, *, model: nn.Module, layer: str | None, classifier: str | None,
-            target: Tensor, **_: object) -> Tensor:
-    """Sec. 2: M_c(x, y) = sum_k w^c_k f_k(x, y), w^c the classifier row of class c [B,K]
-    (the bias is left out)."""
+def check_model(model: nn.Module) -> None:
+    """``MethodInfo.check_model``: a ConfigError, before any run opens, for a model that
+    classifies a class token (a ViT) instead of pooled features."""
     layout = token_layout(model)
     if layout is not None and layout.prefix_tokens:
         raise ConfigError(
             f"cam needs layer -> global average pooling -> linear classifier; "
             f"{type(model).__name__} has {layout.prefix_tokens} class/distillation/register "
             "token(s) and no such head (a ViT classifies its class token): use grad_cam")
+
+
+def weights(c: Capture, *, model: nn.Module, layer: str | None, classifier: str | None,
+            target: Tensor, **_: object) -> Tensor:
+    """Sec. 2: M_c(x, y) = sum_k w^c_k f_k(x, y), w^c the classifier row of class c [B,K]
+    (the bias is left out)."""
+    check_model(model)
     fc = find_classifier(model, classifier)
     if fc.in_features != c.acts.shape[1]:
         raise ConfigError(f"classifier takes {fc.in_features} features but layer {layer!r} has "
@@ -43,7 +49,7 @@ def weights(c: Capture, *, model: nn.Module, layer: str | None, classifier: str 
     return fc.weight.detach()[target]
 
 
-@register(context=("layer",), cost="forward")
+@register(context=("layer",), cost="forward", models="cnn", check_model=check_model)
 @cam_method(weights, grad=False, relu=False)
 def cam(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None,
         classifier: str | None = None) -> Tensor:

@@ -285,3 +285,26 @@ def test_pytorch_grad_cam_adapter_gets_the_token_layout(kind):
     ours = get("pytorch_grad_cam").fn(model, x, TARGET[:2], cam="GradCAM", layer=LAYERS[kind])
     ref = pgc_run("GradCAM", model, LAYERS[kind], x, kind, TARGET[:2])
     assert (ours - ref).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("name", ["cam", "excitation_backprop", "contrastive_excitation_backprop"])
+def test_cnn_only_methods_refuse_a_vit_before_running(name, tiny_vit):
+    """cam (no pooled linear head on a class-token model) and excitation backprop (rules for
+    convolution / linear / pooling / ReLU only) are flagged for CNNs; the runner's check
+    and a direct call both give a ConfigError that names the reason."""
+    from faithbench import methods
+
+    entry = methods.get(name)
+    assert entry.info.models == "cnn"
+    with pytest.raises(ConfigError, match="class token|transformer"):
+        entry.info.check_model(tiny_vit)
+    x, target = torch.randn(2, 3, 32, 32), torch.tensor([0, 3])
+    with pytest.raises(ConfigError, match="class token|transformer"):
+        entry.fn(tiny_vit, x, target, layer="blocks.2.norm1")
+
+
+def test_cnn_only_methods_accept_a_cnn(tiny_cnn):
+    from faithbench import methods
+
+    for name in ("cam", "excitation_backprop", "contrastive_excitation_backprop"):
+        methods.get(name).info.check_model(tiny_cnn)  # no error
