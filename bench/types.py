@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from faithbench.aggregate import MEAN, Aggregation
 from faithbench.preprocess import Preprocess
+from faithbench.tokens import TokenLayout
 
 GroundTruth = Literal["boxes", "masks"]
 
@@ -172,6 +173,9 @@ class ModelSpec:
     weights_id: str  # stable identity of the weights, part of cache and run keys
     cam_layer: str | None = None  # dotted module name of the default CAM layer
     multilabel: bool = False
+    # how the CAM layer's tokens read as [B,C,h,w] (transformers); None: a CNN's map.
+    # The model carries it too (faithbench.tokens.token_layout), where methods read it.
+    token_layout: TokenLayout | None = None
 
     @property
     def activation(self) -> Literal["softmax", "sigmoid"]:

@@ -1,6 +1,11 @@
 """Machinery shared by the CAM family: find the layer, capture its activations (and the
 gradient of the target logits w.r.t. them), combine channels, upsample to the input.
 
+Transformer layers are read through the model's token layout (``faithbench.tokens``):
+``[B,N,C]`` tokens without their class / distillation / register tokens, or Swin's
+``[B,h,w,C]``, become ``[B,C,h,w]`` inside the hook, and an edited map is written back
+in the layer's own layout. Models without a layout (CNNs) take the plain path.
+
 Every CAM variant only computes channel weights: ``cam_method(weights)`` builds the
 method from them (as pytorch-grad-cam's ``get_cam_weights``); see ``grad_cam.py``.
 """
@@ -21,6 +26,7 @@ from torch import Tensor, nn
 
 from faithbench.errors import ConfigError, unknown_choice
 from faithbench.methods._common import check_inputs
+from faithbench.tokens import TokenLayout, token_layout
 
 # A forward hook may return a replacement output (or None to keep it).
 OutputEdit = Callable[[Tensor], Tensor | None]
@@ -37,12 +43,21 @@ def resolve_layer(model: nn.Module, layer: str | None) -> nn.Module:
 
 
 @contextmanager
-def hook_output(module: nn.Module, edit: OutputEdit) -> Iterator[list[int]]:
+def hook_output(module: nn.Module, edit: OutputEdit, layout: TokenLayout | None = None,
+                size: tuple[int, int] | None = None) -> Iterator[list[int]]:
     """Run ``edit`` on every output of ``module`` while the block runs; the hook is
-    removed on exit, exceptions included. Yields a one-item list counting the calls."""
+    removed on exit, exceptions included. Yields a one-item list counting the calls.
+
+    With a token ``layout`` (transformers), ``edit`` sees the output as ``[B,C,h,w]``
+    (``layout.to_map`` at the input ``size`` (H, W)) and a replacement it returns is
+    put back in the layer's layout, prefix tokens unchanged."""
     calls = [0]
 
     def hook(_m: nn.Module, _inp: object, out: object) -> Tensor | None:
+        if layout is not None and isinstance(out, Tensor) and size is not None:
+            calls[0] += 1
+            new = edit(layout.to_map(out, size, _m))
+            return None if new is None else layout.from_map(new, out, _m)
         if not isinstance(out, Tensor) or out.dim() != 4:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ConfigError(f"CAM layer must output a [B,K,h,w] tensor, got {shape}")
@@ -54,6 +69,15 @@ def hook_output(module: nn.Module, edit: OutputEdit) -> Iterator[list[int]]:
         yield calls
     finally:
         handle.remove()
+
+
+@contextmanager
+def hook_layer(model: nn.Module, layer: str | None, edit: OutputEdit,
+               size: tuple[int, int]) -> Iterator[list[int]]:
+    """:func:`hook_output` on the module named ``layer``, in the model's token layout
+    (none for CNNs) at the input ``size`` (H, W)."""
+    with hook_output(resolve_layer(model, layer), edit, token_layout(model), size) as calls:
+        yield calls
 
 
 def _check_once(calls: list[int], layer: str) -> None:
@@ -79,7 +103,6 @@ def capture(model: nn.Module, x: Tensor, target: Tensor, layer: str, grad: bool 
     Args:
         x: [B,3,H,W]; target: [B] int64 on x.device.
     """
-    module = resolve_layer(model, layer)
     store: list[Tensor] = []
 
     def edit(out: Tensor) -> Tensor:
@@ -89,7 +112,7 @@ def capture(model: nn.Module, x: Tensor, target: Tensor, layer: str, grad: bool 
         # cannot overwrite the captured activation.
         return a.clone() if grad else out
 
-    with torch.set_grad_enabled(grad), hook_output(module, edit) as calls:
+    with torch.set_grad_enabled(grad), hook_layer(model, layer, edit, x.shape[-2:]) as calls:
         logits = model(x)
     _check_once(calls, layer)
     acts = store[0]

@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 
 from faithbench.errors import ConfigError
 from faithbench.methods._cam import resolve_layer
+from faithbench.tokens import token_layout
 
 _EPS = 1e-20  # TorchRay's guard in p_out / (f(x, W+) + eps)
 _WEIGHTED = (F.conv1d, F.conv2d, F.conv3d, F.linear)
@@ -189,6 +190,19 @@ def _grad(out: Tensor, leaf: Tensor, seed: Tensor, what: str, retain: bool = Fal
     return g
 
 
+def check_model(model: nn.Module) -> None:
+    """``MethodInfo.check_model`` of the excitation methods: a ConfigError for a
+    transformer, before any run opens. The probabilistic winner-take-all rules (Sec. 3)
+    are defined for non-negative activations passed through convolution, linear,
+    pooling and ReLU layers; softmax attention and LayerNorm have no such rule."""
+    if token_layout(model) is not None:
+        raise ConfigError(
+            f"excitation backprop is defined for CNNs (convolution, linear, pooling and ReLU "
+            f"layers); {type(model).__name__} is a transformer (token layers, softmax attention, "
+            "LayerNorm): use grad_cam, a gradient method or an attention method "
+            "(attention_rollout, gradient_rollout, legrad)")
+
+
 def excitation(model: nn.Module, x: Tensor, target: Tensor, layer: str, contrastive: bool = False,
                contrast_layer: str | None = None, classifier: str | None = None) -> Tensor:
     """The excitation signal at the output of ``layer`` [B,C,h,w] float32, top-down from
@@ -201,6 +215,7 @@ def excitation(model: nn.Module, x: Tensor, target: Tensor, layer: str, contrast
     down. The forward runs once; the two top passes reuse it (TorchRay negates the
     weights after its forward, so its forward values are the same).
     """
+    check_model(model)
     stores: list[list[Tensor]] = [[], []]
     rules = Rules()
     with ExitStack() as stack:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.methods import register
-from faithbench.methods._cam import Capture, cam_method, hook_output, resolve_layer
+from faithbench.methods._cam import Capture, cam_method, hook_layer
 from faithbench.methods._common import chunk_pairs
 from faithbench.params import Count
 
@@ -26,7 +26,7 @@ def weights(c: Capture, *, model: nn.Module, x: Tensor, target: Tensor, layer: s
         out[torch.arange(out.shape[0], device=out.device), channel] = 0
         return out
 
-    with torch.no_grad(), hook_output(resolve_layer(model, layer), drop):
+    with torch.no_grad(), hook_layer(model, layer, drop, x.shape[-2:]):
         for b, ch in chunk_pairs(n, k, chunk, x.device):
             channel = ch  # read by `drop` during this forward: copy i loses channel ch[i]
             logits = model(x[b])

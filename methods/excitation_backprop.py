@@ -8,10 +8,10 @@ from torch import Tensor, nn
 from faithbench.methods import register
 from faithbench.methods._cam import upsample
 from faithbench.methods._common import check_inputs
-from faithbench.methods._excitation import excitation
+from faithbench.methods._excitation import check_model, excitation
 
 
-@register(context=("layer",), cost="backward")
+@register(context=("layer",), cost="backward", models="cnn", check_model=check_model)
 def excitation_backprop(model: nn.Module, x: Tensor, target: Tensor, layer: str | None = None) -> Tensor:
     """The marginal winning probability of Eq. 7 passed top-down from the target logit
     to ``layer``: linear layers with their positive weights and no bias, each signal

@@ -15,6 +15,7 @@ from faithbench.methods import register
 from faithbench.methods._cam import resolve_layer
 from faithbench.methods._common import check_inputs
 from faithbench.methods._peers import import_peer, preserved
+from faithbench.tokens import token_layout
 
 
 @register(context=("layer",), cost="backward")
@@ -34,7 +35,9 @@ def pytorch_grad_cam(model: nn.Module, x: Tensor, target: Tensor, cam: str = "Gr
         target: class per sample [B] int64.
         cam: class name, e.g. "GradCAM", "GradCAMPlusPlus", "ScoreCAM", "EigenCAM".
         layer: dotted module name of the target layer (the model's CAM layer by default).
-        init_kwargs: extra constructor arguments (e.g. ``batch_size`` for AblationCAM).
+        init_kwargs: extra constructor arguments (e.g. ``batch_size`` for AblationCAM); for
+            a transformer, ``reshape_transform`` defaults to the model's token layout
+            (``faithbench.tokens``).
 
     Returns:
         [B,H,W] float32 in [0, 1] on x.device.
@@ -51,8 +54,13 @@ def pytorch_grad_cam(model: nn.Module, x: Tensor, target: Tensor, cam: str = "Gr
     # A leaf input that requires grad lets the peer's hooks see gradients even when
     # every parameter is frozen (as the runner loads models).
     xin = x.detach().clone().requires_grad_(True)
+    kwargs = dict(init_kwargs or {})
+    layout = token_layout(model)
+    if layout is not None and "reshape_transform" not in kwargs:
+        # A transformer's tokens read as [B,C,h,w], as faithbench's own CAMs read them.
+        kwargs["reshape_transform"] = lambda t: layout.to_map(t, tuple(x.shape[-2:]), module)
     with preserved(model), torch.enable_grad():
-        method = classes[cam](model, [module], **dict(init_kwargs or {}))
+        method = classes[cam](model, [module], **kwargs)
         try:
             out = method(xin, targets)
         finally:

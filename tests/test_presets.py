@@ -150,7 +150,7 @@ SWEEPS = {
     "gradcam_pp_confidence": {"method": "grad_cam,grad_cam_pp"},
     "road": {"+pair": "shapes,photos", "method": ",".join(sorted(  # quick's methods
         {n for n in methods.names()
-         if methods.get(n).info.models == "any" and not methods.get(n).info.oracle}
+         if methods.get(n).info.models in ("any", "cnn") and not methods.get(n).info.oracle}
         - {"captum", "pytorch_grad_cam", "zennit"}))},
 }
 
@@ -177,7 +177,7 @@ def test_every_preset_is_tested():
 
     files = {p.name[:-5] for p in (resources.files("faithbench.conf") / "experiment").iterdir()
              if p.name.endswith(".yaml")}
-    assert files - {"quick", "truth", "gap_vs_gmp", "metric_card"} == set(PRESETS)  # offline: own test files
+    assert files - {"quick", "truth", "gap_vs_gmp", "metric_card", "cnn_vs_vit"} == set(PRESETS)  # offline: own test files
 
 
 @pytest.mark.parametrize("preset", PRESETS)

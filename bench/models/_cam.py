@@ -12,6 +12,10 @@ al. CVPR 2016, and Grad-CAM, Selvaraju et al. ICCV 2017, read activations):
 | Inception v3 | ``Mixed_7c`` | last mixed block |
 | GoogLeNet | ``inception5b`` | last inception block |
 | timm models | ``feature_info[-1]`` (EfficientNet: ``bn2``) | timm's own last-stage name (``layer4``, ``stages.3``...) |
+| timm ViT / DeiT / ViT with registers | ``blocks.<last>.norm1`` | pytorch-grad-cam's documented ViT layer: the last block's output reaches the logits only through the class token, so its patch tokens have no gradient; the input of the last attention does |
+| timm Swin | ``layers.<last>.blocks.<last>.norm1`` | pytorch-grad-cam's documented Swin layer |
+
+Transformers' layers are read through their token layout (``faithbench.tokens``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from torch import nn
 
 from faithbench.errors import unknown_choice
+from faithbench.tokens import token_layout
 
 _BY_PREFIX = [  # first match wins
     (("resnet", "resnext", "wide_resnet"), "layer4"),
@@ -50,10 +55,25 @@ def torchvision_cam_layer(arch: str, model: nn.Module) -> str | None:
     return None
 
 
+def transformer_cam_layer(model: nn.Module) -> str | None:
+    """For a model with a token layout (timm ViT, DeiT, Swin...), the last module named
+    ``norm1``: the pre-attention norm of the last block (``blocks.11.norm1``,
+    ``layers.3.blocks.1.norm1``), pytorch-grad-cam's documented target layers. None for
+    other models."""
+    if token_layout(model) is None:
+        return None
+    names = [n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] == "norm1"]
+    return names[-1] if names else None
+
+
 def timm_cam_layer(model: nn.Module) -> str | None:
     """timm's own last feature stage (``feature_info``), when the model has one; for
     EfficientNets ``bn2`` (BatchNorm + activation after ``conv_head``), because their
-    feature_info stops at ``blocks.6``, before the 1x1 head conv that feeds pooling."""
+    feature_info stops at ``blocks.6``, before the 1x1 head conv that feeds pooling; for
+    transformers :func:`transformer_cam_layer`."""
+    layer = transformer_cam_layer(model)
+    if layer is not None:
+        return layer
     if type(model).__name__ == "EfficientNet" and hasattr(model, "bn2"):
         return "bn2"
     info = getattr(model, "feature_info", None)

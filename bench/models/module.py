@@ -7,6 +7,11 @@ zero image with a hook on every module, then the module that finished last among
 whose output is a 4-D map with a spatial side larger than 1 (``[B,C,h,w]``, before
 flattening or global pooling). A container finishes after its children, so for a
 ``Sequential`` trunk the trunk itself is chosen, as torchcam does.
+
+Vision transformers output tokens, not maps: for a module with a token layout
+(``faithbench.tokens``: timm ViT, DeiT, Swin are recognised, any other module can be
+given one with ``token_layout=``) the CAM layer is the last block's ``norm1``, as
+pytorch-grad-cam documents (``faithbench.models._cam.transformer_cam_layer``).
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from faithbench.errors import ConfigError
-from faithbench.models._cam import check_layer
+from faithbench.models._cam import check_layer, transformer_cam_layer
 from faithbench.models._weights import tensors_sha256
 from faithbench.plugins import source_identity
 from faithbench.preprocess import Preprocess, with_overrides
+from faithbench import tokens
+from faithbench.tokens import TokenLayout
 from faithbench.types import ModelSpec
 
 log = logging.getLogger("faithbench")
@@ -60,7 +67,8 @@ def probe(module: nn.Module, input_size: tuple[int, int, int]) -> tuple[list[tup
 def find_cam_layer(module: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -> str | None:
     """The dotted name of the last module with a spatial output ``[B,C,h,w]`` (h or w
     larger than 1), as torchcam's ``locate_candidate_layer``; None when there is none
-    (the module itself is never chosen). The choice is logged.
+    (the module itself is never chosen). The choice is logged. For a transformer (a
+    module with a token layout) the last block's ``norm1`` instead.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
@@ -68,6 +76,10 @@ def find_cam_layer(module: nn.Module, input_size: tuple[int, int, int] = (3, 224
         >>> find_cam_layer(net, (3, 8, 8))
         '1'
     """
+    layer = transformer_cam_layer(module)
+    if layer is not None:
+        log.info("%s: CAM layer %r (a transformer's last norm1)", type(module).__name__, layer)
+        return layer
     shapes, _ = probe(module, input_size)
     return pick_layer(shapes, type(module).__name__)
 
@@ -108,7 +120,8 @@ def as_preprocess(preprocess: Preprocess | Mapping[str, Any] | None) -> Preproce
 def from_module(module: nn.Module, *, preprocess: Preprocess | Mapping[str, Any] | None = None,
                 class_names: Sequence[str] | None = None, label_space: str = "custom",
                 cam_layer: str | None = None, multilabel: bool = False, name: str | None = None,
-                input_size: tuple[int, int, int] | None = None) -> ModelSpec:
+                input_size: tuple[int, int, int] | None = None,
+                token_layout: TokenLayout | None = None) -> ModelSpec:
     """A ModelSpec for any classifier module returning logits ``[B,K]``.
 
     Args:
@@ -120,6 +133,8 @@ def from_module(module: nn.Module, *, preprocess: Preprocess | Mapping[str, Any]
         multilabel: sigmoid outputs (one row per present class) rather than softmax.
         name: the model's name in runs; default the module's class name.
         input_size: (C, H, W) of the probing forward; default (3, size, size).
+        token_layout: how a transformer's tokens read as a map (``faithbench.tokens``),
+            set on the module; None: recognised for timm transformers, else none (a CNN).
     Returns:
         the ModelSpec; ``weights_id`` from :func:`module_weights_id`.
     """
@@ -135,11 +150,15 @@ def from_module(module: nn.Module, *, preprocess: Preprocess | Mapping[str, Any]
     if len(names) != out.shape[1]:
         raise ConfigError(f"model {type(module).__name__} has {out.shape[1]} outputs but "
                           f"{len(names)} class names were given")
-    layer = check_layer(module, cam_layer) if cam_layer else pick_layer(shapes, type(module).__name__)
+    if token_layout is not None:
+        tokens.set_token_layout(module, token_layout)
+    layout = tokens.token_layout(module)
+    layer = (check_layer(module, cam_layer) if cam_layer else
+             transformer_cam_layer(module) or pick_layer(shapes, type(module).__name__))
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
     return ModelSpec(name=name or type(module).__name__, model=module, preprocess=pre,
                      class_names=names, label_space=label_space,
                      weights_id=module_weights_id(module), cam_layer=layer,
-                     multilabel=multilabel)
+                     multilabel=multilabel, token_layout=layout)

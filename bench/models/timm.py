@@ -7,7 +7,9 @@ Weights come from ``checkpoint`` when given, else from the Hugging Face cache
 models whose weights are a URL. Nothing is downloaded: a missing file raises a
 ConfigError that says what to fetch and where to put it. Safetensors are read with
 ``safetensors``; other files with ``torch.load(weights_only=True)``. Preprocessing comes
-from the model's pretrained config; class names are ImageNet's.
+from the model's pretrained config; class names are ImageNet's. Vision transformers
+(``vit_*``, ``deit_*`` including the distilled ones, ``swin_*``) get their token layout
+(``faithbench.tokens``) and the last block's ``norm1`` as CAM layer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from faithbench.models import register
 from faithbench.models._cam import check_layer, timm_cam_layer
 from faithbench.models._weights import tensors_sha256
 from faithbench.preprocess import Preprocess
+from faithbench.tokens import token_layout
 from faithbench.types import ModelSpec
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -87,7 +90,9 @@ def timm(arch: str = "resnet50.a1_in1k", checkpoint: str | None = None,
     Args:
         arch: timm model name, optionally with its pretrained tag (``resnet50.a1_in1k``).
         checkpoint: weights file (timm layout) to use instead of the caches.
-        cam_layer: dotted module name overriding the default (timm's last feature stage).
+        cam_layer: dotted module name overriding the default (timm's last feature stage;
+            for ViT, DeiT and Swin the last block's ``norm1``, read through the model's
+            token layout: ``faithbench.models._cam``, ``faithbench.tokens``).
     """
     import timm as timm_lib
 
@@ -118,4 +123,5 @@ def timm(arch: str = "resnet50.a1_in1k", checkpoint: str | None = None,
     layer = check_layer(model, cam_layer) if cam_layer else timm_cam_layer(model)
     return ModelSpec(name=f"timm_{arch}", model=model.eval(), preprocess=preprocess_of(cfg),
                      class_names=imagenet_class_names(), label_space="imagenet",
-                     weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False)
+                     weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False,
+                     token_layout=token_layout(model))
