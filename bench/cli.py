@@ -195,11 +195,34 @@ def main(argv: list[str] | None = None) -> None:
         from faithbench.roar import main as roar_main
 
         sys.exit(roar_main(argv[1:]))
-    if {"--help", "-h"} & set(argv):  # describes the config only: nodes from the index
-        from faithbench import config
+    if {"--help", "-h"} & set(argv):  # describes the config only: the page is kept in the index
+        from faithbench import index
 
-        config.NODES_FROM_INDEX = True
+        sys.stdout.write(index.text(["--help", *argv], lambda: _help_page(argv)))
+        return
     _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
+
+
+def _help_page(argv: list[str]) -> str:
+    """Hydra's help page for ``argv``, composed from config nodes read from the index."""
+    import contextlib
+    import io
+
+    from faithbench import config
+
+    config.NODES_FROM_INDEX = True
+    buf, saved = io.StringIO(), sys.argv
+    sys.argv = [saved[0] if saved else "faithbench", *argv]
+    try:
+        with contextlib.redirect_stdout(buf):
+            _hydra_main()
+    except SystemExit as e:  # Hydra ends its help with sys.exit(0)
+        if e.code not in (0, None):
+            sys.stdout.write(buf.getvalue())
+            raise
+    finally:
+        sys.argv = saved
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

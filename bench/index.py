@@ -140,3 +140,29 @@ def read(build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     except OSError:
         pass
     return index
+
+
+def text(key: list[str], build: Callable[[], str]) -> str:
+    """A text that only the indexed files and ``key`` decide (``faithbench --help``'s
+    page for these arguments): read back when the fingerprint matches, else ``build()``
+    and kept for the next call. ``FAITHBENCH_NO_INDEX=1`` always builds."""
+    if os.environ.get("FAITHBENCH_NO_INDEX"):
+        return build()
+    fp = fingerprint()
+    digest = hashlib.sha256(json.dumps([fp, sys.prefix, sys.path, key]).encode()).hexdigest()[:24]
+    path = cache_dir() / f"text-{digest}.txt"
+    try:
+        return path.read_text()
+    except OSError:
+        pass
+    out = build()
+    if out and fingerprint() == fp:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(out)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return out
+

@@ -82,3 +82,39 @@ def test_list_sees_a_plugin_installed_edited_and_removed(tmp_path):
         p.unlink()
     info.rmdir()
     assert "plug_m" not in _listing(tmp_path, env).stdout
+
+
+def test_help_page_is_kept_per_arguments_and_rebuilt_on_change(tmp_path, monkeypatch):
+    """``faithbench --help`` prints Hydra's page; the page is kept per argument list for
+    one fingerprint, so a second call reads it back, other arguments get their own page,
+    and a change of what the index depends on builds it again."""
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+
+    def page(argv):
+        return lambda: calls.append(argv) or f"page {' '.join(argv)} #{len(calls)}"
+
+    assert index.text(["--help"], page(["--help"])) == "page --help #1"
+    assert index.text(["--help"], page(["--help"])) == "page --help #1"  # read back
+    assert index.text(["model=timm", "--help"], page(["model=timm", "--help"])) == \
+        "page model=timm --help #2"
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    (site / "plug_z-0.1.dist-info").mkdir()  # an install: new fingerprint, page rebuilt
+    assert index.text(["--help"], page(["--help"])) == "page --help #3"
+    monkeypatch.setenv("FAITHBENCH_NO_INDEX", "1")
+    assert index.text(["--help"], page(["--help"])) == "page --help #4"
+
+
+def test_help_from_the_index_equals_hydras_page(tmp_path):
+    env = {**os.environ, "FAITHBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    run = [sys.executable, "-m", "faithbench", "model=timm", "--help"]
+    kept = [subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=600) for _ in range(2)]
+    direct = subprocess.run(run, cwd=tmp_path, env={**env, "FAITHBENCH_NO_INDEX": "1"},
+                            capture_output=True, text=True, timeout=600)
+    assert all(p.returncode == 0 for p in (*kept, direct))
+    assert kept[0].stdout == kept[1].stdout == direct.stdout
+    assert "arch: resnet50.a1_in1k" in direct.stdout and "\nmethod: " in direct.stdout
+    assert list((tmp_path / "cache").glob("text-*.txt"))  # the page was kept
