@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from faithbench.models._shapes_train import TRAIN_SEED, accuracy, fit, make_pixels
+from faithbench.models._shapes_train import fit_and_save, script_scenes
 from faithbench.models.shapes_cnn import ShapesCNN
 
 
@@ -39,34 +39,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     t0 = time.time()
-    x_test, y_test = make_pixels(0, args.n_test)
-    if args.data_cache and args.data_cache.is_file():
-        x_tr, y_tr = torch.load(args.data_cache, weights_only=True)
-    else:
-        x_tr, y_tr = make_pixels(TRAIN_SEED, args.n_train)
-        if args.data_cache:
-            torch.save((x_tr, y_tr), args.data_cache)
-    if len(x_tr) != args.n_train:
-        raise SystemExit(f"{args.data_cache} holds {len(x_tr)} scenes, not {args.n_train}")
-    print(f"generated {args.n_train} train / {args.n_test} test scenes in {time.time() - t0:.0f}s",
-          flush=True)
+    scenes = script_scenes(args.n_train, args.n_test, args.data_cache, t0)
 
     model = ShapesCNN(pooling=args.pooling)
-    acc = 0.0
-
-    def report(step: int, loss: float) -> None:
-        nonlocal acc
-        acc = accuracy(model, x_test, y_test)
-        print(f"step {step}: loss {loss:.3f}  held-out acc {acc:.4f}  "
-              f"({time.time() - t0:.0f}s)", flush=True)
-
-    fit(model, x_tr, y_tr, args.steps, args.batch, args.lr, report, args.eval_every)
-    if acc < args.min_acc:
-        raise SystemExit(f"held-out accuracy {acc:.4f} < {args.min_acc}: not saving")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.clone() for k, v in model.state_dict().items()}, args.out)
-    print(f"saved {args.out} ({args.out.stat().st_size / 1024:.0f} KiB), "
-          f"total {time.time() - t0:.0f}s")
+    fit_and_save(model, scenes, args, t0)
 
 
 if __name__ == "__main__":

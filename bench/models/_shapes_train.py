@@ -1,12 +1,16 @@
 """The training recipe of the bundled ``shapes`` networks, shared by
-``scripts/train_shapes_cnn.py`` and ``faithbench roar`` (which retrains from scratch).
+``scripts/train_shapes_cnn.py``, ``scripts/train_shapes_vit.py`` and ``faithbench roar``
+(which retrains from scratch).
 
 Images travel as uint8 pixels [N,3,S,S] (small in memory) and are normalised per batch
 with the shapes preprocessing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -76,3 +80,46 @@ def fit(model: torch.nn.Module, pixels: torch.Tensor, y: torch.Tensor, steps: in
         sched.step()
         if on_eval and (step % eval_every == 0 or step == steps):
             on_eval(step, loss.item())
+
+
+def script_scenes(n_train: int, n_test: int, data_cache: Path | None, t0: float
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training scripts' scenes: ``n_train`` of ``TRAIN_SEED`` (read from / kept in
+    ``data_cache`` when given) and ``n_test`` held out of seed 0, as (x_train, y_train,
+    x_test, y_test) uint8 pixels and labels."""
+    x_test, y_test = make_pixels(0, n_test)
+    if data_cache and data_cache.is_file():
+        x_tr, y_tr = torch.load(data_cache, weights_only=True)
+    else:
+        x_tr, y_tr = make_pixels(TRAIN_SEED, n_train)
+        if data_cache:
+            torch.save((x_tr, y_tr), data_cache)
+    if len(x_tr) != n_train:
+        raise SystemExit(f"{data_cache} holds {len(x_tr)} scenes, not {n_train}")
+    print(f"generated {n_train} train / {n_test} test scenes in {time.time() - t0:.0f}s",
+          flush=True)
+    return x_tr, y_tr, x_test, y_test
+
+
+def fit_and_save(model: torch.nn.Module, scenes: tuple[torch.Tensor, ...], args: Any,
+                 t0: float) -> None:
+    """Train ``model`` on ``scenes`` (``script_scenes``) with the script's ``args``
+    (steps, batch, lr, eval_every), printing held-out accuracy, and save its state dict
+    to ``args.out`` only if the last held-out accuracy reaches ``args.min_acc``."""
+    x_tr, y_tr, x_test, y_test = scenes
+    acc = 0.0
+
+    def report(step: int, loss: float) -> None:
+        nonlocal acc
+        acc = accuracy(model, x_test, y_test)
+        print(f"step {step}: loss {loss:.3f}  held-out acc {acc:.4f}  "
+              f"({time.time() - t0:.0f}s)", flush=True)
+
+    fit(model, x_tr, y_tr, args.steps, args.batch, args.lr, report, args.eval_every)
+    if acc < args.min_acc:
+        raise SystemExit(f"held-out accuracy {acc:.4f} < {args.min_acc}: not saving")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.clone() for k, v in model.state_dict().items()}, args.out)
+    print(f"saved {args.out} ({args.out.stat().st_size / 1024:.0f} KiB), "
+          f"total {time.time() - t0:.0f}s")
+
