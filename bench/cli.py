@@ -200,7 +200,30 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.stdout.write(index.text(["--help", *argv], lambda: _help_page(argv)))
         return
+    from faithbench import config
+
+    # A fresh process composes from the config nodes kept in ``faithbench.index`` (what
+    # the files and plugins register; the runner imports only the entries a job uses):
+    # importing every entry to generate them took ~4 s per command. A process whose
+    # registries are imported already (a script that registered entries) composes from them.
+    config.NODES_FROM_INDEX = not any(m in sys.modules for m in _REGISTRIES)
+    _register_sweeper()
     _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
+
+
+_REGISTRIES = ("faithbench.methods", "faithbench.metrics", "faithbench.models",
+               "faithbench.datasets")
+
+
+def _register_sweeper() -> None:
+    """Declare config.yaml's sweeper to Hydra, which finds plugins by walking the
+    ``hydra_plugins`` folders and cannot walk an editable install's."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # its first scan comes before the import: see the module
+    from hydra_plugins.faithbench_sweeper import FaithbenchSweeper
+
+    plugins.register(FaithbenchSweeper)
 
 
 def _help_page(argv: list[str]) -> str:

@@ -125,6 +125,9 @@ def store_nodes(from_index: bool = False) -> None:
         else:
             cs.store(group=group, name=name, node=_open(node, takes_any), provider="faithbench")
     cs.store(name="metric_nodes", provider="faithbench", node=every)
+    from faithbench.sweep import SweeperConf  # config.yaml's sweeper
+
+    cs.store(group="hydra/sweeper", name="faithbench", node=SweeperConf, provider="faithbench")
 
 
 def entry_nodes() -> list[tuple[str, str, dict[str, Any], bool]]:
@@ -159,7 +162,7 @@ def registry_index() -> dict[str, Any]:
     return {"nodes": entry_nodes(), "list": {k: list_lines(k) for k in REGISTRY_KINDS}}
 
 
-# ``faithbench.conf`` takes its nodes from ``faithbench.index`` (set by ``faithbench --help``).
+# ``faithbench.conf`` takes its nodes from ``faithbench.index`` (set by the command line, ``faithbench.cli.main``).
 NODES_FROM_INDEX = False
 REGISTRY_KINDS = ("models", "methods", "metrics", "datasets", "visualizations")
 

@@ -94,13 +94,34 @@ def identity(selected: Mapping[str, Selected], model_entry: Entry[Any],
     (plugins and dotted paths; not entries registered in this process)."""
     entries = {role: s.entry for role, s in selected.items()}
     entries["model"] = model_entry
-    out = {role: source_identity(e.fn) for role, e in entries.items() if e.outside}
     probe = {role for role, e in entries.items() if e.probe}
+    code = _outside_code(selected, model_entry, model_node)
+    if "model.fn" in code:
+        probe.add("model.fn")
+    return {role: source_identity(obj) for role, obj in code.items()}, probe
+
+
+def code_files(selected: Mapping[str, Selected], model_entry: Entry[Any],
+               model_node: Any) -> list[str] | None:
+    """The source files of the outside code that ``identity`` identifies (None when a
+    piece of it has no source file: code typed into a REPL)."""
+    from faithbench.plugins import source_file
+
+    files = [source_file(obj) for obj in _outside_code(selected, model_entry, model_node).values()]
+    return None if None in files else files  # type: ignore[return-value]
+
+
+def _outside_code(selected: Mapping[str, Selected], model_entry: Entry[Any],
+                  model_node: Any) -> dict[str, Any]:
+    """The outside functions of a job by role: plugin and dotted-path entries, and a
+    model factory named by its path (``model.fn``)."""
+    entries = {role: s.entry for role, s in selected.items()}
+    entries["model"] = model_entry
+    out = {role: e.fn for role, e in entries.items() if e.outside}
     path = to_dict(model_node).get("fn")
     if isinstance(path, str):  # a model built by a factory named by its path
-        out["model.fn"] = source_identity(load_object(path, "model"))
-        probe.add("model.fn")
-    return out, probe
+        out["model.fn"] = load_object(path, "model")
+    return out
 
 
 def _check_params(entry: Entry[Any], params: Mapping[str, Any], builder: bool, what: str) -> None:

@@ -115,13 +115,17 @@ def distribution_of(module_name: str) -> tuple[str, str] | None:
 def source_sha(obj: Any) -> str | None:
     """SHA-256 (16 hex digits) of the source file that defines ``obj``, or None when it
     has none (a builtin, code typed into a REPL). Read each call: an edit shows at once."""
+    file = source_file(obj)
+    return None if file is None else hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
+
+
+def source_file(obj: Any) -> str | None:
+    """The source file that defines ``obj``, or None when it has none."""
     try:
         file = inspect.getsourcefile(inspect.unwrap(obj))
     except TypeError:
         return None
-    if not file or not Path(file).is_file():
-        return None
-    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
+    return file if file and Path(file).is_file() else None
 
 
 def source_identity(obj: Any) -> dict[str, str | None]:

@@ -27,7 +27,7 @@ from faithbench.config import (DATASET_KEYS, digest, entry_params, flatten, run_
 from faithbench.errors import ConfigError, IncompatibleError, unknown_choice
 from faithbench.jobs import (JobSettings, ModelCache, check_count, check_pair, cpu_chunk_cap,
                              hydra_output_dir, pick_device, select_indices, tracked_job)
-from faithbench.outside import DOTTED, identity, select
+from faithbench.outside import DOTTED, code_files, identity, select
 from faithbench.probe import check_dataset, probe
 from faithbench.scoring import (PRECISIONS, MetricJob, Scorer, filled_params, runner_context,
                                 score_items)
@@ -98,6 +98,28 @@ def job_key(cfg: DictConfig) -> str:
     spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
     code, _ = identity(_roles(method, data, chosen), model_entry, cfg.model)
     return run_key(cfg, spec.weights_id, code=code)
+
+
+def job_files(cfg: DictConfig) -> list[str] | None:
+    """The files that decide the run key of ``cfg`` beyond its config and faithbench's
+    own code: the model's weights files and the outside code's source files (None when
+    something else decides it: weights built in Python, code with no source file)."""
+    model_entry, method, chosen, data = _selected(cfg)
+    spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
+    code = code_files(_roles(method, data, chosen), model_entry, cfg.model)
+    if spec.weights_files is None or code is None:
+        return None
+    return [*spec.weights_files, *code]
+
+
+def remember(tracker: Any, run_id: str, job: str, cfg: DictConfig) -> None:
+    """Tag run ``run_id`` as finished by sweep job ``job`` (``faithbench.sweep``), with the
+    files its key reads, so the next sweep skips that job without composing it."""
+    from faithbench.sweep import TAG, files_tag
+
+    files = job_files(cfg)
+    if files is not None:
+        tracker.set_tags(run_id, {TAG + job: files_tag(files)})
 
 
 def prepare(cfg: DictConfig) -> Job:
@@ -291,17 +313,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
     job, the same numbers read back from its run."""
     from faithbench import artifacts, tracking
 
+    from faithbench.sweep import this_job
+
     t0 = time.time()
     cfg = apply_method_params(cfg)
     uri = cfg.tracking.get("uri")
     tracker = tracking.tracker(None if uri is None else str(uri), str(cfg.tracking.experiment))
     key = prev = None
+    sweep_job = None if cfg.force else this_job()
     if not cfg.force:  # a finished job is skipped before its dataset is built
         key = job_key(cfg)
         prev = tracker.find(key)
         if prev is not None and prev.info.status == "FINISHED":
             log.info("%s/%s/%s: finished already (run %s, key %s), skipped", cfg.model.name,
                      cfg.method.name, cfg.dataset.name, prev.info.run_id, key)
+            if sweep_job is not None:
+                remember(tracker, prev.info.run_id, sweep_job, cfg)
             return {k: v for k, v in prev.data.metrics.items()}
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
@@ -329,6 +356,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         tracker.log_artifacts(run_id, art)
         results.update(cost_record(job))
         tracker.log_metrics(run_id, results)
+        if sweep_job is not None:
+            remember(tracker, run_id, sweep_job, cfg)
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
             tracker.set_tags(run_id, {schema.CACHE_CORRUPT: job.scorer.cache.corrupt,

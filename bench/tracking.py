@@ -112,7 +112,8 @@ class Tracker:
                     self._experiment_id = self.client.get_experiment_by_name(self.experiment).experiment_id
         return self._experiment_id
 
-    def _exists(self) -> bool:
+    def exists(self) -> bool:
+        """Whether the experiment exists (looked up until it does)."""
         if self._experiment_id is None:
             exp = self.client.get_experiment_by_name(self.experiment)
             self._experiment_id = None if exp is None else exp.experiment_id
@@ -125,7 +126,7 @@ class Tracker:
         sweep's jobs run one after another in one process); a key found there is a
         finished run, any other key is looked up on its own, so runs finished since by
         another process are found too."""
-        if not self._exists():
+        if not self.exists():
             return None
         self._finds += 1
         if self._finished is None and self._finds > 1:

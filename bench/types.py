@@ -176,6 +176,10 @@ class ModelSpec:
     # how the CAM layer's tokens read as [B,C,h,w] (transformers); None: a CNN's map.
     # The model carries it too (faithbench.tokens.token_layout), where methods read it.
     token_layout: TokenLayout | None = None
+    # the files the weights were read from, when they decide ``weights_id`` with the
+    # entry's code and config (a sweep skips finished jobs from their sizes and times,
+    # ``faithbench.sweep``); None: something else decides it (a module built in Python)
+    weights_files: tuple[str, ...] | None = None
 
     @property
     def activation(self) -> Literal["softmax", "sigmoid"]:

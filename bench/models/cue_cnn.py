@@ -38,7 +38,8 @@ def _load(rule: str, checkpoint: str | None) -> ModelSpec:
     model.load_state_dict(load_state_dict(path))
     return ModelSpec(name=name, model=model.eval(), preprocess=PREPROCESS,
                      class_names=list(CLASSES[rule]), label_space=cue_space(rule),
-                     weights_id=file_sha256(path), cam_layer="block3", multilabel=False)
+                     weights_id=file_sha256(path), cam_layer="block3", multilabel=False,
+                     weights_files=(str(path),))
 
 
 @register(label_space="cues:rule=shape")

@@ -75,5 +75,5 @@ def efficientnet_lite0(checkpoint: str | None = None) -> ModelSpec:
     # bn2 = BatchNorm + ReLU6 after conv_head: the last feature map, fed to global pooling.
     return ModelSpec(name="efficientnet_lite0", model=model.eval(), preprocess=PREPROCESS,
                      class_names=imagenet_class_names(), label_space="imagenet",
-                     weights_id=tensors_sha256(state), cam_layer="bn2",
+                     weights_id=tensors_sha256(state), cam_layer="bn2", weights_files=(str(path),),
                      multilabel=False)

@@ -94,4 +94,5 @@ def _load(name: str, pooling: Pooling, path: Path) -> ModelSpec:
     model.load_state_dict(load_state_dict(path))
     return ModelSpec(name=name, model=model.eval(), preprocess=PREPROCESS,
                      class_names=list(SHAPES_CLASSES), label_space="shapes",
-                     weights_id=file_sha256(path), cam_layer="block3", multilabel=False)
+                     weights_id=file_sha256(path), cam_layer="block3", multilabel=False,
+                     weights_files=(str(path),))

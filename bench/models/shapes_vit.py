@@ -77,4 +77,5 @@ def shapes_vit(checkpoint: str | None = None) -> ModelSpec:
     return ModelSpec(name="shapes_vit", model=model.eval(), preprocess=PREPROCESS,
                      class_names=list(SHAPES_CLASSES), label_space="shapes",
                      weights_id=file_sha256(path), cam_layer=CAM_LAYER, multilabel=False,
+                     weights_files=(str(path),),
                      token_layout=TokenLayout(prefix_tokens=1))

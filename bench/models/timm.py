@@ -51,6 +51,22 @@ def find_cached(cfg: dict[str, Any]) -> Path | None:
     return None
 
 
+def cache_files(cfg: dict[str, Any], path: Path) -> tuple[str, ...]:
+    """The files that decide which cached weights ``find_cached`` picks, with the one it
+    picked: the HF cache's ``refs/main`` of the model's repository (it names the snapshot)
+    and the snapshot's folder (a file added there changes it), present or not."""
+    hub_id = cfg.get("hf_hub_id")
+    if not hub_id:
+        return (str(path),)
+    from huggingface_hub import constants
+
+    repo = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
+    guards = [repo / "refs" / "main"]
+    if repo in path.parents:
+        guards.append(path.parent)
+    return (str(path), *map(str, guards))
+
+
 def read_weights(path: Path) -> dict[str, Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -124,4 +140,5 @@ def timm(arch: str = "resnet50.a1_in1k", checkpoint: str | None = None,
     return ModelSpec(name=f"timm_{arch}", model=model.eval(), preprocess=preprocess_of(cfg),
                      class_names=imagenet_class_names(), label_space="imagenet",
                      weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False,
+                     weights_files=(str(path),) if checkpoint else cache_files(cfg, path),
                      token_layout=token_layout(model))

@@ -142,7 +142,7 @@ def _build(arch: str, dataset: str, checkpoint: str | None, cam_layer: str | Non
         weights_id += "+fully_convolutional"
     # The benchmark scores each class present independently: sigmoid outputs.
     return ModelSpec(name=name, model=model.eval(), preprocess=CAFFE, class_names=list(classes),
-                     label_space=dataset, weights_id=weights_id,
+                     label_space=dataset, weights_id=weights_id, weights_files=(str(path),),
                      cam_layer=check_layer(model, cam_layer or default), multilabel=True)
 
 

@@ -86,4 +86,5 @@ def torchvision(arch: str = "resnet50", weights: str = "DEFAULT",
     layer = check_layer(model, cam_layer) if cam_layer else torchvision_cam_layer(arch, model)
     return ModelSpec(name=f"torchvision_{arch}", model=model.eval(), preprocess=preprocess_of(w),
                      class_names=imagenet_class_names(), label_space="imagenet",
-                     weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False)
+                     weights_id=tensors_sha256(state), cam_layer=layer, multilabel=False,
+                     weights_files=(str(path),))

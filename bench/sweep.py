@@ -1,0 +1,203 @@
+"""The sweeper of ``faithbench -m``: Hydra's basic sweeper (same overrides, batches,
+job numbers and launchers) with two savings.
+
+1. **Finished jobs are skipped before their configs are composed.** Every job of a sweep
+   is handed a *job digest*: a hash of everything that decides its composed config when
+   the sweep starts (its override list and the sweep's Hydra overrides, the original
+   working directory, the config sources and the files of the file-based ones, the
+   environment variables that configs or model loaders read, and
+   ``faithbench.index.fingerprint()``: every source and config file of faithbench and of
+   its plugins, the installed distributions and the interpreter). When the job's run
+   finishes, or is found finished, it carries the tag ``faithbench.job.<digest>``,
+   whose value lists the size and modification time of the files that its run key
+   reads beyond the config: the model's weights (``ModelSpec.weights_files``) and the
+   source of outside code (plugins, dotted paths). A sweep reads every finished run in
+   one query and skips each job whose digest tags a finished, not superseded run whose
+   files are unchanged: no config composed, no model loaded, no dataset built. Any
+   other job takes the runner's own path, which skips it by run key if that matches
+   (and tags the run for the next sweep). A model whose weights come from no file
+   (``weights_files`` None: a module passed from Python, a factory) is never skipped
+   this way; ``force=true`` is never skipped.
+2. **Each job's config is composed once.** Hydra composes every job twice: once to
+   validate the batch before anything runs, once to launch it. The configs composed to
+   validate are kept (pickled, about 50 kB each) and handed to the launcher.
+
+``hydra.sweeper.skip_finished=false`` turns the first off. The sweeper's class is
+``hydra_plugins.faithbench_sweeper.FaithbenchSweeper`` (where Hydra looks for plugins);
+what it reads and writes is here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+log = logging.getLogger("faithbench")
+
+ENV = "FAITHBENCH_JOB"  # the job digest, handed to each job as hydra.job.env_set.<ENV> (config.yaml)
+TAG = "faithbench.job."  # + digest: the tag of a run finished by that job; value: its files
+# environment variables that can change a composed config or the files a model loads
+_ENV_PREFIXES = ("FAITHBENCH_", "TORCH_", "HF_", "HUGGINGFACE_")
+_ENV_NAMES = ("XDG_CACHE_HOME",)
+_OC_ENV = re.compile(r"oc\.env\s*:\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass
+class SweeperConf:
+    _target_: str = "hydra_plugins.faithbench_sweeper.FaithbenchSweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    skip_finished: bool = True
+
+
+def write_finished(sweep_dir: Path, runs: list[Any], start: int) -> None:
+    """A ``summary.json`` per skipped job, as a launched job writes it
+    (``faithbench.cli.task``; ``faithbench.cli.SweepSummary`` lists them)."""
+    from faithbench import schema
+
+    for i, r in enumerate(runs):
+        tags = r.data.tags
+        summary: dict[str, Any] = {t: tags.get(t, "") for t in schema.IDENTITY}
+        summary[schema.SHARD] = tags.get(schema.SHARD, schema.WHOLE)
+        summary.update(status="ok", results=dict(r.data.metrics), run_id=r.info.run_id,
+                       finished_already=True)
+        out = sweep_dir / str(start + i)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(summary, default=float, indent=1))
+
+
+class ComposeOnce:
+    """The config loader that the launcher gets: hands back each config composed to
+    validate the batch (once; a config it does not hold is composed as usual)."""
+
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+        self._held: dict[tuple[str, ...], bytes] = {}
+
+    def compose(self, master: DictConfig, overrides: list[str]) -> None:
+        cfg = self._loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
+        self._held[tuple(overrides)] = pickle.dumps(cfg)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        held = self._held.pop(tuple(sweep_overrides), None)
+        if held is not None:
+            return pickle.loads(held)
+        return self._loader.load_sweep_config(master_config, sweep_overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+def digest_base(config: DictConfig) -> list[Any]:
+    """What every job digest of the sweep ``config`` shares (see the module's docstring)."""
+    from faithbench import index
+
+    hc = config.hydra
+    sources = [[str(s.provider), str(s.schema), str(s.path), _source_files(str(s.schema), str(s.path))]
+               for s in hc.runtime.config_sources]
+    hydra_overrides = [str(o) for o in hc.overrides.hydra]
+    texts = " ".join(hydra_overrides) + json.dumps(sources)
+    return [1, index.fingerprint(), str(hc.runtime.cwd), hydra_overrides, sources, texts]
+
+
+def _source_files(schema: str, path: str) -> Any:
+    """Size, time and the ``oc.env`` names read by each YAML file of a config source that
+    faithbench's fingerprint does not cover (a ``--config-dir``, a plugin's package)."""
+    import importlib.util
+
+    from faithbench.index import _stat_tree
+
+    if schema == "file":
+        folder = Path(path)
+    elif schema == "pkg" and path != "faithbench.conf":
+        spec = importlib.util.find_spec(path)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            return None
+        folder = Path(locations[0])
+    else:  # faithbench.conf and the ConfigStore: in the fingerprint
+        return None
+    if not folder.is_dir():
+        return None
+    files = _stat_tree(folder, (".yaml", ".yml"))
+    names = sorted({n for f in files for n in _OC_ENV.findall((folder / f[0]).read_text())})
+    return [files, names]
+
+
+def job_digest(base: list[Any], overrides: Sequence[str]) -> str:
+    """The digest of the job with these sweep overrides (``base``: ``digest_base``)."""
+    from faithbench.config import digest
+
+    fingerprint, cwd, hydra_overrides, sources, texts = base[1:]
+    names = set(_OC_ENV.findall(texts + " ".join(overrides)))
+    for s in sources:
+        names.update(s[3][1] if s[3] else ())
+    env = {k: v for k, v in os.environ.items() if k != ENV
+           and (k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES or k in names)}
+    return digest([base[0], fingerprint, cwd, hydra_overrides, sources, list(overrides),
+                   sorted(env.items())])[:24]
+
+
+def finished(config: DictConfig, digests: list[str]) -> dict[str, Any]:
+    """The finished, not superseded run of each of these job digests whose files are
+    unchanged (one query for the whole experiment of ``config``'s store)."""
+    from faithbench import schema, tracking
+
+    wanted = set(digests)
+    uri = config.tracking.get("uri")
+    tracker = tracking.tracker(None if uri is None else str(uri), str(config.tracking.experiment))
+    if not wanted or not tracker.exists():
+        return {}
+    out: dict[str, Any] = {}
+    for run in tracker.finished_runs().values():
+        tags = run.data.tags
+        if tags.get(schema.SUPERSEDED) == "true":
+            continue
+        for k, v in tags.items():
+            d = k[len(TAG):] if k.startswith(TAG) else None
+            if d in wanted and d not in out and files_unchanged(v):
+                out[d] = run
+    return out
+
+
+def files_unchanged(value: str) -> bool:
+    """Whether every file listed in a job tag's value (``files_tag``) still has its size
+    and modification time."""
+    try:
+        files = json.loads(value)
+        return all(_stat(path) == [size, mtime] for path, size, mtime in files)
+    except (ValueError, TypeError):
+        return False
+
+
+def _stat(path: str) -> list[int | None]:
+    try:
+        st = os.stat(path)
+    except OSError:  # absent: recorded too (a file that appears can change the choice)
+        return [None, None]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def files_tag(files: Sequence[str]) -> str:
+    """The value of a job tag: ``[[path, size, mtime_ns], ...]`` of these files (size
+    and time null for an absent one)."""
+    return json.dumps([[os.path.abspath(f), *_stat(os.path.abspath(f))] for f in files])
+
+
+def this_job() -> str | None:
+    """The digest the sweep gave the running job (None outside a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    value = HydraConfig.get().job.env_set.get(ENV)
+    return str(value) if value else None

@@ -1,0 +1,184 @@
+"""faithbench's sweeper (``faithbench.sweep``): a rerun skips finished jobs without
+composing them, exactly when the runner would have skipped them by run key, and each
+launched job's config is composed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+
+from faithbench import sweep
+from faithbench.cli import compose
+from faithbench.models.shapes_cnn import WEIGHTS
+from faithbench.run import apply_method_params, job_files, job_key
+
+SWEEP = ["-m", "method=saliency,gradient_x_input", "dataset.limit=2", "metrics=[deletion]",
+         "metric.deletion.step=0.25", "figures.grid=0", "batch_size=2"]
+FAST = "jobs finished already: skipped without composing them"
+
+
+def _cli(*args: str, cwd: Path) -> str:
+    """What ``faithbench <args>`` prints: the sweep's table (stdout) after its log."""
+    p = subprocess.run([sys.executable, "-m", "faithbench", *args], cwd=cwd, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stderr + p.stdout
+
+
+def _runs(cwd: Path) -> list:
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faithbench")
+    return client.search_runs([exp.experiment_id])
+
+
+def _job_tags(run) -> dict[str, list]:
+    return {k: json.loads(v) for k, v in run.data.tags.items() if k.startswith(sweep.TAG)}
+
+
+def test_rerun_skips_finished_jobs_without_composing_them(workdir):
+    weights = workdir / "weights.pt"  # a copy: the test changes its time
+    shutil.copy(WEIGHTS, weights)
+    args = [*SWEEP, f"model.checkpoint={weights}"]
+    first = _cli(*args, cwd=workdir)
+    assert FAST not in first
+    runs = _runs(workdir)
+    assert len(runs) == 2
+    for r in runs:  # each run names the files its key reads: the weights
+        (files,) = _job_tags(r).values()
+        assert [f[0] for f in files] == [str(weights)]
+        assert files[0][1:] == [weights.stat().st_size, weights.stat().st_mtime_ns]
+    # with the sweeper and the registry index in the loop, a sweep's job has the run key
+    # of the same config composed in Python: what a sweep skips, the runner would skip
+    keys = {r.data.tags["faithbench.run_key"] for r in runs}
+    assert keys == {job_key(apply_method_params(compose([f"method={m}", *args[2:]])))
+                    for m in ("saliency", "gradient_x_input")}
+    table = first.splitlines()[-3:]  # the summary table: header and two rows
+    assert "saliency" in table[-1] or "saliency" in table[-2]
+
+    again = _cli(*args, cwd=workdir)
+    assert f"2 of 2 {FAST}" in again
+    assert "Launching" not in again and "finished already (run" not in again  # no job ran
+    assert again.splitlines()[-3:] == table  # the same numbers, read from the runs
+    assert len(_runs(workdir)) == 2
+
+    # the weights file's time changes: the runner's own check (same bytes: skipped by key)
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    touched = _cli(*args, cwd=workdir)
+    assert FAST not in touched and touched.count("finished already (run") == 2
+    assert len(_runs(workdir)) == 2  # nothing recomputed
+    # ... which tags the runs with the new time: the next rerun is fast again
+    assert f"2 of 2 {FAST}" in _cli(*args, cwd=workdir)
+
+    # another job (a third method) runs; the two finished ones are skipped fast
+    mixed = _cli(*[a if not a.startswith("method=") else a + ",grad_cam" for a in args], cwd=workdir)
+    assert f"2 of 3 {FAST}" in mixed and "Launching 1 jobs" in mixed
+    assert len(_runs(workdir)) == 3
+    # the sweep's summary lists every job, the launched one first
+    summaries = sorted(workdir.glob("faithbench_out/hydra/multirun/*/*/*/summary.json"),
+                       key=lambda p: p.stat().st_mtime)[-3:]
+    assert {json.loads(p.read_text())["method"] for p in summaries} == {
+        "saliency", "gradient_x_input", "grad_cam"}
+
+    # force=true is never skipped this way: both recomputed
+    forced = _cli(*args, "force=true", cwd=workdir)
+    assert FAST not in forced and "finished already" not in forced
+    assert len(_runs(workdir)) == 5
+
+
+@pytest.fixture
+def base(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    conf = tmp_path / "extra"
+    conf.mkdir()
+    (conf / "x.yaml").write_text("a: ${oc.env:MY_VAR,1}\n")
+    cfg = OmegaConf.create({"hydra": {"runtime": {"cwd": str(tmp_path), "config_sources": [
+        {"provider": "main", "schema": "pkg", "path": "faithbench.conf"},
+        {"provider": "command-line", "schema": "file", "path": str(conf)}]},
+        "overrides": {"hydra": ["hydra.mode=MULTIRUN"]}}})
+    return cfg, conf
+
+
+def test_job_digest_changes_with_what_decides_a_config(base, monkeypatch):
+    cfg, conf = base
+    ref = sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+    assert ref == sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+    assert ref != sweep.job_digest(sweep.digest_base(cfg), ["method=grad_cam"])
+    assert ref != sweep.job_digest(sweep.digest_base(cfg), ["method=saliency", "seed=1"])
+    # an environment variable that a config file of the sweep reads, or a loader's
+    monkeypatch.setenv("MY_VAR", "2")
+    assert ref != sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+    monkeypatch.delenv("MY_VAR")
+    monkeypatch.setenv("TORCH_HOME", "/elsewhere")
+    assert ref != sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+    monkeypatch.delenv("TORCH_HOME")
+    monkeypatch.setenv("UNRELATED_VAR", "1")  # not read: the digest stays
+    monkeypatch.setenv(sweep.ENV, "a previous job's")
+    assert ref == sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+    # a config file of a --config-dir, and the sweep's Hydra overrides
+    (conf / "y.yaml").write_text("b: 1\n")
+    assert ref != (changed := sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"]))
+    cfg.hydra.overrides.hydra.append("hydra.searchpath=[file:///x]")
+    assert changed != sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
+
+
+def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path):
+    from faithbench import schema, tracking
+
+    tracker = tracking.tracker(None, "faithbench")
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"12")
+    ids = {}
+    for name, status, tags in (("ok", "FINISHED", {}), ("killed", "KILLED", {}),
+                               ("old", "FINISHED", {schema.SUPERSEDED: "true"}),
+                               ("moved", "FINISHED", {})):
+        rid = tracker.start(f"key-{name}", name, tags)
+        tracker.set_tags(rid, {sweep.TAG + name: sweep.files_tag([str(f)]),
+                               sweep.TAG + name + "2": sweep.files_tag([str(f), str(tmp_path / "no")])})
+        tracker.finish(rid, status)
+        ids[name] = rid
+    cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "faithbench"}})
+    found = sweep.finished(cfg, ["ok", "killed", "old", "ok2", "unknown"])
+    assert {d: r.info.run_id for d, r in found.items()} == {"ok": ids["ok"], "ok2": ids["ok"]}
+    (tmp_path / "no").write_bytes(b"")  # a file recorded absent appears
+    assert set(sweep.finished(cfg, ["ok", "ok2"])) == {"ok"}
+    f.write_bytes(b"123")  # the weights change
+    assert sweep.finished(cfg, ["ok", "moved"]) == {}
+
+
+def test_launcher_gets_the_config_composed_to_validate():
+    calls = []
+
+    class Loader:
+        def load_sweep_config(self, master_config, sweep_overrides):
+            calls.append(list(sweep_overrides))
+            return OmegaConf.create({"job": list(sweep_overrides), "n": len(calls)})
+
+        other = "forwarded"
+
+    once = sweep.ComposeOnce(Loader())
+    once.compose(OmegaConf.create({}), ["a=1"])
+    once.compose(OmegaConf.create({}), ["a=2"])
+    assert once.load_sweep_config(OmegaConf.create({}), ["a=2"]).n == 2
+    assert once.load_sweep_config(OmegaConf.create({}), ["a=1"]).n == 1
+    assert len(calls) == 2  # composed once each
+    assert once.load_sweep_config(OmegaConf.create({}), ["a=1"]).n == 3  # held once only
+    assert once.other == "forwarded"
+
+
+def test_job_files_are_the_weights_and_outside_code(workdir, tmp_path, monkeypatch):
+    cfg = apply_method_params(compose(["method=saliency"]))
+    assert job_files(cfg) == [str(WEIGHTS)]
+    (tmp_path / "my_method.py").write_text(
+        "import torch\n\ndef explain(model, x, target):\n    return x.abs().sum(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = apply_method_params(compose(["method=callable", "method.fn=my_method:explain"]))
+    assert job_files(cfg) == [str(WEIGHTS), str(tmp_path / "my_method.py")]
