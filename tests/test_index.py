@@ -118,3 +118,37 @@ def test_help_from_the_index_equals_hydras_page(tmp_path):
     assert kept[0].stdout == kept[1].stdout == direct.stdout
     assert "arch: resnet50.a1_in1k" in direct.stdout and "\nmethod: " in direct.stdout
     assert list((tmp_path / "cache").glob("text-*.txt"))  # the page was kept
+
+
+def test_config_nodes_from_the_index_equal_the_registries(tmp_path, monkeypatch):
+    """The command line composes from the index's nodes (``faithbench.cli.main``): every
+    node it stores, with its struct flag, equals the one generated from the registries."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from faithbench.config import store_nodes
+
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path))
+
+    def stored() -> dict:
+        out = {}
+
+        def walk(tree: dict, path: str) -> None:
+            for name, item in tree.items():
+                if isinstance(item, dict):
+                    walk(item, f"{path}/{name}")
+                elif getattr(item, "provider", None) == "faithbench":
+                    node = item.node
+                    flags = [(p, OmegaConf.is_struct(OmegaConf.select(node, p)) if p else
+                              OmegaConf.is_struct(node)) for p in ("",) + tuple(
+                        f"metric.{m}" for m in node.get("metric", {}))]
+                    out[f"{path}/{name}"] = (OmegaConf.to_container(node), flags)
+
+        walk(ConfigStore.instance().repo, "")
+        return out
+
+    store_nodes(from_index=False)
+    live = stored()
+    store_nodes(from_index=True)
+    assert stored() == live and len(live) > 30
+    store_nodes(from_index=False)
