@@ -94,7 +94,13 @@ class ComposeOnce:
         return self._loader.load_sweep_config(master_config, sweep_overrides)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_loader", "_held"):  # unpickling
+            raise AttributeError(name)
         return getattr(self._loader, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to other processes (parallel launchers) without the held configs."""
+        return {"_loader": self._loader, "_held": {}}
 
 
 def digest_base(config: DictConfig) -> list[Any]:

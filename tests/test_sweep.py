@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -154,24 +155,32 @@ def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path):
     assert sweep.finished(cfg, ["ok", "moved"]) == {}
 
 
+class Loader:
+    """A config loader that counts its compositions."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.calls.append(list(sweep_overrides))
+        return OmegaConf.create({"job": list(sweep_overrides), "n": len(self.calls)})
+
+    other = "forwarded"
+
+
 def test_launcher_gets_the_config_composed_to_validate():
-    calls = []
-
-    class Loader:
-        def load_sweep_config(self, master_config, sweep_overrides):
-            calls.append(list(sweep_overrides))
-            return OmegaConf.create({"job": list(sweep_overrides), "n": len(calls)})
-
-        other = "forwarded"
-
-    once = sweep.ComposeOnce(Loader())
+    loader = Loader()
+    once = sweep.ComposeOnce(loader)
     once.compose(OmegaConf.create({}), ["a=1"])
     once.compose(OmegaConf.create({}), ["a=2"])
     assert once.load_sweep_config(OmegaConf.create({}), ["a=2"]).n == 2
     assert once.load_sweep_config(OmegaConf.create({}), ["a=1"]).n == 1
-    assert len(calls) == 2  # composed once each
+    assert len(loader.calls) == 2  # composed once each
     assert once.load_sweep_config(OmegaConf.create({}), ["a=1"]).n == 3  # held once only
     assert once.other == "forwarded"
+    once.compose(OmegaConf.create({}), ["a=3"])
+    sent = pickle.loads(pickle.dumps(once))  # to a parallel launcher's worker
+    assert sent.other == "forwarded" and sent._held == {} and len(once._held) == 1
 
 
 def test_job_files_are_the_weights_and_outside_code(workdir, tmp_path, monkeypatch):
