@@ -133,9 +133,8 @@ def _log_runs(client: Any, experiment_id: str, tmp: Path, n_runs: int, n_samples
         client.set_terminated(rid, "FINISHED")
 
 
-def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[str, Any]:
-    res: dict[str, Any] = {"sweep": sweep, "machine": f"{os.cpu_count()} CPUs",
-                           "load_before": os.getloadavg()[0]}
+def _main_sweep(sweep: str, reps: int, res: dict[str, Any]) -> None:
+    """Items 1-4 over the sweep ``sweep`` (in ``res``)."""
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as d:
         work = Path(d)
         env = _env(work)
@@ -171,6 +170,13 @@ def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[
             _cli([*rep, "--no-figures"], work, env)[0] for _ in range(reps))
         print(f"report over {n} runs: {res['report_s']:.1f} s first, {res['report_again_s']:.1f} s "
               f"again (artifact cache), {res['report_no_figures_s']:.1f} s without figures", flush=True)
+
+
+def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[str, Any]:
+    res: dict[str, Any] = {"sweep": sweep, "machine": f"{os.cpu_count()} CPUs",
+                           "load_before": os.getloadavg()[0]}
+    if sweep:  # '' skips the main sweep (and items 1, 3 and 4 with it)
+        _main_sweep(sweep, reps, res)
     if rerun_jobs:  # 2. at scale: a sweep of cheap real jobs, then its rerun
         with tempfile.TemporaryDirectory(prefix="bench-rerun-") as d:
             work = Path(d)
@@ -181,6 +187,9 @@ def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[
             res["rerun_jobs"] = rerun_jobs
             res["rerun_many_s"], p = _cli(args, work, env)
             res["rerun_many_cpu_s"] = CPU["-m"]
+            # every job skipped by the sweeper, none composed
+            res["rerun_many_all_skipped"] = f"{rerun_jobs} of {rerun_jobs} jobs finished already" \
+                in p.stdout + p.stderr
             print(f"rerun of {rerun_jobs} finished jobs: {res['rerun_many_s']:.1f} s "
                   f"({res['rerun_many_cpu_s']:.1f} s CPU; the sweep itself took "
                   f"{res['rerun_sweep_s']:.0f} s)", flush=True)
@@ -204,7 +213,8 @@ def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sweep", default="experiment=quick", help="overrides of the timed sweep")
+    p.add_argument("--sweep", default="experiment=quick",
+                   help="overrides of the timed sweep ('': none, for --rerun-jobs or --synthetic alone)")
     p.add_argument("--synthetic", type=int, default=1000, help="runs of the synthetic report (0: none)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--rerun-jobs", type=int, default=0,
