@@ -14,6 +14,7 @@ from faithbench import metrics, schema
 from faithbench.errors import ConfigError
 from faithbench.figures import style
 from faithbench.report.board import Board
+from faithbench.report.merge import Group
 
 DEFAULT_X = "fraction of the perturbation"
 
@@ -65,6 +66,17 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
+def _curve(b: Board, g: Group, key: str) -> tuple[np.ndarray, ...]:
+    """(mean, low, high, x, x label) of one method's curve ``key``, computed once per
+    frame: every method's view draws every curve again."""
+    def make() -> tuple[np.ndarray, ...]:
+        v = np.stack(g.frame[key].to_numpy()).astype(np.float64)  # type: ignore[index]
+        mean, lo, hi, _ = curve_band(v)
+        return (mean, lo, hi, *x_axis(b, key, v.shape[1]))
+
+    return b.cached(("curve", g.label, key), g.frame, make)
+
+
 def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
                   controls: set[str] | None = None, highlight: str | None = None) -> Figure:
     """One panel per curve key: each method's mean curve with its 95% CI band;
@@ -82,9 +94,7 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
             for g in b.groups:
                 if key not in g.frame.columns or not len(g.frame):  # type: ignore[union-attr]
                     continue
-                v = np.stack(g.frame[key].to_numpy()).astype(np.float64)  # type: ignore[index]
-                mean, lo, hi, _ = curve_band(v)
-                x, xlabel = x_axis(b, key, v.shape[1])
+                mean, lo, hi, x, xlabel = _curve(b, g, key)
                 ls = "--" if g.label in controls else "-"
                 if highlight is not None and g.label != highlight:
                     ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)
