@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from faithbench.figures import method_colors, save
@@ -14,7 +15,7 @@ from faithbench.report.build import Report, Section
 from faithbench.report.cd import cd_figure
 from faithbench.report.gallery import (common_ids, gallery_figure, load_gallery, localisation_figure,
                                        method_gallery)
-from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
+from faithbench.report.plots import CurveViews, agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
 
 log = logging.getLogger("faithbench.report")
@@ -77,14 +78,16 @@ def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: P
     """Each method's own figures for its view in the HTML page (PNG only, screen
     resolution): its curves among the others' in grey, its maps over its samples."""
     b = s.board
+    curves = CurveViews(b, keys, colors, s.controls) if keys else None  # one figure, restyled
     for i, lab in enumerate(b.labels):
         paths = []
-        if keys:
-            paths += save(curves_figure(b, keys, colors, s.controls, highlight=lab),
-                          stem / f"{b.slug}__{i}_curves", 90, pdf=False)
+        if curves is not None:
+            paths += save(curves.figure(lab), stem / f"{b.slug}__{i}_curves", 90, pdf=False, close=False)
         if lab in gals and n:
             paths += save(method_gallery(gals[lab], lab, n), stem / f"{b.slug}__{i}_gallery", 90, pdf=False)
         s.views[lab] = paths
+    if curves is not None:
+        plt.close(curves.fig)
 
 
 def csv_files(rep: Report, out: Path) -> list[Path]:
