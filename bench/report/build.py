@@ -198,11 +198,14 @@ def build(opts: Options, scratch: Path | None = None,
 
 def _check_logged(b: Board, problems: list[str]) -> None:
     """An unsharded run's recomputed mean must equal the mean the runner logged."""
+    by_label: dict[str, list[dict]] = {}
+    for c in b.cells.to_dict("records"):
+        by_label.setdefault(c["label"], []).append(c)
     for g in b.groups:
         if len(g.runs) != 1 or len(g.merged_from) > 1:
             continue
         logged = g.first.metrics
-        for c in b.cells[b.cells["label"] == g.label].to_dict("records"):
+        for c in by_label.get(g.label, []):
             if c["key"] in logged and pd.notna(c["mean"]):
                 if abs(logged[c["key"]] - c["mean"]) > 1e-9 * max(1.0, abs(c["mean"])):
                     problems.append(f"{g.label} on {b.model}/{b.dataset}: {c['key']} = {c['mean']!r} "

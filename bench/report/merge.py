@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from faithbench import schema
@@ -95,14 +96,16 @@ def load_frame(group: Group, store: ArtifactStore, problems: list[str]) -> pd.Da
                             "has no samples.parquet; left out")
             return None
         frames.append(pd.read_parquet(path))
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     dup = df["id"][df["id"].duplicated()]
     if len(dup):
         problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
                         f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
         return None
-    df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
-    return df[df["status"] == "ok"].reset_index(drop=True)
+    if not (np.diff(df["index"].to_numpy()) > 0).all():  # a run's rows are usually in order already
+        df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
+    ok = (df["status"] == "ok").to_numpy()
+    return df if ok.all() else df[ok].reset_index(drop=True)
 
 
 def readable(group: Group, store: ArtifactStore, problems: list[str]) -> bool:
