@@ -95,6 +95,7 @@ def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic
     monkeypatch.setattr(MlflowClient, "download_artifacts", lambda c, rid, *a: calls.append(rid) or downloaded(c, rid, *a))
     first = build(_opts(uri, tmp_path / "a", figures=True), each=draw)  # figures look for gallery.npz
     write(first)
+    assert first.store.root == first.store.cache  # no download folder besides the cache
     run_ids = {r for ids in first.runs["runs"] for r in ids.split()}
     assert set(calls) == run_ids
     cached = {p.parent.name for p in (tmp_path / "cache").rglob("samples.parquet")}

@@ -105,14 +105,17 @@ def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -
     return [g for g in groups if g.frame is not None], store, runs
 
 
-def select(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
+def select(client: object, opts: Options, scratch: Path | None, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
     """The selected runs as labelled groups whose ``samples.parquet`` are at hand (read
     only for their sample ids: the frames are loaded one (model, dataset) at a time)."""
     runs = select_runs(client, opts.experiments, opts.tags, opts.sweep)
     if not runs:
         raise ConfigError(f"no finished benchmark runs match experiments={opts.experiments} "
                           f"tags={opts.tags} sweep={opts.sweep!r} in {client.tracking_uri}")  # type: ignore[attr-defined]
-    store = ArtifactStore(client, scratch, artifact_cache(client.tracking_uri))  # type: ignore[attr-defined]
+    cache = artifact_cache(client.tracking_uri)  # type: ignore[attr-defined]
+    if scratch is None:  # a download folder only when artifacts are not cached
+        scratch = cache or Path(tempfile.mkdtemp(prefix="faithbench-report-"))
+    store = ArtifactStore(client, scratch, cache)
     groups = group_runs(runs, problems)
     groups = label_groups([g for g in groups if readable(g, store, problems)])
     return groups, store, runs
@@ -153,7 +156,6 @@ def build(opts: Options, scratch: Path | None = None,
     uri = resolve_uri(opts.tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     problems: list[str] = []
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="faithbench-report-"))
     groups, store, runs = select(client, opts, scratch, problems)
     pubs = [published.from_params(r.params) for r in runs]
     pubs += [published.from_file(p) for p in opts.published]
