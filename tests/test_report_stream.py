@@ -91,8 +91,10 @@ def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic
     monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
     calls: list[str] = []
     listed, downloaded = MlflowClient.list_artifacts, MlflowClient.download_artifacts
-    monkeypatch.setattr(MlflowClient, "list_artifacts", lambda c, rid, *a: calls.append(rid) or listed(c, rid, *a))
-    monkeypatch.setattr(MlflowClient, "download_artifacts", lambda c, rid, *a: calls.append(rid) or downloaded(c, rid, *a))
+    monkeypatch.setattr(MlflowClient, "list_artifacts",
+                        lambda c, rid, *a: calls.append(rid) or listed(c, rid, *a))
+    monkeypatch.setattr(MlflowClient, "download_artifacts",
+                        lambda c, rid, *a: calls.append(rid) or downloaded(c, rid, *a))
     first = build(_opts(uri, tmp_path / "a", figures=True), each=draw)  # figures look for gallery.npz
     write(first)
     assert first.store.root == first.store.cache  # no download folder besides the cache
@@ -138,7 +140,8 @@ def _curve_board() -> object:
     groups = []
     for m in ("cam", "grad_cam", "random", "saliency"):
         tags = {"model": "net", "method": m, "dataset": "d", "shard": "0/1"}
-        g = Group(f"k-{m}", [RunInfo(f"r-{m}", "1", 0, tags, {"metrics": "['deletion', 'insertion']", "seed": "0"})])
+        params = {"metrics": "['deletion', 'insertion']", "seed": "0"}
+        g = Group(f"k-{m}", [RunInfo(f"r-{m}", "1", 0, tags, params)])
         f = rows(list(range(7)))
         f["deletion"] = rng.random(7)
         f["deletion_curve"] = list(rng.random((7, 11)))
@@ -160,7 +163,8 @@ def test_restyled_curve_views_equal_figures_drawn_alone(tmp_path):
     keys, colors, controls = ["deletion_curve", "insertion_curve"], method_colors(b.labels), {"random"}
     views = CurveViews(b, keys, colors, controls)
     for lab in ["saliency", *b.labels]:  # a method missing a panel first, then each in turn
-        (alone,) = save(curves_figure(b, keys, colors, controls, highlight=lab), tmp_path / f"alone_{lab}", 90, pdf=False)
+        (alone,) = save(curves_figure(b, keys, colors, controls, highlight=lab),
+                        tmp_path / f"alone_{lab}", 90, pdf=False)
         (view,) = save(views.figure(lab), tmp_path / f"view_{lab}", 90, pdf=False, close=False)
         a, v = _pixels(alone), _pixels(view)
         assert a.shape == v.shape
