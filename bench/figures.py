@@ -77,15 +77,22 @@ def image_axes(ax: Axes) -> None:
         sp.set_visible(False)
 
 
-def save(fig: Figure, stem: Path, dpi: int = 200, pdf: bool = True) -> list[Path]:
+PNG_LEVEL = 1  # zlib level of the PNGs: the same pixels as PIL's default 6, encoded ~3x faster, ~15% larger
+
+
+def save(fig: Figure, stem: Path, dpi: int = 200, pdf: bool = True, close: bool = True) -> list[Path]:
     """Save ``fig`` as ``stem.png`` and (unless ``pdf`` is False: figures only for the
-    screen) ``stem.pdf``; closes it. Returns the paths."""
+    screen) ``stem.pdf``; closes it unless ``close`` is False. Returns the paths. A
+    layout engine's layout (``layout="constrained"``) is computed once, for the PNG,
+    and the PDF reuses it."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")][:2 if pdf else 1]
-    fig.savefig(paths[0], dpi=dpi)
+    fig.savefig(paths[0], dpi=dpi, pil_kwargs={"compress_level": PNG_LEVEL})
     if pdf:
+        fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
         fig.savefig(paths[1])
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return paths
 
 

@@ -562,3 +562,29 @@ def test_rank_tests_across_pairs_use_each_pairs_means_as_a_block(report):
     tests = {t.key: t for t in across_ranks([a, b], 0.05, "holm", problems)}
     assert set(tests["all"].labels) == {"toy_method", "toy_center"}
     assert any("toy_random left out" in p for p in problems)
+
+
+def test_the_cli_section_by_section_report_writes_what_build_and_write_do(store):
+    """``faithbench report`` draws each section's figures and drops its frames before
+    building the next: every table, figure (PNG) and page equals the all-in-memory
+    report's, on the same runs."""
+    import re
+
+    from faithbench.report.write import draw
+
+    whole = build(opts(store, "rep_whole"))
+    write(whole)
+    rep = build(opts(store, "rep_sections"), each=draw)
+    write(rep)
+    assert all(g.frame is None for s in rep.sections for g in s.board.groups)
+    a, b = store / "rep_whole", store / "rep_sections"
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert any(f.suffix == ".png" and "methods" in f.parts for f in files)  # the methods' views
+    for f in files:
+        if f.suffix == ".pdf":
+            continue
+        x, y = (a / f).read_bytes(), (b / f).read_bytes()
+        if f.suffix in (".md", ".html"):  # the time the report was made
+            x, y = (re.sub(rb"made 20[0-9T:-]+", b"", t) for t in (x, y))
+        assert x == y, f

@@ -32,6 +32,7 @@ def _report(uri: str, out: Path):
 @pytest.mark.slow
 def test_report_over_a_thousand_synthetic_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the runs' artifacts go under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _script().log_synthetic_runs(uri, 1000, n_samples=8)
     rep = _report(uri, tmp_path / "rep")

@@ -4,7 +4,9 @@ and mean with bootstrap CI, rank and best mark per metric output."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,6 +75,8 @@ class Board:
     shown: list[str] = field(default_factory=list)  # columns of the table
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per (label, key)
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per label
+    _memo: dict = field(default_factory=dict, repr=False)  # what -> (frame, value): ``cached``
+    _orders: list = field(default_factory=list, repr=False)  # the distinct id arrays
 
     @property
     def labels(self) -> list[str]:
@@ -95,12 +99,49 @@ class Board:
         per sample id that every such label scored (inner join on id)."""
         cols = {}
         for lab in labels or self.labels:
-            f = self.frame(lab)
-            if key in f.columns:
-                cols[lab] = pd.Series(f[key].to_numpy(dtype=float), index=f["id"].to_numpy())
+            c = self._column(lab, key)
+            if c is not None:
+                cols[lab] = c
         if not cols:
             return pd.DataFrame()
-        return pd.concat(cols, axis=1, join="inner")
+        ids, same = next(iter(cols.values()))[0], next(iter(cols.values()))[2]
+        if all(c[2] == same for c in cols.values()):  # the same ids in the same order: no join
+            return pd.DataFrame({lab: c[1] for lab, c in cols.items()}, index=pd.Index(ids))
+        return pd.concat({lab: pd.Series(v, index=i) for lab, (i, v, _) in cols.items()},
+                         axis=1, join="inner")
+
+    def _column(self, label: str, key: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """(ids, float values, id-order class) of ``key`` in ``label``'s frame: labels of
+        one id-order class have equal ``ids`` arrays."""
+        def make() -> tuple[np.ndarray, np.ndarray, int] | None:
+            if key not in f.columns:
+                return None
+            ids = f["id"].to_numpy()
+            same = next((n for n, known in enumerate(self._orders) if known.shape == ids.shape
+                         and (known == ids).all()), None)
+            if same is None:
+                self._orders.append(ids)
+                same = len(self._orders) - 1
+            return self._orders[same], f[key].to_numpy(dtype=float), same
+
+        f = self.frame(label)
+        return self.cached(("column", label, key), f, make)
+
+    def cached(self, what: tuple, frame: pd.DataFrame | None, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once while ``frame`` is the frame it was made from (the
+        tables and every method's view read the same columns again)."""
+        hit = self._memo.get(what)
+        if hit is None or hit[0] is not frame:
+            hit = self._memo[what] = (frame, make())
+        return hit[1]
+
+    def release(self) -> None:
+        """Drop the per-sample frames (the board's tables stay): the report keeps one
+        leaderboard's frames in memory at a time."""
+        for g in self.groups:
+            g.frame = None
+        self._memo.clear()
+        self._orders.clear()
 
 
 def make_board(model: str, dataset: str, groups: list[Group], want: list[str] | None,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +15,11 @@ import pandas as pd
 from faithbench.errors import ConfigError
 from faithbench.report import analysis, published, ranking
 from faithbench.report.board import Board, make_board
-from faithbench.report.merge import Group, group_runs, label_groups, load_frame
+from faithbench.report.merge import Group, group_runs, label_groups, load_group, readable
 from faithbench.report.ranks import RankTest
 from faithbench.report.runs import ArtifactStore, RunInfo, artifact_cache, select_runs
 from faithbench.report.stats import CORRECTIONS
-from faithbench.report.truth import TruthReport, build_truth
+from faithbench.report.truth import TruthReport, build_truth, is_truth, truth_columns
 
 log = logging.getLogger("faithbench.report")
 FORMATS = ("md", "tex", "csv", "html")
@@ -78,6 +79,7 @@ class Section:
     below: dict[str, list[str]] = field(default_factory=dict)  # label -> outputs not beating the controls
     cd_figures: dict[str, list[Path]] = field(default_factory=dict)  # output key -> [png, pdf]
     views: dict[str, list[Path]] = field(default_factory=dict)  # label -> its drill-down images
+    drawn: bool = False  # its figures are drawn (``write.draw``)
 
 
 @dataclass
@@ -92,19 +94,30 @@ class Report:
     truth: TruthReport | None = None  # the known-truth track's section, when it has runs
     across: list[RankTest] = field(default_factory=list)  # (model, dataset) pairs as blocks
     cd_figures: dict[str, list[Path]] = field(default_factory=dict)  # key or "all" -> [png, pdf]
+    labels: list[str] = field(default_factory=list)  # every method label (for the colours)
 
 
 def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
     """The selected runs as labelled groups with their per-sample frames loaded."""
+    groups, store, runs = select(client, opts, scratch, problems)
+    for g in groups:
+        g.frame = load_group(g, store, problems)
+    return [g for g in groups if g.frame is not None], store, runs
+
+
+def select(client: object, opts: Options, scratch: Path | None, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
+    """The selected runs as labelled groups whose ``samples.parquet`` are at hand (read
+    only for their sample ids: the frames are loaded one (model, dataset) at a time)."""
     runs = select_runs(client, opts.experiments, opts.tags, opts.sweep)
     if not runs:
         raise ConfigError(f"no finished benchmark runs match experiments={opts.experiments} "
                           f"tags={opts.tags} sweep={opts.sweep!r} in {client.tracking_uri}")  # type: ignore[attr-defined]
-    store = ArtifactStore(client, scratch, artifact_cache(client.tracking_uri))  # type: ignore[attr-defined]
+    cache = artifact_cache(client.tracking_uri)  # type: ignore[attr-defined]
+    if scratch is None:  # a download folder only when artifacts are not cached
+        scratch = cache or Path(tempfile.mkdtemp(prefix="faithbench-report-"))
+    store = ArtifactStore(client, scratch, cache)
     groups = group_runs(runs, problems)
-    for g in groups:
-        g.frame = load_frame(g, store, problems)
-    groups = label_groups([g for g in groups if g.frame is not None])
+    groups = label_groups([g for g in groups if readable(g, store, problems)])
     return groups, store, runs
 
 
@@ -123,29 +136,44 @@ def section(b: Board, opts: Options, pub: pd.DataFrame) -> Section:
                    controls=ctrl, below=below)
 
 
-def build(opts: Options, scratch: Path | None = None) -> Report:
-    """Read the runs and compute every table of the report (figures come in ``write``)."""
+def build(opts: Options, scratch: Path | None = None,
+          each: Callable[[Report, Section], None] | None = None) -> Report:
+    """Read the runs and compute every table of the report (figures come in ``write``).
+
+    The leaderboards are built one (model, dataset) at a time, loading only that
+    section's per-sample frames. With ``each``, every section is passed to it as soon
+    as it is built (``write.draw`` draws its figures) and its frames are dropped after,
+    so memory holds one leaderboard's frames at a time; the report keeps the tables
+    and, for the known-truth section, the few columns it reads. Without ``each`` every
+    frame stays loaded (``Section.board.frame``)."""
     from mlflow.tracking import MlflowClient
 
+    from faithbench import metrics
+    from faithbench.schema import metric_aliases
     from faithbench.tracking import resolve_uri
 
     opts.check()
     uri = resolve_uri(opts.tracking_uri)
     client = MlflowClient(tracking_uri=uri)
     problems: list[str] = []
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="faithbench-report-"))
-    groups, store, runs = collect(client, opts, scratch, problems)
+    groups, store, runs = select(client, opts, scratch, problems)
     pubs = [published.from_params(r.params) for r in runs]
     pubs += [published.from_file(p) for p in opts.published]
     pub = pd.concat(pubs, ignore_index=True) if pubs else pd.DataFrame(columns=published.COLUMNS)
-    sections = []
+    rep = Report(opts, uri, [], pd.DataFrame(), problems, runs[0].experiment_id, store,
+                 labels=[g.label for g in groups])
+    kept: dict[int, Group] = {}  # id(group) -> its copy with the known-truth columns
+    sources = []
     for (model, dataset) in sorted({(g.model, g.dataset) for g in groups}):
-        gs = [g for g in groups if (g.model, g.dataset) == (model, dataset)]
+        gs = []
+        for g in groups:
+            if (g.model, g.dataset) == (model, dataset):
+                g.frame = load_group(g, store, problems)
+                if g.frame is not None:
+                    gs.append(g)
+        if not gs:
+            continue
         b = make_board(model, dataset, gs, opts.keys, opts.n_resamples, opts.seed)
-        from faithbench import metrics
-
-        from faithbench.schema import metric_aliases
-
         listed = {}
         for g in gs:
             listed.update(metric_aliases(g.first.params, g.metric_names))
@@ -154,30 +182,40 @@ def build(opts: Options, scratch: Path | None = None) -> Report:
                 problems.append(f"metric {name!r} of {model}/{dataset} is not registered in this "
                                 "installation: its direction is unknown, its columns are left out")
         _check_logged(b, problems)
-        sections.append(section(b, opts, pub))
-    if not sections:
+        rep.sections.append(section(b, opts, pub))
+        sources += _sources(gs)
+        kept.update({id(g): replace(g, frame=truth_columns(g.frame)) for g in gs if is_truth(g)})
+        if each is not None:
+            each(rep, rep.sections[-1])
+            b.release()
+    if not rep.sections:
         raise ConfigError("no complete run to report on: " + "; ".join(problems))
-    truth = build_truth(groups, problems, opts.n_resamples, 0 if opts.seed is None else opts.seed)
-    across = ranking.across_ranks([s.board for s in sections], opts.alpha, opts.correction, problems)
-    return Report(opts, uri, sections, _sources(groups), problems, runs[0].experiment_id, store,
-                  truth, across)
+    rep.truth = build_truth([kept[id(g)] for g in groups if id(g) in kept], problems,
+                            opts.n_resamples, 0 if opts.seed is None else opts.seed)
+    rep.across = ranking.across_ranks([s.board for s in rep.sections], opts.alpha, opts.correction,
+                                      problems)
+    rep.runs = pd.DataFrame(sources).sort_values(["model", "dataset", "label"]).reset_index(drop=True)
+    return rep
 
 
 def _check_logged(b: Board, problems: list[str]) -> None:
     """An unsharded run's recomputed mean must equal the mean the runner logged."""
+    by_label: dict[str, list[dict]] = {}
+    for c in b.cells.to_dict("records"):
+        by_label.setdefault(c["label"], []).append(c)
     for g in b.groups:
         if len(g.runs) != 1 or len(g.merged_from) > 1:
             continue
         logged = g.first.metrics
-        for _, c in b.cells[b.cells["label"] == g.label].iterrows():
+        for c in by_label.get(g.label, []):
             if c["key"] in logged and pd.notna(c["mean"]):
                 if abs(logged[c["key"]] - c["mean"]) > 1e-9 * max(1.0, abs(c["mean"])):
                     problems.append(f"{g.label} on {b.model}/{b.dataset}: {c['key']} = {c['mean']!r} "
                                     f"from samples.parquet but {logged[c['key']]!r} logged")
 
 
-def _sources(groups: list[Group]) -> pd.DataFrame:
-    recs = [{"model": g.model, "dataset": g.dataset, "label": g.label, "method": g.method,
+def _sources(groups: list[Group]) -> list[dict[str, object]]:
+    """The rows of ``runs.csv`` of loaded groups."""
+    return [{"model": g.model, "dataset": g.dataset, "label": g.label, "method": g.method,
              "group_key": g.key, "shards": len(g.runs), "runs": " ".join(r.run_id for r in g.runs),
              "n_samples": len(g.frame) if g.frame is not None else 0} for g in groups]
-    return pd.DataFrame(recs).sort_values(["model", "dataset", "label"]).reset_index(drop=True)

@@ -74,14 +74,14 @@ def options(argv: list[str]) -> Options:
 def main(argv: list[str]) -> int:
     """Build and write the report; 0 on success, 2 on bad input (message on stderr)."""
     from faithbench.report.build import build
-    from faithbench.report.write import write
+    from faithbench.report.write import draw, write
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         opts = options(argv)
         if opts.metrics_card:
             return card_main(opts)
-        rep = build(opts)
+        rep = build(opts, each=draw)  # figures drawn section by section, frames dropped
         paths = write(rep)
     except ConfigError as e:
         print(f"faithbench: error: {e}", file=sys.stderr)

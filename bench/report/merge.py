@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from faithbench import schema
@@ -31,6 +32,7 @@ class Group:
     label: str = ""
     frame: pd.DataFrame | None = None
     merged_from: list[str] = field(default_factory=list)  # group keys combined into this
+    parts: list[Group] = field(default_factory=list)  # the older groups combined into this
 
     @property
     def first(self) -> RunInfo:
@@ -94,14 +96,50 @@ def load_frame(group: Group, store: ArtifactStore, problems: list[str]) -> pd.Da
                             "has no samples.parquet; left out")
             return None
         frames.append(pd.read_parquet(path))
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     dup = df["id"][df["id"].duplicated()]
     if len(dup):
         problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
                         f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
         return None
-    df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
-    return df[df["status"] == "ok"].reset_index(drop=True)
+    if not (np.diff(df["index"].to_numpy()) > 0).all():  # a run's rows are usually in order already
+        df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
+    ok = (df["status"] == "ok").to_numpy()
+    return df if ok.all() else df[ok].reset_index(drop=True)
+
+
+def readable(group: Group, store: ArtifactStore, problems: list[str]) -> bool:
+    """Whether ``load_frame`` will load the group (every shard has a
+    ``samples.parquet``, no sample id twice), reading only the ``id`` columns; the
+    same problems as ``load_frame`` otherwise."""
+    import pyarrow.parquet as pq
+
+    ids = []
+    for r in group.runs:
+        path = store.get(r, "samples.parquet")
+        if path is None:
+            problems.append(f"run {r.run_id} ({group.model}/{group.method}/{group.dataset}) "
+                            "has no samples.parquet; left out")
+            return False
+        ids.append(pq.read_table(path, columns=["id"]).column("id").to_pandas())
+    ids = pd.concat(ids, ignore_index=True) if len(ids) > 1 else ids[0]
+    dup = ids[ids.duplicated()]
+    if len(dup):
+        problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
+                        f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
+        return False
+    return True
+
+
+def load_group(group: Group, store: ArtifactStore, problems: list[str]) -> pd.DataFrame | None:
+    """``load_frame`` of a labelled group, with the columns only the older groups
+    combined into it (``parts``) have joined on sample id."""
+    frame = load_frame(group, store, problems)
+    for g in group.parts:
+        if frame is None:
+            break
+        frame = _join(frame, load_frame(g, store, problems))
+    return frame
 
 
 def _differing(groups: list[Group]) -> list[str]:
@@ -146,12 +184,17 @@ def _combine(gs: list[Group]) -> Group:
     gs = sorted(gs, key=lambda g: g.first.start_time, reverse=True)
     base = gs[0]
     base.merged_from = [g.key for g in gs]
-    if base.frame is None:
+    base.parts = gs[1:]
+    if base.frame is None:  # frames not loaded yet: ``load_group`` joins them
         return base
     for g in gs[1:]:
-        if g.frame is None:
-            continue
-        new = [c for c in g.frame.columns if c not in base.frame.columns]
-        if new:
-            base.frame = base.frame.merge(g.frame[["id", *new]], on="id", how="left")
+        base.frame = _join(base.frame, g.frame)
     return base
+
+
+def _join(frame: pd.DataFrame, other: pd.DataFrame | None) -> pd.DataFrame:
+    """``frame`` with the columns only ``other`` has, joined on sample id."""
+    if other is None:
+        return frame
+    new = [c for c in other.columns if c not in frame.columns]
+    return frame.merge(other[["id", *new]], on="id", how="left") if new else frame

@@ -15,7 +15,7 @@ import pandas as pd
 
 from faithbench.report.board import Board
 from faithbench.report.ranks import RankTest
-from faithbench.report.render import esc, num
+from faithbench.report.render import cell_records, esc, num
 
 CSS = """table.sortable th{cursor:pointer;user-select:none}th[data-dir=asc]::after{content:" ▲"}
 th[data-dir=desc]::after{content:" ▼"}.view{display:none;border:2px solid #888;padding:.5em 1em;margin:1em 0}
@@ -82,13 +82,13 @@ def board(b: Board, header: list[str], rows: list[list[str]], win: pd.Series, co
     metric columns their key (``data-metric``), rows their model, dataset and method;
     the method's name links to its view; controls and flagged cells are marked."""
     e = lambda t: esc(str(t), "html")  # noqa: E731
-    cells = b.cells.set_index(["label", "key"])
+    cells = cell_records(b)
     where = f'data-model="{e(b.model)}" data-dataset="{e(b.dataset)}"'
     cols = ["method", "n", *b.shown] + (["win"] if len(win) else []) + (["beats"] if controls else []) + ["rank"]
     head = "".join(f'<th data-metric="{e(c)}">{h}</th>' if c in b.shown else f"<th>{h}</th>"
                    for c, h in zip(cols, header))
     body = []
-    for (_, r), line in zip(b.rows.iterrows(), rows):
+    for r, line in zip(b.rows.to_dict("records"), rows):
         lab = r["label"]
         tds = []
         for c, text in zip(cols, line):
@@ -101,7 +101,7 @@ def board(b: Board, header: list[str], rows: list[list[str]], win: pd.Series, co
                  "beats": text}.get(c)
             attrs = ""
             if c in b.shown:
-                v = cells.loc[(lab, c), "mean"] if (lab, c) in cells.index else np.nan
+                v = cells[(lab, c)]["mean"] if (lab, c) in cells else np.nan
                 attrs = f' data-metric="{e(c)}"'
                 if c in below.get(lab, []):
                     attrs += ' class="flag" title="does not beat the controls on this metric"'
@@ -129,32 +129,32 @@ def matrix(t: RankTest, controls: set[str], digits: int = 2) -> str:
     the row method is better by the metric's direction) as colour and number, ``*``
     where the corrected Wilcoxon test is significant; methods in mean-rank order."""
     e = lambda x: esc(str(x), "html")  # noqa: E731
-    eff, sig, p = t.matrix("effect"), t.matrix("significant"), t.matrix("p_adj")
+    eff, sig, p = (t.matrix(c).to_numpy() for c in ("effect", "significant", "p_adj"))
     name = lambda lab: f'<span class="control">{e(lab)} (c)</span>' if lab in controls else e(lab)  # noqa: E731
     # columns numbered in mean-rank order, so that 20 methods fit the page's width
     head = "<th></th>" + "".join(f'<th title="{e(c)}">{j}</th>' for j, c in enumerate(t.labels, 1))
     rows = []
-    for a in t.labels:
+    for i, a in enumerate(t.labels):
         tds = []
-        for c in t.labels:
+        for j, c in enumerate(t.labels):
             if a == c:
                 tds.append('<td style="background:#ddd"></td>')
                 continue
-            x, s = float(eff.loc[a, c]), bool(sig.loc[a, c])
-            tds.append(f'<td style="background:{_colour(x)}" title="p_adj = {float(p.loc[a, c]):.3g}">'
+            x, s = float(eff[i, j]), bool(sig[i, j])  # by position: .loc per cell was slow
+            tds.append(f'<td style="background:{_colour(x)}" title="p_adj = {float(p[i, j]):.3g}">'
                        f"{num(round(x, digits) + 0.0, digits)}{'*' if s else ''}</td>")  # no "-0.00"
-        rows.append(f'<tr><th class="t">{t.labels.index(a) + 1}. {name(a)}</th>' + "".join(tds) + "</tr>")
+        rows.append(f'<tr><th class="t">{i + 1}. {name(a)}</th>' + "".join(tds) + "</tr>")
     return (f'<div data-metric="{e(t.key)}"><h4>{e(t.key)}</h4><table class="matrix"><thead><tr>{head}'
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def matrix_rows(t: RankTest, controls: set[str], digits: int = 2) -> tuple[list[str], list[list[str]]]:
     """The same matrix as (header, rows) of text, for Markdown."""
-    eff, sig = t.matrix("effect"), t.matrix("significant")
+    eff, sig = t.matrix("effect").to_numpy(), t.matrix("significant").to_numpy()
     name = lambda lab: f"{lab} (control)" if lab in controls else lab  # noqa: E731
-    rows = [[name(a)] + ["" if a == c else num(round(float(eff.loc[a, c]), digits) + 0.0, digits)
-                         + ("*" if sig.loc[a, c] else "")
-                         for c in t.labels] for a in t.labels]
+    rows = [[name(a)] + ["" if a == c else num(round(float(eff[i, j]), digits) + 0.0, digits)
+                         + ("*" if sig[i, j] else "")
+                         for j, c in enumerate(t.labels)] for i, a in enumerate(t.labels)]
     return ["effect: row vs column", *[name(c) for c in t.labels]], rows
 
 

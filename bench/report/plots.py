@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +15,7 @@ from faithbench import metrics, schema
 from faithbench.errors import ConfigError
 from faithbench.figures import style
 from faithbench.report.board import Board
+from faithbench.report.merge import Group
 
 DEFAULT_X = "fraction of the perturbation"
 
@@ -65,6 +67,17 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
+def _curve(b: Board, g: Group, key: str) -> tuple[np.ndarray, ...]:
+    """(mean, low, high, x, x label) of one method's curve ``key``, computed once per
+    frame: every method's view draws every curve again."""
+    def make() -> tuple[np.ndarray, ...]:
+        v = np.stack(g.frame[key].to_numpy()).astype(np.float64)  # type: ignore[index]
+        mean, lo, hi, _ = curve_band(v)
+        return (mean, lo, hi, *x_axis(b, key, v.shape[1]))
+
+    return b.cached(("curve", g.label, key), g.frame, make)
+
+
 def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
                   controls: set[str] | None = None, highlight: str | None = None) -> Figure:
     """One panel per curve key: each method's mean curve with its 95% CI band;
@@ -82,9 +95,7 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
             for g in b.groups:
                 if key not in g.frame.columns or not len(g.frame):  # type: ignore[union-attr]
                     continue
-                v = np.stack(g.frame[key].to_numpy()).astype(np.float64)  # type: ignore[index]
-                mean, lo, hi, _ = curve_band(v)
-                x, xlabel = x_axis(b, key, v.shape[1])
+                mean, lo, hi, x, xlabel = _curve(b, g, key)
                 ls = "--" if g.label in controls else "-"
                 if highlight is not None and g.label != highlight:
                     ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)
@@ -102,6 +113,69 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
         who = f": {highlight} (grey: the other methods)" if highlight else ""
         fig.suptitle(f"{b.model} / {b.dataset}{who}", fontsize=9)
     return fig
+
+
+class CurveViews:
+    """``curves_figure(b, keys, colors, controls, highlight=label)`` for every label,
+    drawn by restyling one figure: the grey curves are drawn once, and each view adds
+    its method's coloured curve and band (drawn where ``curves_figure`` draws them),
+    legend and title. Save each view before asking for the next; close it at the end."""
+
+    def __init__(self, b: Board, keys: list[str], colors: dict[str, tuple],
+                 controls: set[str] | None = None) -> None:
+        self.b, self.keys, self.colors, self.controls = b, keys, colors, controls or set()
+        self.grey: dict[tuple[int, str], Any] = {}  # (panel, label) -> its grey curve
+        self.added: list[Any] = []  # the current view's artists
+        ncol = min(3, len(keys))
+        nrow = math.ceil(len(keys) / ncol)
+        with style():
+            self.fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow + 0.4),
+                                          squeeze=False, layout="constrained")
+            self.axes = list(axes.flat)
+            for i, (ax, key) in enumerate(zip(self.axes, keys)):
+                for g in b.groups:
+                    if key not in g.frame.columns or not len(g.frame):  # type: ignore[union-attr]
+                        continue
+                    mean, lo, hi, x, xlabel = _curve(b, g, key)
+                    ls = "--" if g.label in self.controls else "-"
+                    self.grey[(i, g.label)] = ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)[0]
+                ax.set_title(schema.curve_base(key))
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel("mean (95% CI band)")
+            for ax in self.axes[len(keys):]:
+                ax.set_visible(False)
+
+    def figure(self, label: str) -> Figure:
+        """The view of ``label`` (the same figure, restyled)."""
+        from faithbench.report.cd import mark
+
+        for artist in self.added:
+            artist.remove()
+        self.added = []
+        color, ls = self.colors[label], "--" if label in self.controls else "-"
+        with style():
+            for i, (ax, key) in enumerate(zip(self.axes, self.keys)):
+                for (j, lab), line in self.grey.items():
+                    if j == i:
+                        line.set_visible(lab != label)
+                ax.relim()  # the data limits of the curves, without the last view's band
+                grey = self.grey.get((i, label))
+                if grey is not None:
+                    g = next(g for g in self.b.groups if g.label == label)
+                    mean, lo, hi, x, _ = _curve(self.b, g, key)
+                    self.added.append(ax.plot(x, mean, color=color, ls=ls, label=mark(label, self.controls),
+                                              zorder=2)[0])
+                    band = ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+                    ax._children.remove(band)  # drawn after the curves before it, as in curves_figure
+                    ax._children.insert(ax._children.index(grey) + 1, band)
+                    self.added.append(band)
+                ax.autoscale_view()
+            handles, labels = self.axes[0].get_legend_handles_labels()
+            self.added.append(self.fig.legend(handles, labels, loc="outside lower center",
+                                              ncol=min(4, len(labels)), frameon=False))
+            self.fig.suptitle(f"{self.b.model} / {self.b.dataset}: {label} (grey: the other methods)",
+                              fontsize=9)
+        return self.fig
 
 
 def agreement_figure(b: Board, ranking: pd.DataFrame, sample: pd.DataFrame) -> Figure:

@@ -95,12 +95,15 @@ class RankTest:
     pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # every ordered pair
     nemenyi: list[list[str]] = field(default_factory=list)
     wilcoxon: list[list[str]] = field(default_factory=list)
+    _matrices: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     def matrix(self, column: str) -> pd.DataFrame:
         """[k, k] frame of one pairwise column (``effect``, ``p_adj``, ``significant``),
         rows and columns in mean-rank order; the diagonal is NaN."""
-        m = self.pairs.pivot(index="method", columns="versus", values=column)
-        return m.reindex(index=self.labels, columns=self.labels)
+        if column not in self._matrices:  # each table format reads them again
+            m = self.pairs.pivot(index="method", columns="versus", values=column)
+            self._matrices[column] = m.reindex(index=self.labels, columns=self.labels)
+        return self._matrices[column].copy()
 
     def row(self, controls: set[str] | frozenset[str] = frozenset()) -> dict[str, object]:
         """The test as one table row (``controls`` are marked in the mean ranks)."""

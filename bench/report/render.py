@@ -60,16 +60,16 @@ def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup,
     if controls:
         header.append("beats controls")
     header.append(f"mean rank {down}")
-    cells = b.cells.set_index(["label", "key"])
+    cells = cell_records(b)
     best_rank = b.rows["mean_rank"].min()
     rows = []
-    for _, r in b.rows.iterrows():
+    for r in b.rows.to_dict("records"):
         line = [esc(r["label"], markup), str(int(r["n_samples"]))]
         for k in b.shown:
-            if (r["label"], k) not in cells.index:
+            if (r["label"], k) not in cells:
                 line.append("–")
                 continue
-            c = cells.loc[(r["label"], k)]
+            c = cells[(r["label"], k)]
             mean = num(c["mean"], digits)
             mean = bold(mean, markup) if c["best"] else mean
             ci = small(f"[{num(c['ci_low'], digits)}, {num(c['ci_high'], digits)}]", markup)
@@ -88,6 +88,12 @@ def leaderboard(b: Board, win: pd.Series, digits: int, markup: Markup,
         line.append(bold(mr, markup) if r["mean_rank"] == best_rank else mr)
         rows.append(line)
     return header, rows
+
+
+def cell_records(b: Board) -> dict[tuple[str, str], dict]:
+    """(label, key) -> that cell's row of ``b.cells`` as a dict (one lookup per table
+    cell instead of a pandas ``.loc``)."""
+    return {(c["label"], c["key"]): c for c in b.cells.to_dict("records")}
 
 
 def beats(label: str, controls: set[str], below: dict[str, list[str]], markup: Markup) -> str:
@@ -141,10 +147,9 @@ def frame_rows(df: pd.DataFrame, digits: int, markup: Markup) -> tuple[list[str]
     """Any small result table (tests, reliability, published) as (header, rows)."""
     header = [esc(str(c), markup) for c in df.columns]
     rows = []
-    for _, r in df.iterrows():
+    for values in df.to_numpy():  # the rows ``iterrows`` yields, without a Series per row
         line = []
-        for c in df.columns:
-            v = r[c]
+        for c, v in zip(df.columns, values):
             if isinstance(v, (bool,)) or type(v).__name__ == "bool_":
                 line.append("yes" if v else "no")
             elif (c == "n" or c.startswith("n_")) and isinstance(v, (int, float)) and v == v:

@@ -118,7 +118,8 @@ class ArtifactStore:
     directory), or into ``cache`` (kept across reports, one folder per run id) when
     given. A report reads only FINISHED runs, whose artifacts never change, and a run
     id is never reused, so an artifact found in the cache is the artifact of that run;
-    a second report over the same runs downloads nothing."""
+    a second report over the same runs downloads nothing, and does not list the
+    artifacts of a run again to learn that it has none of a name (``.absent-<name>``)."""
 
     def __init__(self, client: Any, root: Path, cache: Path | None = None) -> None:
         self.client, self.root = client, Path(root)
@@ -130,8 +131,14 @@ class ArtifactStore:
         local = dst / name
         if local.exists():
             return local
+        absent = dst / f".absent-{name}"  # a finished run's missing artifact stays missing
+        if absent.exists():
+            return None
         have = {a.path for a in self.client.list_artifacts(run.run_id)}
         if name not in have:
+            if self.cache is not None:
+                absent.parent.mkdir(parents=True, exist_ok=True)
+                absent.touch()
             return None
         if self.cache is None:
             dst.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,22 @@ def model_contrast(used_a: np.ndarray, other_a: np.ndarray, used_b: np.ndarray,
     return ((used_a - other_b) + (used_b - other_a)) / 2
 
 
+def is_truth(g: Group) -> bool:
+    """Whether the group is a run of the track (a ``dataset.rule`` of ``RULES``)."""
+    return g.first.params.get("dataset.rule") in RULES
+
+
+COLUMNS = ("id", "image_id", "correct", "cue_verification_used", "cue_verification_other")
+
+
+def truth_columns(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The columns of a track run's frame that this section reads (``COLUMNS`` and the
+    ``cue_*`` scores): what a report keeps once a leaderboard's frames are dropped."""
+    if frame is None:
+        return None
+    return frame[[c for c in frame.columns if c in COLUMNS or c.startswith(("cue_mass", "cue_pointing_game"))]]
+
+
 def _pairs(groups: list[Group], problems: list[str]) -> dict[tuple, dict[str, Group]]:
     """Track groups keyed by (dataset, images, method label) -> rule -> group."""
     out: dict[tuple, dict[str, Group]] = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from faithbench.figures import method_colors, save
@@ -14,40 +15,54 @@ from faithbench.report.build import Report, Section
 from faithbench.report.cd import cd_figure
 from faithbench.report.gallery import (common_ids, gallery_figure, load_gallery, localisation_figure,
                                        method_gallery)
-from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
+from faithbench.report.plots import CurveViews, agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
 
 log = logging.getLogger("faithbench.report")
 
 
 def figures(rep: Report, out: Path) -> None:
-    """Draw every figure of every section into ``out/figures``."""
-    labels = [lab for s in rep.sections for lab in s.board.labels]
-    colors = method_colors(labels)
+    """Draw every figure of every section not drawn yet into ``out/figures``."""
     for s in rep.sections:
-        b = s.board
-        stem = out / "figures"
-        keys = curve_keys(b)
-        if keys:
-            s.figures["Curves: mean over samples with pointwise 95% CI bands"] = save(
-                curves_figure(b, keys, colors, s.controls), stem / f"curves_{b.slug}")
-        for t in s.ranks:
-            s.cd_figures[t.key] = save(cd_figure(t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
-                                       stem / f"cd_{b.slug}__{t.key}")
-        if len(s.agreement[0]) > 1:
-            s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = save(
-                agreement_figure(b, *s.agreement), stem / f"agreement_{b.slug}")
-        if rep.store is None or rep.options.gallery == 0:
-            continue
-        gals = load_gallery(b, rep.store)
-        views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
-        ids = common_ids(b, gals, rep.options.gallery)
-        if ids:
-            s.figures["Heatmap gallery: the same samples for every method"] = save(
-                gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}")
-            fig = localisation_figure(b, gals, ids, s.controls)
-            if fig is not None:
-                s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
+        if not s.drawn:
+            section_figures(rep, s, out)
+
+
+def draw(rep: Report, s: Section) -> None:
+    """``build``'s ``each``: draw one section's figures (when the options want
+    figures) while its per-sample frames are loaded."""
+    if rep.options.figures:
+        section_figures(rep, s, Path(rep.options.out))
+
+
+def section_figures(rep: Report, s: Section, out: Path) -> None:
+    """Draw the figures of one section into ``out/figures``."""
+    labels = rep.labels or [lab for t in rep.sections for lab in t.board.labels]
+    colors = method_colors(labels)
+    s.drawn = True
+    b = s.board
+    stem = out / "figures"
+    keys = curve_keys(b)
+    if keys:
+        s.figures["Curves: mean over samples with pointwise 95% CI bands"] = save(
+            curves_figure(b, keys, colors, s.controls), stem / f"curves_{b.slug}")
+    for t in s.ranks:
+        s.cd_figures[t.key] = save(cd_figure(t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
+                                   stem / f"cd_{b.slug}__{t.key}")
+    if len(s.agreement[0]) > 1:
+        s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = save(
+            agreement_figure(b, *s.agreement), stem / f"agreement_{b.slug}")
+    if rep.store is None or rep.options.gallery == 0:
+        return
+    gals = load_gallery(b, rep.store)
+    views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
+    ids = common_ids(b, gals, rep.options.gallery)
+    if ids:
+        s.figures["Heatmap gallery: the same samples for every method"] = save(
+            gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}")
+        fig = localisation_figure(b, gals, ids, s.controls)
+        if fig is not None:
+            s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
 
 
 def rank_figures(rep: Report, out: Path) -> None:
@@ -63,14 +78,16 @@ def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: P
     """Each method's own figures for its view in the HTML page (PNG only, screen
     resolution): its curves among the others' in grey, its maps over its samples."""
     b = s.board
+    curves = CurveViews(b, keys, colors, s.controls) if keys else None  # one figure, restyled
     for i, lab in enumerate(b.labels):
         paths = []
-        if keys:
-            paths += save(curves_figure(b, keys, colors, s.controls, highlight=lab),
-                          stem / f"{b.slug}__{i}_curves", 90, pdf=False)
+        if curves is not None:
+            paths += save(curves.figure(lab), stem / f"{b.slug}__{i}_curves", 90, pdf=False, close=False)
         if lab in gals and n:
             paths += save(method_gallery(gals[lab], lab, n), stem / f"{b.slug}__{i}_gallery", 90, pdf=False)
         s.views[lab] = paths
+    if curves is not None:
+        plt.close(curves.fig)
 
 
 def csv_files(rep: Report, out: Path) -> list[Path]:

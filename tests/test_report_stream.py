@@ -1,0 +1,175 @@
+"""A report built one (model, dataset) section at a time: the same tables as a report
+with every frame loaded, one leaderboard's frames in memory at a time, run artifacts
+read from the cache by run id on a second report, and each method's curves view drawn
+by restyling one figure equal to a figure drawn for it alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from faithbench.figures import method_colors, save
+from faithbench.report.board import make_board
+from faithbench.report.build import Options, build
+from faithbench.report.merge import Group, group_runs, load_frame, readable
+from faithbench.report.plots import CurveViews, curves_figure
+from faithbench.report.runs import RunInfo
+from faithbench.report.write import draw, write
+from test_report_merge import FakeStore, rows, run
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_sweep.py"
+
+
+def _log(uri: str, n_runs: int, per_pair: int) -> None:
+    spec = importlib.util.spec_from_file_location("bench_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module.log_synthetic_runs(uri, n_runs, n_samples=12, methods_per_pair=per_pair)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, _empty_mlflow_db):
+    """3 (model, dataset) pairs of 4 methods, 12 samples each, logged as the runner does."""
+    root = tmp_path_factory.mktemp("stream")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # artifacts under ./mlruns
+        _log(uri, 12, 4)
+    return root, uri
+
+
+def _opts(uri: str, out: Path, **kw) -> Options:
+    kw = {"figures": False, "control": "method_00", "win": None, "log_mlflow": False,
+          "n_resamples": 200, **kw}
+    return Options(tracking_uri=uri, out=out, **kw)
+
+
+def _text(path: Path) -> str:
+    return re.sub(r"made 20[0-9T:-]+", "made -", path.read_text())
+
+
+def test_section_at_a_time_writes_the_tables_of_an_all_in_memory_report(synthetic):
+    root, uri = synthetic
+    whole = build(_opts(uri, root / "whole"))
+    assert all(g.frame is not None for s in whole.sections for g in s.board.groups)
+    write(whole)
+    seen = []
+
+    def each(rep, s):
+        loaded = [t.board.model for t in rep.sections if any(g.frame is not None for g in t.board.groups)]
+        seen.append((s.board.model, loaded))
+        draw(rep, s)
+
+    part = build(_opts(uri, root / "part"), each=each)
+    write(part)
+    # one leaderboard's frames at a time, dropped once its section is done
+    assert seen == [(f"model_{i}", [f"model_{i}"]) for i in range(3)]
+    assert all(g.frame is None for s in part.sections for g in s.board.groups)
+    files = sorted(p.relative_to(root / "whole") for p in (root / "whole").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(root / "part") for p in (root / "part").rglob("*") if p.is_file())
+    assert {f.name for f in files} >= {"leaderboard.csv", "tests.csv", "pairwise.csv", "report.md",
+                                       "report.html", "leaderboard.tex", "runs.csv"}
+    for f in files:
+        assert _text(root / "whole" / f) == _text(root / "part" / f), f
+    pd.testing.assert_frame_equal(whole.runs, part.runs)
+    assert whole.problems == part.problems
+    assert [t.row() for t in whole.across] == [t.row() for t in part.across]
+
+
+def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic, tmp_path, monkeypatch):
+    root, uri = synthetic
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls: list[str] = []
+    listed, downloaded = MlflowClient.list_artifacts, MlflowClient.download_artifacts
+    monkeypatch.setattr(MlflowClient, "list_artifacts",
+                        lambda c, rid, *a: calls.append(rid) or listed(c, rid, *a))
+    monkeypatch.setattr(MlflowClient, "download_artifacts",
+                        lambda c, rid, *a: calls.append(rid) or downloaded(c, rid, *a))
+    first = build(_opts(uri, tmp_path / "a", figures=True), each=draw)  # figures look for gallery.npz
+    write(first)
+    assert first.store.root == first.store.cache  # no download folder besides the cache
+    run_ids = {r for ids in first.runs["runs"] for r in ids.split()}
+    assert set(calls) == run_ids
+    cached = {p.parent.name for p in (tmp_path / "cache").rglob("samples.parquet")}
+    assert cached == run_ids  # one folder per run id
+    # the synthetic runs have no gallery: remembered as absent, not listed again
+    assert len(list((tmp_path / "cache").rglob(".absent-gallery.npz"))) == len(run_ids)
+
+    def refuse(*a, **k):
+        raise AssertionError("the store was asked again")
+
+    monkeypatch.setattr(MlflowClient, "list_artifacts", refuse)
+    monkeypatch.setattr(MlflowClient, "download_artifacts", refuse)
+    again = build(_opts(uri, tmp_path / "b", figures=True), each=draw)
+    write(again)
+    pd.testing.assert_frame_equal(pd.concat([s.board.cells for s in again.sections]),
+                                  pd.concat([s.board.cells for s in first.sections]))
+    assert _text(tmp_path / "a" / "report.md") == _text(tmp_path / "b" / "report.md")
+
+
+def test_readable_reports_what_load_frame_reports(tmp_path):
+    store = FakeStore({"a0": rows([0, 2]), "a1": rows([1, 3]), "x0": rows([0, 1]), "x1": rows([1, 2]),
+                       "d": pd.concat([rows([0, 1]), rows([1])])}, tmp_path)
+    missing = FakeStore({}, tmp_path)
+    cases = [(group_runs([run("a0", "0/2"), run("a1", "1/2")], []), store, True),
+             (group_runs([run("x0", "0/2", group="x"), run("x1", "1/2", group="x")], []), store, False),
+             (group_runs([run("d", group="d")], []), store, False),
+             (group_runs([run("a0", "0/2"), run("a1", "1/2")], []), missing, False)]
+    for (g,), where, ok in cases:
+        p1: list[str] = []
+        p2: list[str] = []
+        assert readable(g, where, p1) is ok  # type: ignore[arg-type]
+        assert (load_frame(g, where, p2) is not None) is ok  # type: ignore[arg-type]
+        assert p1 == p2 and bool(p1) is not ok
+
+
+def _curve_board() -> object:
+    """A board of 4 methods with deletion and insertion curves: one control, one method
+    without the insertion curve, curves with NaN steps, non-square (N x T) values."""
+    rng = np.random.default_rng(0)
+    groups = []
+    for m in ("cam", "grad_cam", "random", "saliency"):
+        tags = {"model": "net", "method": m, "dataset": "d", "shard": "0/1"}
+        params = {"metrics": "['deletion', 'insertion']", "seed": "0"}
+        g = Group(f"k-{m}", [RunInfo(f"r-{m}", "1", 0, tags, params)])
+        f = rows(list(range(7)))
+        f["deletion"] = rng.random(7)
+        f["deletion_curve"] = list(rng.random((7, 11)))
+        f.loc[2, "deletion_curve"][3] = np.nan
+        if m != "saliency":
+            f["insertion"] = rng.random(7)
+            f["insertion_curve"] = list(rng.random((7, 11)) + 0.5 * (m == "cam"))
+        g.frame, g.label = f.drop(columns="a"), m
+        groups.append(g)
+    return make_board("net", "d", groups, None, 50, 0)
+
+
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"), dtype=int)
+
+
+def test_restyled_curve_views_equal_figures_drawn_alone(tmp_path):
+    b = _curve_board()
+    keys, colors, controls = ["deletion_curve", "insertion_curve"], method_colors(b.labels), {"random"}
+    views = CurveViews(b, keys, colors, controls)
+    for lab in ["saliency", *b.labels]:  # a method missing a panel first, then each in turn
+        (alone,) = save(curves_figure(b, keys, colors, controls, highlight=lab),
+                        tmp_path / f"alone_{lab}", 90, pdf=False)
+        (view,) = save(views.figure(lab), tmp_path / f"view_{lab}", 90, pdf=False, close=False)
+        a, v = _pixels(alone), _pixels(view)
+        assert a.shape == v.shape
+        # the same curves, band, limits, legend and title: a few antialiased pixels may
+        # differ by a level or two of 255 (measured: at most 23 pixels, by 1)
+        assert np.abs(a - v).max() <= 2 and (np.abs(a - v).sum(-1) > 0).mean() < 1e-3, lab
+    other = _pixels(tmp_path / "view_cam.png")
+    assert (np.abs(other - _pixels(tmp_path / "view_grad_cam.png")).sum(-1) > 0).sum() > 100  # views differ
