@@ -312,7 +312,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     ``<metric>_seconds_per_sample``, ``<metric>_forwards_per_sample``); for a finished
     job, the same numbers read back from its run."""
     from faithbench import artifacts, tracking
-
     from faithbench.sweep import this_job
 
     t0 = time.time()
