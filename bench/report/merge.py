@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,19 +89,12 @@ def group_runs(runs: list[RunInfo], problems: list[str]) -> list[Group]:
 def load_frame(group: Group, store: ArtifactStore, problems: list[str]) -> pd.DataFrame | None:
     """The group's readable (``status == "ok"``) per-sample rows in canonical order;
     None (and a problem) when an artifact is missing or shards overlap."""
-    frames = []
-    for r in group.runs:
-        path = store.get(r, "samples.parquet")
-        if path is None:
-            problems.append(f"run {r.run_id} ({group.model}/{group.method}/{group.dataset}) "
-                            "has no samples.parquet; left out")
-            return None
-        frames.append(pd.read_parquet(path))
+    paths = _sample_files(group, store, problems)
+    if paths is None:
+        return None
+    frames = [pd.read_parquet(p) for p in paths]
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    dup = df["id"][df["id"].duplicated()]
-    if len(dup):
-        problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
-                        f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
+    if _overlap(df["id"], group, problems):
         return None
     if not (np.diff(df["index"].to_numpy()) > 0).all():  # a run's rows are usually in order already
         df = df.sort_values(["index", "id"], kind="stable").reset_index(drop=True)
@@ -114,22 +108,34 @@ def readable(group: Group, store: ArtifactStore, problems: list[str]) -> bool:
     same problems as ``load_frame`` otherwise."""
     import pyarrow.parquet as pq
 
-    ids = []
+    paths = _sample_files(group, store, problems)
+    if paths is None:
+        return False
+    ids = [pq.read_table(p, columns=["id"]).column("id").to_pandas() for p in paths]
+    return not _overlap(pd.concat(ids, ignore_index=True) if len(ids) > 1 else ids[0], group,
+                        problems)
+
+
+def _sample_files(group: Group, store: ArtifactStore, problems: list[str]) -> list[Path] | None:
+    """Each shard's ``samples.parquet``; None (and a problem) when one has none."""
+    paths = []
     for r in group.runs:
         path = store.get(r, "samples.parquet")
         if path is None:
             problems.append(f"run {r.run_id} ({group.model}/{group.method}/{group.dataset}) "
                             "has no samples.parquet; left out")
-            return False
-        ids.append(pq.read_table(path, columns=["id"]).column("id").to_pandas())
-    ids = pd.concat(ids, ignore_index=True) if len(ids) > 1 else ids[0]
+            return None
+        paths.append(path)
+    return paths
+
+
+def _overlap(ids: pd.Series, group: Group, problems: list[str]) -> bool:
+    """Whether a sample id occurs twice across the group's shards (and a problem if so)."""
     dup = ids[ids.duplicated()]
     if len(dup):
         problems.append(f"{group.model}/{group.method}/{group.dataset} (group {group.key}): "
                         f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
-        return False
-    return True
-
+    return bool(len(dup))
 
 def load_group(group: Group, store: ArtifactStore, problems: list[str]) -> pd.DataFrame | None:
     """``load_frame`` of a labelled group, with the columns only the older groups
