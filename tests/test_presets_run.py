@@ -140,7 +140,8 @@ def test_torchray_center_scores_and_difficult_subset_are_the_protocols(torchray_
         assert r.data.metrics["pointing_game_difficult"] == pytest.approx(hard)
         assert r.data.metrics["pointing_game_classes"] == 20  # the classes averaged
         assert r.data.metrics["pointing_game_difficult_classes"] == 20
-        df = pd.read_parquet(c.download_artifacts(r.info.run_id, "samples.parquet", tempfile.mkdtemp()))
+        with tempfile.TemporaryDirectory() as d:
+            df = pd.read_parquet(c.download_artifacts(r.info.run_id, "samples.parquet", d))
         for _, row in df.iterrows():
             img, cls = row["image_id"].split("/")[-1], VOC_CLASSES[int(row["target"])]
             if cls == "chair":  # only "difficult" boxes: not scored

@@ -74,7 +74,8 @@ def samples(root: Path, experiment: str) -> dict[str, pd.DataFrame]:
     for r in c.search_runs([exp.experiment_id]):
         if "model" not in r.data.tags:
             continue
-        df = pd.read_parquet(c.download_artifacts(r.info.run_id, "samples.parquet", tempfile.mkdtemp()))
+        with tempfile.TemporaryDirectory() as d:
+            df = pd.read_parquet(c.download_artifacts(r.info.run_id, "samples.parquet", d))
         out[r.data.tags["method"]] = df[df.status == "ok"].sort_values(["index", "id"]).reset_index(drop=True)
     return out
 

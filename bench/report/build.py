@@ -97,7 +97,7 @@ class Report:
     labels: list[str] = field(default_factory=list)  # every method label (for the colours)
 
 
-def collect(client: object, opts: Options, scratch: Path, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
+def collect(client: object, opts: Options, scratch: Path | None, problems: list[str]) -> tuple[list[Group], ArtifactStore, list[RunInfo]]:
     """The selected runs as labelled groups with their per-sample frames loaded."""
     groups, store, runs = select(client, opts, scratch, problems)
     for g in groups:

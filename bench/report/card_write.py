@@ -5,7 +5,6 @@ the five criteria as columns, one panel per (model, dataset))."""
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,6 @@ def build_card(opts: Options, scratch: Path | None = None) -> tuple[MetricCard, 
     opts.check()
     client = MlflowClient(tracking_uri=resolve_uri(opts.tracking_uri))
     problems: list[str] = []
-    scratch = scratch or Path(tempfile.mkdtemp(prefix="faithbench-card-"))
     groups, _, _ = collect(client, opts, scratch, problems)
     seed = 0 if opts.seed is None else opts.seed
     boards = []
