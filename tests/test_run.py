@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import tempfile
 
 import pandas as pd
 import pytest
@@ -34,8 +35,8 @@ def _runs(tmp_path):
 
 
 def _samples(client, run):
-    path = client.download_artifacts(run.info.run_id, "samples.parquet")
-    return pd.read_parquet(path)
+    with tempfile.TemporaryDirectory() as d:
+        return pd.read_parquet(client.download_artifacts(run.info.run_id, "samples.parquet", d))
 
 
 def test_run_logs_one_finished_run_with_per_sample_rows(cfg, tmp_path):

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,8 +38,9 @@ def _finished(cwd: Path, experiment: str = "faithbench") -> dict[str, pd.DataFra
     runs = [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "FINISHED"]
     keys = [r.data.tags["faithbench.run_key"] for r in runs]
     assert len(keys) == len(set(keys)), "a run key finished twice"
-    return {r.data.tags["method"]: pd.read_parquet(
-        client.download_artifacts(r.info.run_id, "samples.parquet")) for r in runs}
+    with tempfile.TemporaryDirectory() as d:
+        return {r.data.tags["method"]: pd.read_parquet(
+            client.download_artifacts(r.info.run_id, "samples.parquet", d)) for r in runs}
 
 
 def _parts(cwd: Path) -> set[Path]:
