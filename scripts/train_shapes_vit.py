@@ -15,13 +15,12 @@ accuracy on the benchmark's ``shapes`` seed 0 and refuses to save below ``--min-
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
-from faithbench.models._shapes_train import fit_and_save, script_scenes
+from faithbench.models._shapes_train import fit_and_save, script_scenes, training_parser
 from faithbench.checkpoint import load_state_dict
 from faithbench.models.shapes_cnn import WEIGHTS as SHAPES_CNN_WEIGHTS
 from faithbench.models.shapes_cnn import ShapesCNN
@@ -29,20 +28,10 @@ from faithbench.models.shapes_vit import build_shapes_vit, trunk_of
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("bench/models/weights/shapes_vit.pt"))
-    ap.add_argument("--n-train", type=int, default=10000)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--min-acc", type=float, default=0.97)
-    ap.add_argument("--threads", type=int, default=1)
+    ap = training_parser(__doc__.splitlines()[0], "bench/models/weights/shapes_vit.pt",
+                         steps=300, lr=1e-3, eval_every=100, threads=1)
     ap.add_argument("--trunk", type=Path, default=SHAPES_CNN_WEIGHTS,
                     help="shapes_cnn state dict whose block1-block3 are the fixed trunk")
-    ap.add_argument("--data-cache", type=Path, default=None,
-                    help="keep the generated training scenes here and reuse them")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)

@@ -7,6 +7,7 @@ with the shapes preprocessing."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,25 @@ def fit(model: torch.nn.Module, pixels: torch.Tensor, y: torch.Tensor, steps: in
         sched.step()
         if on_eval and (step % eval_every == 0 or step == steps):
             on_eval(step, loss.item())
+
+
+def training_parser(description: str, out: str, steps: int, lr: float, eval_every: int,
+                    threads: int) -> argparse.ArgumentParser:
+    """The training scripts' shared options (``script_scenes``, ``fit_and_save``), with
+    each script's own defaults; a script adds its own options to it."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    ap.add_argument("--n-train", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--n-test", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=eval_every)
+    ap.add_argument("--min-acc", type=float, default=0.97)
+    ap.add_argument("--threads", type=int, default=threads)
+    ap.add_argument("--data-cache", type=Path, default=None,
+                    help="keep the generated training scenes here and reuse them")
+    return ap
 
 
 def script_scenes(n_train: int, n_test: int, data_cache: Path | None, t0: float
