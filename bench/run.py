@@ -89,14 +89,20 @@ def _roles(method: Any, data: Any, chosen: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "dataset": data, **{f"metric.{m.name}": m for m in chosen.values()}}
 
 
+def _loaded(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any]]:
+    """The job's model (held by ``MODELS``), its model entry and its other entries by role."""
+    model_entry, method, chosen, data = _selected(cfg)
+    spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
+    return spec, model_entry, _roles(method, data, chosen)
+
+
 def job_key(cfg: DictConfig) -> str:
     """The run key of ``cfg`` (after ``apply_method_params``) without building its
     dataset or scoring anything: what a rerun needs to skip a finished job. The model is
     loaded for its weights' identity unless the sweep's process holds it already
     (``MODELS``); the key is the one ``prepare`` computes."""
-    model_entry, method, chosen, data = _selected(cfg)
-    spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
-    code, _ = identity(_roles(method, data, chosen), model_entry, cfg.model)
+    spec, model_entry, roles = _loaded(cfg)
+    code, _ = identity(roles, model_entry, cfg.model)
     return run_key(cfg, spec.weights_id, code=code)
 
 
@@ -104,9 +110,8 @@ def job_files(cfg: DictConfig) -> list[str] | None:
     """The files that decide the run key of ``cfg`` beyond its config and faithbench's
     own code: the model's weights files and the outside code's source files (None when
     something else decides it: weights built in Python, code with no source file)."""
-    model_entry, method, chosen, data = _selected(cfg)
-    spec = MODELS.load(cfg.model, pick_device(str(cfg.device)), bool(cfg.get("channels_last", True)))
-    code = code_files(_roles(method, data, chosen), model_entry, cfg.model)
+    spec, model_entry, roles = _loaded(cfg)
+    code = code_files(roles, model_entry, cfg.model)
     if spec.weights_files is None or code is None:
         return None
     return [*spec.weights_files, *code]
