@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from faithbench import schema
 from faithbench.errors import ConfigError
-from faithbench.figures import heatmap_grid
+from faithbench.figures import grid_image, save_image
 from faithbench.types import stack
 
 if TYPE_CHECKING:
@@ -39,11 +38,8 @@ def write(job: Job, df: pd.DataFrame, out: Path) -> list[Path]:
         np.savez_compressed(paths[-1], **g)
         names = job.scorer.spec.class_names
         titles = [names[t] if 0 <= t < len(names) else str(t) for t in g["target"]]
-        fig = heatmap_grid(g["images"] / 255.0, g["maps"].astype(np.float32), titles,
-                           job.scorer.method)
-        paths.append(out / "heatmap_grid.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_image(grid_image(g["images"] / 255.0, g["maps"].astype(np.float32), titles,
+                                           job.scorer.method), out / "heatmap_grid.png"))
     return paths
 
 

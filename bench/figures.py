@@ -4,6 +4,7 @@ publication style, one colour per method, map overlays, and saving as PNG + PDF.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 # Sizes in points for a figure printed at its own size (a column is ~3.3 in wide).
 STYLE = {
@@ -120,3 +122,69 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
         ax.text(i * (w + pad) + w / 2, -2, t, ha="center", va="bottom", fontsize=7)
     fig.suptitle(method, fontsize=9, y=0.99)
     return fig
+
+
+def grid_image(images: np.ndarray, maps: np.ndarray, titles: Sequence[str], method: str,
+               min_cell: int = 128) -> Image.Image:
+    """``heatmap_grid`` drawn straight into pixels (no figure: a run writes one per job,
+    and matplotlib's layout and resampling cost ~0.2 s each): the images on top, their
+    maps blended over them below (``blend``), a title over each column and ``method`` on
+    top. Cells keep every pixel of the maps; smaller than ``min_cell`` pixels they are
+    enlarged by a whole factor (nearest neighbour), so small inputs stay readable.
+
+    Args:
+        images: [N,H,W,3] RGB in [0,1].
+        maps: [N,H,W] raw maps (see ``blend`` for the colour scales).
+        titles: one per image (lines split at "\\n"; cut to the cell's width).
+    """
+    n, h, w = maps.shape
+    k = max(1, -(-min_cell // max(h, w)))  # the whole factor that reaches min_cell
+    ch, cw = h * k, w * k
+    font, big = _font(max(10, cw // 14)), _font(max(12, cw // 11))
+    lines = [str(t).split("\n") for t in titles]
+    line_h = font.size + 3
+    top = big.size + 8 + line_h * max((len(ls) for ls in lines), default=1) + 4
+    pad = max(2, cw // 16)
+    canvas = np.ones((top + 2 * ch + pad, n * (cw + pad) - pad, 3))
+    for i in range(n):
+        x0 = i * (cw + pad)
+        canvas[top : top + ch, x0 : x0 + cw] = _enlarge(images[i], k)
+        canvas[top + ch + pad :, x0 : x0 + cw] = _enlarge(blend(images[i], maps[i]), k)
+    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    draw.text((img.width / 2, 4), method, fill="black", font=big, anchor="ma")
+    for i, ls in enumerate(lines):
+        cx = i * (cw + pad) + cw / 2
+        y = top - 4 - line_h * len(ls)
+        for line in ls:
+            draw.text((cx, y), _fit(draw, line, font, cw), fill="black", font=font, anchor="ma")
+            y += line_h
+    return img
+
+
+def _enlarge(a: np.ndarray, k: int) -> np.ndarray:
+    return a if k == 1 else a.repeat(k, 0).repeat(k, 1)
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """matplotlib's DejaVu Sans (the figures' font) at ``size`` pixels."""
+    from matplotlib import font_manager
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
+    """``text``, cut and ended with an ellipsis where it is wider than ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def save_image(img: Image.Image, path: Path) -> Path:
+    """Write ``img`` as a PNG (zlib ``PNG_LEVEL``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, compress_level=PNG_LEVEL)
+    return path

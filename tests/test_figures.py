@@ -1,0 +1,57 @@
+"""The run's heatmap grid (``figures.grid_image``): every pixel of the cells is the
+image or ``blend`` of its map, titles stay in their column, small inputs are enlarged."""
+
+import numpy as np
+import pytest
+
+from faithbench.figures import blend, grid_image
+
+
+def _cells(img, n, h, w):
+    """(top row, bottom row, factor, pad) read back from the picture's geometry."""
+    a = np.asarray(img).astype(np.int64)
+    k = max(1, -(-128 // max(h, w)))
+    ch, cw = h * k, w * k
+    pad = (a.shape[1] - n * cw) // (n - 1)
+    top = a.shape[0] - 2 * ch - pad
+    tops = [a[top:top + ch, i * (cw + pad):i * (cw + pad) + cw] for i in range(n)]
+    bottoms = [a[top + ch + pad:, i * (cw + pad):i * (cw + pad) + cw] for i in range(n)]
+    return a, tops, bottoms, k, pad, top
+
+
+@pytest.mark.parametrize("h,w", [(224, 160), (30, 20)])
+def test_cells_hold_the_images_and_their_blended_maps_pixel_for_pixel(h, w):
+    rng = np.random.default_rng(0)
+    n = 3
+    images = rng.random((n, h, w, 3))
+    maps = rng.normal(size=(n, h, w)).astype(np.float32)
+    maps[1] = np.abs(maps[1])  # unsigned: jet; the others signed: bwr
+    maps[2, :4] = np.nan  # shown as 0
+    img = grid_image(images, maps, ["a", "b", "c"], "grad_cam")
+    a, tops, bottoms, k, pad, top = _cells(img, n, h, w)
+    assert a.shape[1] == n * w * k + (n - 1) * pad and top > 0
+    for i in range(n):
+        big = lambda x: x.repeat(k, 0).repeat(k, 1)  # noqa: E731
+        np.testing.assert_array_equal(tops[i], np.round(big(images[i]) * 255))
+        np.testing.assert_array_equal(bottoms[i], np.round(np.clip(big(blend(images[i], maps[i])), 0, 1) * 255))
+    assert k == (1 if h == 224 else 5)
+    # the gaps between cells stay white
+    assert (a[top:, w * k:w * k + pad] == 255).all()
+
+
+def test_long_titles_are_cut_to_their_column_and_every_line_is_drawn():
+    rng = np.random.default_rng(1)
+    n, h, w = 4, 64, 64
+    titles = ["x" * 200 + "\nsecond line"] * n
+    img = grid_image(rng.random((n, h, w, 3)), rng.random((n, h, w)), titles, "m")
+    a, _, _, k, pad, top = _cells(img, n, h, w)
+    cw = w * k
+    band = a[:top]
+    inked = (band < 128).any(axis=(1, 2))  # rows with dark text pixels
+    starts = np.flatnonzero(np.diff(inked.astype(int)) == 1)
+    assert len(starts) >= 3  # the method's name and both lines of each title
+    titles_band = band[starts[1]:]  # below the method's name
+    for i in range(1, n):  # nothing drawn in the gaps between columns
+        assert (titles_band[:, i * (cw + pad) - pad:i * (cw + pad)] == 255).all()
+    short = grid_image(rng.random((n, h, w, 3)), rng.random((n, h, w)), ["a"] * n, "m")
+    assert np.asarray(short).shape[0] < a.shape[0]  # one title line: a lower band
