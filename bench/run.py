@@ -117,14 +117,14 @@ def job_files(cfg: DictConfig) -> list[str] | None:
     return [*spec.weights_files, *code]
 
 
-def remember(tracker: Any, run_id: str, job: str, cfg: DictConfig) -> None:
-    """Tag run ``run_id`` as finished by sweep job ``job`` (``faithbench.sweep``), with the
-    files its key reads, so the next sweep skips that job without composing it."""
+def remember(job: str, cfg: DictConfig) -> dict[str, str]:
+    """The tag that marks a run as finished by sweep job ``job`` (``faithbench.sweep``),
+    with the files its key reads, so the next sweep skips that job without composing it
+    (none for a model built in Python, whose files are not known)."""
     from faithbench.sweep import TAG, files_tag
 
     files = job_files(cfg)
-    if files is not None:
-        tracker.set_tags(run_id, {TAG + job: files_tag(files)})
+    return {} if files is None else {TAG + job: files_tag(files)}
 
 
 def prepare(cfg: DictConfig) -> Job:
@@ -332,7 +332,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             log.info("%s/%s/%s: finished already (run %s, key %s), skipped", cfg.model.name,
                      cfg.method.name, cfg.dataset.name, prev.info.run_id, key)
             if sweep_job is not None:
-                remember(tracker, prev.info.run_id, sweep_job, cfg)
+                tracker.set_tags(prev.info.run_id, remember(sweep_job, cfg))
             return {k: v for k, v in prev.data.metrics.items()}
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
@@ -359,15 +359,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
         art = artifacts.write(job, df, parts / "artifacts")
         tracker.log_artifacts(run_id, art)
         results.update(cost_record(job))
-        tracker.log_metrics(run_id, results)
-        if sweep_job is not None:
-            remember(tracker, run_id, sweep_job, cfg)
+        done = {} if sweep_job is None else remember(sweep_job, cfg)
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
-            tracker.set_tags(run_id, {schema.CACHE_CORRUPT: job.scorer.cache.corrupt,
-                                      schema.CACHE_BYTES: size})
+            done.update({schema.CACHE_CORRUPT: job.scorer.cache.corrupt, schema.CACHE_BYTES: size})
             log.info("%s: heatmap cache %s holds %.1f MiB", job.name, job.scorer.cache.dir,
                      size / 2**20)
+        tracker.log_metrics(run_id, results, tags=done)  # one write for the numbers and tags
     return results
 
 

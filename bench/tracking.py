@@ -177,11 +177,15 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0,
+                    tags: dict[str, Any] | None = None) -> None:
+        """Log ``metrics`` (and ``tags``, in the same first write)."""
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(run_id, metrics=items[i : i + 500])
+        rest = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        for i in range(0, max(len(items), 1), 500):
+            self.client.log_batch(run_id, metrics=items[i : i + 500], tags=rest)
+            rest = []
 
     def log_artifacts(self, run_id: str, paths: list[Path]) -> None:
         for p in paths:
