@@ -156,10 +156,13 @@ def entry_nodes() -> list[tuple[str, str, dict[str, Any], bool]]:
 
 
 def registry_index() -> dict[str, Any]:
-    """What ``faithbench.index`` keeps: the config nodes and ``faithbench list``'s lines."""
+    """What ``faithbench.index`` keeps: the config nodes, ``faithbench list``'s lines and
+    the entries' facts the report reads (``faithbench.report.facts``)."""
     from faithbench.cli import list_lines
+    from faithbench.report.facts import indexed
 
-    return {"nodes": entry_nodes(), "list": {k: list_lines(k) for k in REGISTRY_KINDS}}
+    return {"nodes": entry_nodes(), "list": {k: list_lines(k) for k in REGISTRY_KINDS},
+            "facts": indexed()}
 
 
 # ``faithbench.conf`` takes its nodes from ``faithbench.index`` (set by the command line, ``faithbench.cli.main``).

@@ -33,7 +33,7 @@ from typing import Any
 PACKAGES = ("faithbench", "faithbench.methods", "faithbench.metrics", "faithbench.datasets",
             "faithbench.conf")
 GROUPS = ("methods", "metrics", "models", "datasets", "visualizations")
-VERSION = 1  # bump when the index's layout changes
+VERSION = 2  # bump when the index's layout changes
 
 
 def cache_dir() -> Path:

@@ -152,3 +152,39 @@ def test_config_nodes_from_the_index_equal_the_registries(tmp_path, monkeypatch)
     store_nodes(from_index=True)
     assert stored() == live and len(live) > 30
     store_nodes(from_index=False)
+
+
+def test_report_facts_from_the_index_equal_the_registries(tmp_path, monkeypatch):
+    """The report reads metric directions, aggregations, curve axes and the control and
+    oracle flags from the index (``faithbench.report.facts``): for every registered
+    entry they equal the registry's, and a metric whose aggregation is not built in is
+    read from the registry."""
+    from faithbench import methods, metrics
+    from faithbench.aggregate import Aggregation
+    from faithbench.errors import ConfigError
+    from faithbench.report import facts
+
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(facts, "_live", lambda: False)  # as in a report's process: the index
+    custom = 0
+    for n in metrics.METRICS.names():
+        live, got = metrics.get(n).info, facts.metric(n)
+        assert got.aggregate is live.aggregate
+        assert got.higher_is_better == live.higher_is_better
+        assert dict(got.outputs) == dict(live.outputs) and dict(got.curve_axes) == dict(live.curve_axes)
+        for key in [n, *live.outputs, "not_an_output"]:
+            assert got.direction(n, key) == live.direction(n, key)
+        custom += got is live  # read from the registry
+    assert custom >= 1  # e.g. max_box_acc's curve maximum
+    for n in methods.METHODS.names():
+        live, got = methods.get(n).info, facts.method(n)
+        assert (got.model_free, got.oracle) == (live.model_free, live.oracle)
+    assert facts.method("random").model_free and facts.method("oracle").oracle
+    assert not facts.registered("no_such_metric")
+    try:
+        facts.method("no_such_method")
+    except ConfigError as e:
+        assert "no_such_method" in str(e)
+    else:
+        raise AssertionError("an unknown method was accepted")
+    assert isinstance(facts.metric("deletion").aggregate, Aggregation)

@@ -173,3 +173,25 @@ def test_restyled_curve_views_equal_figures_drawn_alone(tmp_path):
         assert np.abs(a - v).max() <= 2 and (np.abs(a - v).sum(-1) > 0).mean() < 1e-3, lab
     other = _pixels(tmp_path / "view_cam.png")
     assert (np.abs(other - _pixels(tmp_path / "view_grad_cam.png")).sum(-1) > 0).sum() > 100  # views differ
+
+
+def test_a_report_does_not_import_torch(synthetic, tmp_path):
+    """The report reads what it needs of the registries from the index
+    (``faithbench.report.facts``): building and writing one, with figures, leaves torch
+    unimported (about 2 s of a report's start on two CPU cores)."""
+    import subprocess
+    import sys
+
+    root, uri = synthetic
+    code = ("import sys; from faithbench.report.cli import main; "
+            f"main(['--tracking-uri', {uri!r}, '--out', {str(tmp_path / 'rep')!r}, '--no-mlflow', "
+            "'--control', 'method_00', '--n-resamples', '50']); "
+            "print('torch' in sys.modules)")
+    env = {**__import__("os").environ, "FAITHBENCH_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", "import faithbench.config as c, faithbench.index as i; "
+                    "i.read(c.registry_index)"], cwd=root, env=env, check=True, timeout=600)  # the index
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "rep" / "leaderboard.csv").is_file()

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faithbench import metrics, schema
+from faithbench import schema
 from faithbench.aggregate import CLASS_MEAN, Aggregation
 from faithbench.errors import ConfigError
+from faithbench.report import facts
 from faithbench.report.merge import CORE, Group
 from faithbench.report.stats import ranks
 
@@ -39,7 +40,7 @@ def key_info(key: str, metric_names: list[str], aliases: dict[str, str] | None =
     for name in sorted(metric_names, key=len, reverse=True):
         entry = (aliases or {}).get(name, name)
         try:
-            info = metrics.get(entry).info
+            info = facts.metric(entry)
         except ConfigError:
             continue
         d = info.direction(entry, schema.entry_output(name, entry, key))

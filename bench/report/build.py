@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from faithbench.errors import ConfigError
-from faithbench.report import analysis, published, ranking
+from faithbench.report import analysis, facts, published, ranking
 from faithbench.report.board import Board, make_board
 from faithbench.report.merge import Group, group_runs, label_groups, load_group, readable
 from faithbench.report.ranks import RankTest
@@ -148,7 +148,6 @@ def build(opts: Options, scratch: Path | None = None,
     frame stays loaded (``Section.board.frame``)."""
     from mlflow.tracking import MlflowClient
 
-    from faithbench import metrics
     from faithbench.schema import metric_aliases
     from faithbench.tracking import resolve_uri
 
@@ -178,7 +177,7 @@ def build(opts: Options, scratch: Path | None = None,
         for g in gs:
             listed.update(metric_aliases(g.first.params, g.metric_names))
         for name in sorted(listed):
-            if listed[name] not in metrics.METRICS:
+            if not facts.registered(listed[name]):
                 problems.append(f"metric {name!r} of {model}/{dataset} is not registered in this "
                                 "installation: its direction is unknown, its columns are left out")
         _check_logged(b, problems)

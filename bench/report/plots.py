@@ -11,9 +11,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from faithbench import metrics, schema
+from faithbench import schema
 from faithbench.errors import ConfigError
 from faithbench.figures import style
+from faithbench.report import facts
 from faithbench.report.board import Board
 from faithbench.report.merge import Group
 
@@ -60,7 +61,7 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     for name in sorted(set().union(*(g.metric_names for g in b.groups)), key=len, reverse=True):
         if key.startswith(name):
             try:
-                label = metrics.get(name).info.curve_axes.get(key, label)
+                label = facts.metric(name).curve_axes.get(key, label)
             except ConfigError:
                 pass
             break

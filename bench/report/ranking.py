@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faithbench import methods
 from faithbench.errors import ConfigError
+from faithbench.report import facts
 from faithbench.report.board import Board
 from faithbench.report.ranks import RankTest, rank_test
 
@@ -23,7 +23,7 @@ def controls(b: Board) -> set[str]:
     out = set()
     for g in b.groups:
         try:
-            if methods.get(g.method).info.model_free:
+            if facts.method(g.method).model_free:
                 out.add(g.label)
         except ConfigError:
             continue
@@ -36,7 +36,7 @@ def oracles(b: Board) -> set[str]:
     out = set()
     for g in b.groups:
         try:
-            if methods.get(g.method).info.oracle:
+            if facts.method(g.method).oracle:
                 out.add(g.label)
         except ConfigError:
             continue
