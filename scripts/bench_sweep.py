@@ -12,7 +12,8 @@ Every figure is measured in a fresh temporary working directory (its own SQLite 
 3. report: ``faithbench report`` over the sweep's runs (with and without figures, and a
    second time, reading the artifact cache), and over ``--synthetic`` runs logged
    directly into a fresh store (small per-sample frames, 2 metrics, 25 methods per
-   (model, dataset) pair);
+   (model, dataset) pair), tables only and then the default report (every format,
+   figures, tests against a control);
 4. ``faithbench list`` and ``faithbench --help`` (median of 3, after one call that
    builds the registry index).
 
@@ -207,6 +208,11 @@ def measure(sweep: str, synthetic: int, reps: int, rerun_jobs: int = 0) -> dict[
             print(f"report over {synthetic} synthetic runs (no figures): "
                   f"{res['report_synthetic_s']:.1f} s first, {res['report_synthetic_again_s']:.1f} s "
                   "again", flush=True)
+            # the default report: every format, figures, tests against a control
+            full = ["report", "--no-mlflow", "--control", "method_00", "--out", str(work / "full")]
+            res["report_synthetic_figures_s"], _ = _cli(full, work, env)
+            print(f"report over {synthetic} synthetic runs, every format and figure: "
+                  f"{res['report_synthetic_figures_s']:.1f} s", flush=True)
     res["load_after"] = os.getloadavg()[0]
     return res
 
