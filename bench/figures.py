@@ -120,3 +120,51 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
         ax.text(i * (w + pad) + w / 2, -2, t, ha="center", va="bottom", fontsize=7)
     fig.suptitle(method, fontsize=9, y=0.99)
     return fig
+
+
+def mosaic(cells: np.ndarray, pad: int) -> np.ndarray:
+    """Cells laid out as one image on white, ``pad`` pixels apart.
+
+    Args:
+        cells: [R,C,H,W,3] RGB in [0,1].
+    Returns:
+        [R*(H+pad)-pad, C*(W+pad)-pad, 3]: cell (i, j) starts at row ``i*(H+pad)``,
+        column ``j*(W+pad)``.
+    """
+    r, c, h, w, _ = cells.shape
+    out = np.ones((r, h + pad, c, w + pad, 3), dtype=cells.dtype)
+    out[:, :h, :, :w] = cells.transpose(0, 2, 1, 3, 4)
+    return out.reshape(r * (h + pad), c * (w + pad), 3)[: r * (h + pad) - pad, : c * (w + pad) - pad]
+
+
+def mosaic_axes(pixels: np.ndarray, width: float, margins: tuple[float, float, float, float]) -> tuple[Figure, Axes]:
+    """A figure showing ``pixels`` [H,W,3] with one ``imshow`` on one bare Axes,
+    ``width`` inches wide, in a fixed layout: ``margins`` (left, top, right, bottom) in
+    inches around it for titles and labels. Data coordinates are the mosaic's pixels
+    (pixel ``(y, x)`` spans ``x-0.5 .. x+0.5``), so marks are drawn at a cell's offset
+    plus their coordinate in the cell."""
+    left, top, right, bottom = margins
+    height = width * pixels.shape[0] / pixels.shape[1]
+    fw, fh = left + width + right, bottom + height + top
+    fig = plt.figure(figsize=(fw, fh))
+    ax = fig.add_axes((left / fw, bottom / fh, width / fw, height / fh))
+    ax.imshow(pixels, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    return fig, ax
+
+
+def save_pixels(pixels: np.ndarray, path: Path, zoom: int = 1, text: dict[str, str] | None = None) -> Path:
+    """Write ``pixels`` [H,W,3] in [0,1] straight to an 8-bit PNG (no figure), each
+    pixel repeated ``zoom`` x ``zoom`` times, with ``text`` as the PNG's text chunks
+    (read back by ``Image.open(path).info``). Returns ``path``."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    img = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8))
+    if zoom > 1:
+        img = img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, compress_level=PNG_LEVEL, pnginfo=info)
+    return path
