@@ -138,6 +138,7 @@ def method_gallery(gal: Gallery, n: int, stem: Path) -> Path:
     k = min(n, len(gal["ids"]))
     images, maps = gal["images"][:k].astype(np.float32) / 255, gal["maps"][:k].astype(np.float32)
     signed = (maps < 0).any((1, 2))  # decided on the full maps
+    maps = np.nan_to_num(maps)  # NaN shows as 0, also in a block's mean
     side = max(maps.shape[1:])
     if side >= 1.5 * VIEW:
         images, maps = _shrink(images, round(side / VIEW)), _shrink(maps, round(side / VIEW))
