@@ -38,6 +38,7 @@ def setup():
     rng = np.random.default_rng(0)
     ids = ["s0", "s1", "s2", "s3"]
     gals = {m: _gallery(rng, ids, signed=(m == "a_rather_long_method_name")) for m in METHODS}
+    gals["a_rather_long_method_name"]["maps"][2] = abs(gals["a_rather_long_method_name"]["maps"][2])  # still signed
     for m in METHODS[1:]:  # the same samples' images in every run
         gals[m]["images"] = gals[METHODS[0]]["images"]
     frames = {m: pd.DataFrame({"id": ids, "box_localisation_x0": [2.0, 0, 1, 1], "box_localisation_y0": [1.0, 0, 1, 1],
@@ -163,22 +164,23 @@ def test_localisation_without_boxes_of_the_target_class_is_none(setup):
 @pytest.mark.parametrize(("h", "w", "zoom", "shrink"), [(H, W, 13, 1), (200, 256, 1, 2)])
 def test_method_view_png_holds_the_mosaic_and_its_titles(tmp_path, h, w, zoom, shrink):
     rng = np.random.default_rng(2)
-    gal = _gallery(rng, ["a/1", "b<2>", "c"], signed=True, h=h, w=w)
-    gal["maps"][1] = np.abs(gal["maps"][1])  # one unsigned map: its own colour scale (jet)
-    path = G.method_gallery(gal, 2, tmp_path / "v_gallery")
+    gal = _gallery(rng, ["a/1", "b<2>", "c", "d"], signed=True, h=h, w=w)
+    gal["maps"][1:] = np.abs(gal["maps"][1:])  # unsigned maps: their own colour scale (jet), ...
+    gal["maps"][1, :2, :2] = [[-0.01, 0.5], [0.5, 0.5]]  # ... but one pixel makes map 1 signed, even shrunk
+    path = G.method_gallery(gal, 3, tmp_path / "v_gallery")
     assert path == tmp_path / "v_gallery.png"
-    assert G.view_titles(path) == [["a/1", "cat"], ["b<2>", "dog"]]
+    assert G.view_titles(path) == [["a/1", "cat"], ["b<2>", "dog"], ["c", "boat"]]
     pix = np.asarray(Image.open(path).convert("RGB")).astype(float) / 255
     ch, cw = h // shrink, w // shrink
     pad = max(2, cw // 16)
-    assert pix.shape == (zoom * (2 * ch + pad), zoom * (2 * cw + pad), 3)
+    assert pix.shape == (zoom * (2 * ch + pad), zoom * (3 * cw + 2 * pad), 3)
     pix = pix[::zoom, ::zoom]
 
     def shrunk(a):  # naive block means
         return np.array([[a[y * shrink:(y + 1) * shrink, x * shrink:(x + 1) * shrink].mean((0, 1))
                           for x in range(cw)] for y in range(ch)])
 
-    for k in range(2):
+    for k in range(3):
         img = shrunk(gal["images"][k] / 255.0)
         m = shrunk(np.nan_to_num(gal["maps"][k].astype(np.float32)))
         x0 = k * (cw + pad)
