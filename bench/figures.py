@@ -122,17 +122,23 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
     return fig
 
 
+def rgb8(pixels: np.ndarray) -> np.ndarray:
+    """RGB in [0,1] -> uint8 (rounded), as a PNG or a PDF stores it; drawing 8-bit
+    pixels also spares matplotlib a float copy of a large image at the output size."""
+    return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+
+
 def mosaic(cells: np.ndarray, pad: int) -> np.ndarray:
     """Cells laid out as one image on white, ``pad`` pixels apart.
 
     Args:
-        cells: [R,C,H,W,3] RGB in [0,1].
+        cells: [R,C,H,W,3] RGB, in [0,1] or uint8.
     Returns:
-        [R*(H+pad)-pad, C*(W+pad)-pad, 3]: cell (i, j) starts at row ``i*(H+pad)``,
-        column ``j*(W+pad)``.
+        [R*(H+pad)-pad, C*(W+pad)-pad, 3] of the cells' dtype: cell (i, j) starts at
+        row ``i*(H+pad)``, column ``j*(W+pad)``.
     """
     r, c, h, w, _ = cells.shape
-    out = np.ones((r, h + pad, c, w + pad, 3), dtype=cells.dtype)
+    out = np.full((r, h + pad, c, w + pad, 3), 255 if cells.dtype == np.uint8 else 1, dtype=cells.dtype)
     out[:, :h, :, :w] = cells.transpose(0, 2, 1, 3, 4)
     return out.reshape(r * (h + pad), c * (w + pad), 3)[: r * (h + pad) - pad, : c * (w + pad) - pad]
 
@@ -154,7 +160,7 @@ def mosaic_axes(pixels: np.ndarray, width: float, margins: tuple[float, float, f
 
 
 def save_pixels(pixels: np.ndarray, path: Path, zoom: int = 1, text: dict[str, str] | None = None) -> Path:
-    """Write ``pixels`` [H,W,3] in [0,1] straight to an 8-bit PNG (no figure), each
+    """Write ``pixels`` [H,W,3] (in [0,1] or uint8) straight to an 8-bit PNG (no figure), each
     pixel repeated ``zoom`` x ``zoom`` times, with ``text`` as the PNG's text chunks
     (read back by ``Image.open(path).info``). Returns ``path``."""
     from PIL import Image, PngImagePlugin
@@ -162,7 +168,7 @@ def save_pixels(pixels: np.ndarray, path: Path, zoom: int = 1, text: dict[str, s
     info = PngImagePlugin.PngInfo()
     for k, v in (text or {}).items():
         info.add_text(k, v)
-    img = Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8))
+    img = Image.fromarray(pixels if pixels.dtype == np.uint8 else rgb8(pixels))
     if zoom > 1:
         img = img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faithbench.figures import blend, mosaic
+from faithbench.figures import blend, mosaic, rgb8
 from faithbench.report import gallery as G
 from faithbench.report.webpage import _view
 
@@ -74,6 +74,13 @@ def test_mosaic_places_each_cell_at_its_offset():
         for j in range(3):
             assert np.array_equal(out[i * (H + 2):i * (H + 2) + H, j * (W + 2):j * (W + 2) + W], cells[i, j])
     assert (out[H:H + 2] == 1).all() and (out[:, W:W + 2] == 1).all()  # white between cells
+    out8 = mosaic(rgb8(cells), 2)
+    assert out8.dtype == np.uint8 and np.array_equal(out8, rgb8(out))  # white is 255 in 8 bits
+
+
+def test_rgb8_rounds_and_clips():
+    x = np.array([-0.1, 0.0, 0.5 / 255 - 1e-9, 0.5 / 255 + 1e-9, 1.0, 1.2])
+    assert rgb8(x).tolist() == [0, 0, 0, 1, 255, 255]
 
 
 def test_gallery_cells_are_blends_of_each_sample_and_method(setup):
@@ -85,12 +92,12 @@ def test_gallery_cells_are_blends_of_each_sample_and_method(setup):
     for i, sid in enumerate(ids):
         k = int(sid[1])
         y = i * (H + pad)
-        assert np.array_equal(pix[y:y + H, :W], first["images"][k] / 255.0)
+        assert np.array_equal(pix[y:y + H, :W], first["images"][k])
         for j, m in enumerate(METHODS, start=1):
             signed = bool((gals[m]["maps"] < 0).any())  # one convention per method
             want = blend(first["images"][k] / 255.0, gals[m]["maps"][k].astype(np.float32), signed)
-            np.testing.assert_allclose(pix[y:y + H, j * (W + pad):j * (W + pad) + W], want, atol=1e-12)
-    assert (pix[H:H + pad] == 1).all()
+            assert np.array_equal(pix[y:y + H, j * (W + pad):j * (W + pad) + W], rgb8(want))
+    assert (pix[H:H + pad] == 255).all()
     texts = _texts(fig)
     flat = [t.replace("\n", "") for t in texts]
     assert "image" in texts and "grad_cam" in texts
@@ -118,7 +125,7 @@ def test_a_method_missing_a_sample_leaves_it_out(setup):
     fig = G.gallery_figure(b, gals, ids)
     pix, pad = _cells(fig, 3, len(METHODS) + 1)
     want = blend(gals["random"]["images"][1] / 255.0, gals["random"]["maps"][1].astype(np.float32), False)
-    np.testing.assert_allclose(pix[:H, 3 * (W + pad):], want, atol=1e-12)  # its s2 on s2's row
+    assert np.array_equal(pix[:H, 3 * (W + pad):], rgb8(want))  # its s2 on s2's row
 
 
 def test_localisation_marks_land_at_the_cell_offsets(setup):
@@ -132,7 +139,7 @@ def test_localisation_marks_land_at_the_cell_offsets(setup):
     for i, m in enumerate(METHODS):
         want = blend(gals[METHODS[0]]["images"][0] / 255.0, gals[m]["maps"][0].astype(np.float32),
                      bool((gals[m]["maps"] < 0).any()), 0.45)
-        np.testing.assert_allclose(arr[i * (H + pad):i * (H + pad) + H], want, atol=1e-12)
+        assert np.array_equal(arr[i * (H + pad):i * (H + pad) + H], rgb8(want))
     boxes = [(p.get_xy(), p.get_width(), p.get_height(), p.get_edgecolor()[:3], p.get_linestyle())
              for p in ax.patches]
     green = [(xy, wd, ht) for xy, wd, ht, c, _ in boxes if c == (0.0, 1.0, 0.0)]

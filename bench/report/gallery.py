@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from faithbench import schema
-from faithbench.figures import blend, mosaic, mosaic_axes, save_pixels, style
+from faithbench.figures import blend, mosaic, mosaic_axes, rgb8, save_pixels, style
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
 
@@ -101,16 +101,16 @@ def _label_rows(ax: Axes, labels: list[str], h: int, pad: int, fontsize: float) 
 def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
                    controls: set[str] | None = None) -> Figure:
     """Rows: samples; columns: the image, then each method's map over it (controls'
-    titles say "control"). Each map cell is ``blend(image, map, signed)``, ``signed``
-    per method (any negative value in its gallery)."""
+    titles say "control"). Each map cell is ``blend(image, map, signed)`` in 8 bits,
+    ``signed`` per method (any negative value in its gallery)."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     signed = {lab: bool((gals[lab]["maps"] < 0).any()) for lab in labels}
     rows = []
     for sid in ids:
-        img = first["images"][_row(first, sid)] / 255.0
-        rows.append([img] + [blend(img, gals[lab]["maps"][_row(gals[lab], sid)].astype(np.float32), signed[lab])
-                             for lab in labels])
+        img = first["images"][_row(first, sid)]
+        rows.append([img] + [rgb8(blend(img / 255.0, gals[lab]["maps"][_row(gals[lab], sid)].astype(np.float32),
+                                        signed[lab])) for lab in labels])
     _, h, w, _ = first["images"].shape
     pad = _pad(h, w)
     cell = 1.05  # inches per cell, as wide as the former grid's
@@ -216,8 +216,8 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
         cells.append([])
         for j, sid in enumerate(keep):
             k = _row(gal, sid)
-            cells[-1].append(blend(first["images"][_row(first, sid)] / 255.0, gal["maps"][k].astype(np.float32),
-                                   signed, 0.45))
+            cells[-1].append(rgb8(blend(first["images"][_row(first, sid)] / 255.0,
+                                        gal["maps"][k].astype(np.float32), signed, 0.45)))
             t = gal["target"][k]
             drawn += [(i, j, gt, {"ec": "lime", "lw": 1.5})
                       for gt in gal["boxes"][(gal["box_sample"] == k) & (gal["box_labels"] == t)]]
