@@ -12,7 +12,7 @@ import torch
 
 from faithbench import schema
 from faithbench.errors import ConfigError
-from faithbench.figures import grid_image, save_image
+from faithbench.figures import heatmap_grid, save_pixels
 from faithbench.types import stack
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def write(job: Job, df: pd.DataFrame, out: Path) -> list[Path]:
         np.savez_compressed(paths[-1], **g)
         names = job.scorer.spec.class_names
         titles = [names[t] if 0 <= t < len(names) else str(t) for t in g["target"]]
-        paths.append(save_image(grid_image(g["images"] / 255.0, g["maps"].astype(np.float32), titles,
-                                           job.scorer.method), out / "heatmap_grid.png"))
+        grid = heatmap_grid(g["images"] / 255.0, g["maps"].astype(np.float32), titles, job.scorer.method)
+        paths.append(save_pixels(grid, out / "heatmap_grid.png"))
     return paths
 
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin  # noqa: E402
 
 # Sizes in points for a figure printed at its own size (a column is ~3.3 in wide).
 STYLE = {
@@ -98,72 +98,94 @@ def save(fig: Figure, stem: Path, dpi: int = 200, pdf: bool = True, close: bool 
     return paths
 
 
-def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str],
-                 method: str) -> Figure:
-    """Images (top row) and their maps over them (bottom row), as one mosaic.
+def rgb8(pixels: np.ndarray) -> np.ndarray:
+    """RGB in [0,1] -> uint8 (rounded), as a PNG or a PDF stores it; drawing 8-bit
+    pixels also spares matplotlib a float copy of a large image at the output size."""
+    return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
+
+
+def mosaic(cells: np.ndarray, pad: int) -> np.ndarray:
+    """Cells laid out as one image on white, ``pad`` pixels apart.
 
     Args:
-        images: [N,H,W,3] RGB in [0,1].
-        maps: [N,H,W] raw maps (see ``blend`` for the colour scales).
-        titles: one per image.
+        cells: [R,C,H,W,3] RGB, in [0,1] or uint8.
+    Returns:
+        [R*(H+pad)-pad, C*(W+pad)-pad, 3] of the cells' dtype: cell (i, j) starts at
+        row ``i*(H+pad)``, column ``j*(W+pad)``.
     """
-    n, h, w = maps.shape
-    pad = max(2, w // 16)
-    mosaic = np.ones((2 * h + pad, n * (w + pad) - pad, 3))
-    for i in range(n):
-        x0 = i * (w + pad)
-        mosaic[:h, x0 : x0 + w] = images[i]
-        mosaic[h + pad :, x0 : x0 + w] = blend(images[i], maps[i])
-    fig = plt.figure(figsize=(1.5 * n, 3.4))
-    ax = fig.add_axes((0, 0, 1, 0.86))
-    ax.imshow(mosaic, interpolation="nearest")
+    r, c, h, w, _ = cells.shape
+    out = np.full((r, h + pad, c, w + pad, 3), 255 if cells.dtype == np.uint8 else 1, dtype=cells.dtype)
+    out[:, :h, :, :w] = cells.transpose(0, 2, 1, 3, 4)
+    return out.reshape(r * (h + pad), c * (w + pad), 3)[: r * (h + pad) - pad, : c * (w + pad) - pad]
+
+
+def mosaic_axes(pixels: np.ndarray, width: float, margins: tuple[float, float, float, float]) -> tuple[Figure, Axes]:
+    """A figure showing ``pixels`` [H,W,3] with one ``imshow`` on one bare Axes,
+    ``width`` inches wide, in a fixed layout: ``margins`` (left, top, right, bottom) in
+    inches around it for titles and labels. Data coordinates are the mosaic's pixels
+    (pixel ``(y, x)`` spans ``x-0.5 .. x+0.5``), so marks are drawn at a cell's offset
+    plus their coordinate in the cell."""
+    left, top, right, bottom = margins
+    height = width * pixels.shape[0] / pixels.shape[1]
+    fw, fh = left + width + right, bottom + height + top
+    fig = plt.figure(figsize=(fw, fh))
+    ax = fig.add_axes((left / fw, bottom / fh, width / fw, height / fh))
+    ax.imshow(pixels, interpolation="nearest", aspect="auto")
     ax.set_axis_off()
-    for i, t in enumerate(titles):
-        ax.text(i * (w + pad) + w / 2, -2, t, ha="center", va="bottom", fontsize=7)
-    fig.suptitle(method, fontsize=9, y=0.99)
-    return fig
+    return fig, ax
 
 
-def grid_image(images: np.ndarray, maps: np.ndarray, titles: Sequence[str], method: str,
-               min_cell: int = 128) -> Image.Image:
-    """``heatmap_grid`` drawn straight into pixels (no figure: a run writes one per job,
-    and matplotlib's layout and resampling cost ~0.2 s each): the images on top, their
-    maps blended over them below (``blend``), a title over each column and ``method`` on
-    top. Cells keep every pixel of the maps; smaller than ``min_cell`` pixels they are
-    enlarged by a whole factor (nearest neighbour), so small inputs stay readable.
+def save_pixels(pixels: np.ndarray, path: Path, zoom: int = 1, text: dict[str, str] | None = None) -> Path:
+    """Write ``pixels`` [H,W,3] (in [0,1] or uint8) straight to an 8-bit PNG (no figure), each
+    pixel repeated ``zoom`` x ``zoom`` times, with ``text`` as the PNG's text chunks
+    (read back by ``Image.open(path).info``). Returns ``path``."""
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    img = Image.fromarray(pixels if pixels.dtype == np.uint8 else rgb8(pixels))
+    if zoom > 1:
+        img = img.resize((img.width * zoom, img.height * zoom), Image.Resampling.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, compress_level=PNG_LEVEL, pnginfo=info)
+    return path
+
+
+def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: Sequence[str], method: str,
+                 min_cell: int = 128) -> np.ndarray:
+    """A run's heatmap grid, drawn straight into pixels (a run writes one per job; a
+    matplotlib figure cost ~0.2 s each): the images on top, their maps blended over them
+    below (``blend``), a title over each column and ``method`` on top. Cells keep every
+    pixel of the maps; below ``min_cell`` pixels they are enlarged by a whole factor
+    (nearest neighbour), so small inputs stay readable.
 
     Args:
         images: [N,H,W,3] RGB in [0,1].
         maps: [N,H,W] raw maps (see ``blend`` for the colour scales).
         titles: one per image (lines split at "\\n"; cut to the cell's width).
+    Returns:
+        [H',W',3] uint8 (``save_pixels`` writes it).
     """
     n, h, w = maps.shape
     k = max(1, -(-min_cell // max(h, w)))  # the whole factor that reaches min_cell
-    ch, cw = h * k, w * k
+    cw = w * k
+    cells = np.stack([[rgb8(im) for im in images], [rgb8(blend(im, m)) for im, m in zip(images, maps)]])
+    pad = max(2, cw // 16)
+    grid = mosaic(cells.repeat(k, 2).repeat(k, 3), pad)
     font, big = _font(max(10, cw // 14)), _font(max(12, cw // 11))
     lines = [str(t).split("\n") for t in titles]
     line_h = font.size + 3
     top = big.size + 8 + line_h * max((len(ls) for ls in lines), default=1) + 4
-    pad = max(2, cw // 16)
-    canvas = np.ones((top + 2 * ch + pad, n * (cw + pad) - pad, 3))
-    for i in range(n):
-        x0 = i * (cw + pad)
-        canvas[top : top + ch, x0 : x0 + cw] = _enlarge(images[i], k)
-        canvas[top + ch + pad :, x0 : x0 + cw] = _enlarge(blend(images[i], maps[i]), k)
-    img = Image.fromarray((np.clip(canvas, 0, 1) * 255).round().astype(np.uint8))
+    img = Image.new("RGB", (grid.shape[1], top + grid.shape[0]), "white")
+    img.paste(Image.fromarray(grid), (0, top))
     draw = ImageDraw.Draw(img)
     draw.text((img.width / 2, 4), method, fill="black", font=big, anchor="ma")
     for i, ls in enumerate(lines):
-        cx = i * (cw + pad) + cw / 2
         y = top - 4 - line_h * len(ls)
         for line in ls:
-            draw.text((cx, y), _fit(draw, line, font, cw), fill="black", font=font, anchor="ma")
+            draw.text((i * (cw + pad) + cw / 2, y), _fit(draw, line, font, cw), fill="black",
+                      font=font, anchor="ma")
             y += line_h
-    return img
-
-
-def _enlarge(a: np.ndarray, k: int) -> np.ndarray:
-    return a if k == 1 else a.repeat(k, 0).repeat(k, 1)
+    return np.asarray(img)
 
 
 @functools.cache
@@ -181,10 +203,3 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, wid
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
-
-
-def save_image(img: Image.Image, path: Path) -> Path:
-    """Write ``img`` as a PNG (zlib ``PNG_LEVEL``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path, compress_level=PNG_LEVEL)
-    return path

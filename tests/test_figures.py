@@ -1,10 +1,10 @@
-"""The run's heatmap grid (``figures.grid_image``): every pixel of the cells is the
+"""The run's heatmap grid (``figures.heatmap_grid``): every pixel of the cells is the
 image or ``blend`` of its map, titles stay in their column, small inputs are enlarged."""
 
 import numpy as np
 import pytest
 
-from faithbench.figures import blend, grid_image
+from faithbench.figures import blend, heatmap_grid
 
 
 def _cells(img, n, h, w):
@@ -27,7 +27,7 @@ def test_cells_hold_the_images_and_their_blended_maps_pixel_for_pixel(h, w):
     maps = rng.normal(size=(n, h, w)).astype(np.float32)
     maps[1] = np.abs(maps[1])  # unsigned: jet; the others signed: bwr
     maps[2, :4] = np.nan  # shown as 0
-    img = grid_image(images, maps, ["a", "b", "c"], "grad_cam")
+    img = heatmap_grid(images, maps, ["a", "b", "c"], "grad_cam")
     a, tops, bottoms, k, pad, top = _cells(img, n, h, w)
     assert a.shape[1] == n * w * k + (n - 1) * pad and top > 0
     for i in range(n):
@@ -43,7 +43,7 @@ def test_long_titles_are_cut_to_their_column_and_every_line_is_drawn():
     rng = np.random.default_rng(1)
     n, h, w = 4, 64, 64
     titles = ["x" * 200 + "\nsecond line"] * n
-    img = grid_image(rng.random((n, h, w, 3)), rng.random((n, h, w)), titles, "m")
+    img = heatmap_grid(rng.random((n, h, w, 3)), rng.random((n, h, w)), titles, "m")
     a, _, _, k, pad, top = _cells(img, n, h, w)
     cw = w * k
     band = a[:top]
@@ -53,5 +53,5 @@ def test_long_titles_are_cut_to_their_column_and_every_line_is_drawn():
     titles_band = band[starts[1]:]  # below the method's name
     for i in range(1, n):  # nothing drawn in the gaps between columns
         assert (titles_band[:, i * (cw + pad) - pad:i * (cw + pad)] == 255).all()
-    short = grid_image(rng.random((n, h, w, 3)), rng.random((n, h, w)), ["a"] * n, "m")
+    short = heatmap_grid(rng.random((n, h, w, 3)), rng.random((n, h, w)), ["a"] * n, "m")
     assert np.asarray(short).shape[0] < a.shape[0]  # one title line: a lower band

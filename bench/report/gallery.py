@@ -1,24 +1,34 @@
 """Heatmap gallery (images x methods) and localisation examples, drawn from the
 ``gallery.npz`` each run logged (the same samples for every method of a dataset) and
-the per-sample columns of its parquet. No map is recomputed."""
+the per-sample columns of its parquet. No map is recomputed.
+
+Each figure is one mosaic image (``figures.mosaic``) on one Axes in a fixed layout,
+with its titles, labels and marks drawn at the cells' offsets: one Axes per cell made
+the report's galleries its slowest part."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from faithbench import schema
-from faithbench.figures import image_axes, overlay, style
+from faithbench.figures import blend, mosaic, mosaic_axes, rgb8, save_pixels, style
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
 
 Gallery = dict[str, np.ndarray]
+TITLES = "faithbench:titles"  # the PNG text chunk of a method's view: its samples' [id, class name]
+STAR = {"ls": "", "marker": "*", "ms": 9, "mfc": "white", "mec": "black", "mew": 0.7}  # a pointing-game point
+VIEW = 128  # pixels per cell in a method's view, about those of the matplotlib grid it replaces
 
 
 def load_gallery(b: Board, store: ArtifactStore) -> dict[str, Gallery]:
@@ -50,42 +60,107 @@ def _row(gal: Gallery, sid: str) -> int:
     return int(np.flatnonzero(gal["ids"] == sid)[0])
 
 
+def _pad(h: int, w: int) -> int:
+    """White pixels between cells: about 4% of a cell."""
+    return max(2, round(0.04 * max(h, w)))
+
+
+def _wrap(name: str, width: int = 16) -> str:
+    """``name`` broken after underscores into lines of about ``width`` characters, so
+    a long method name stays over its own column."""
+    lines = [""]
+    for part in re.split(r"(?<=_)", name):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def _margin(texts: list[str], fontsize: float, extra: float) -> float:
+    """Inches for the most lines of ``texts`` at ``fontsize`` (1.25 line spacing),
+    plus ``extra``."""
+    return extra + max(t.count("\n") + 1 for t in texts) * 1.25 * fontsize / 72
+
+
+def _title_columns(ax: Axes, titles: list[str], w: int, pad: int, fontsize: float) -> None:
+    """One title above each column of cells ``w`` pixels wide."""
+    for j, t in enumerate(titles):
+        ax.annotate(t, (j * (w + pad) + (w - 1) / 2, -0.5), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=fontsize, annotation_clip=False)
+
+
+def _label_rows(ax: Axes, labels: list[str], h: int, pad: int, fontsize: float) -> None:
+    """One label left of each row of cells ``h`` pixels high, read bottom to top as a
+    y-axis label is."""
+    for i, t in enumerate(labels):
+        ax.annotate(t, (-0.5, i * (h + pad) + (h - 1) / 2), xytext=(-2, 0), textcoords="offset points",
+                    rotation=90, rotation_mode="anchor", ha="center", va="bottom", fontsize=fontsize,
+                    annotation_clip=False)
+
+
 def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
                    controls: set[str] | None = None) -> Figure:
     """Rows: samples; columns: the image, then each method's map over it (controls'
-    titles say "control")."""
+    titles say "control"). Each map cell is ``blend(image, map, signed)`` in 8 bits,
+    ``signed`` per method (any negative value in its gallery)."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     signed = {lab: bool((gals[lab]["maps"] < 0).any()) for lab in labels}
-    cell = 1.05
+    rows = []
+    for sid in ids:
+        img = first["images"][_row(first, sid)]
+        rows.append([img] + [rgb8(blend(img / 255.0, gals[lab]["maps"][_row(gals[lab], sid)].astype(np.float32),
+                                        signed[lab])) for lab in labels])
+    _, h, w, _ = first["images"].shape
+    pad = _pad(h, w)
+    cell = 1.05  # inches per cell, as wide as the former grid's
+    titles = ["image", *(_wrap(lab) + ("\n(control)" if controls is not None and lab in controls else "")
+                         for lab in labels)]
+    names = [f"{sid}\n{class_name(first, int(first['target'][_row(first, sid)]))}" for sid in ids]
     with style():
-        fig, axes = plt.subplots(len(ids), len(labels) + 1, squeeze=False,
-                                 figsize=(cell * (len(labels) + 1), cell * len(ids) + 0.3),
-                                 layout="constrained")
-        for i, sid in enumerate(ids):
-            k = _row(first, sid)
-            img = first["images"][k] / 255.0
-            axes[i, 0].imshow(img)
-            image_axes(axes[i, 0])
-            axes[i, 0].set_ylabel(f"{sid}\n{class_name(first, int(first['target'][k]))}", fontsize=6)
-            for j, lab in enumerate(labels, start=1):
-                gal = gals[lab]
-                overlay(axes[i, j], img, gal["maps"][_row(gal, sid)].astype(np.float32), signed[lab])
-        for j, title in enumerate(["image", *labels]):
-            ctrl = controls is not None and title in controls and j > 0
-            axes[0, j].set_title(f"{title}\n(control)" if ctrl else title, fontsize=7)
-        fig.suptitle(f"{b.model} / {b.dataset}", fontsize=9)
+        pixels = mosaic(np.asarray(rows), pad)
+        fig, ax = mosaic_axes(pixels, cell * pixels.shape[1] / (w + pad),
+                              (_margin(names, 6, 0.1), _margin(titles, 7, 0.25), 0.05, 0.05))
+        _title_columns(ax, titles, w, pad, 7)
+        _label_rows(ax, names, h, pad, 6)
+        fig.suptitle(f"{b.model} / {b.dataset}", fontsize=9, va="top", y=1 - 0.04 / fig.get_figheight())
     return fig
 
 
-def method_gallery(gal: Gallery, label: str, n: int) -> Figure:
-    """One method's maps over the first ``n`` samples of its own gallery (its view in
-    the HTML page): the images on top, the maps over them below."""
-    from faithbench.figures import heatmap_grid
-
+def method_gallery(gal: Gallery, n: int, stem: Path) -> Path:
+    """One method's maps over the first ``n`` samples of its own gallery, for its view
+    in the HTML page: the images on top, the maps over them below (``blend``, the sign
+    decided per map), written straight to ``stem.png`` with cells of about ``VIEW``
+    pixels: small images enlarged by whole pixels, large ones shrunk by a whole factor
+    (the mean of each block, image and map, before blending). The samples' ids and
+    class names travel in the PNG's ``TITLES`` text chunk (JSON); the page shows them
+    as text under the image. Returns the path."""
     k = min(n, len(gal["ids"]))
-    titles = [f"{gal['ids'][i]}\n{class_name(gal, int(gal['target'][i]))}" for i in range(k)]
-    return heatmap_grid(gal["images"][:k] / 255.0, gal["maps"][:k].astype(np.float32), titles, label)
+    images, maps = gal["images"][:k].astype(np.float32) / 255, gal["maps"][:k].astype(np.float32)
+    signed = (maps < 0).any((1, 2))  # decided on the full maps
+    maps = np.nan_to_num(maps)  # NaN shows as 0, also in a block's mean
+    side = max(maps.shape[1:])
+    if side >= 1.5 * VIEW:
+        images, maps = _shrink(images, round(side / VIEW)), _shrink(maps, round(side / VIEW))
+    cells = np.stack([images, [blend(img, m, s) for img, m, s in zip(images, maps, signed)]])
+    titles = [[str(gal["ids"][i]), class_name(gal, int(gal["target"][i]))] for i in range(k)]
+    return save_pixels(mosaic(cells, max(2, images.shape[2] // 16)), stem.with_suffix(".png"),
+                       max(1, round(VIEW / side)), {TITLES: json.dumps(titles)})
+
+
+def _shrink(a: np.ndarray, f: int) -> np.ndarray:
+    """[N,H,W,...] -> [N,H//f,W//f,...]: the mean of each f x f block."""
+    h, w = a.shape[1] // f * f, a.shape[2] // f * f
+    return sum(a[:, i:h:f, j:w:f] for i in range(f) for j in range(f)) / f**2
+
+
+def view_titles(path: Path) -> list[list[str]]:
+    """The [id, class name] of each column of a view written by ``method_gallery``
+    (none for other images)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return json.loads(img.info.get(TITLES, "[]"))
 
 
 def _boxes(f: pd.DataFrame) -> dict[str, Any]:
@@ -122,48 +197,61 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
                         controls: set[str] | None = None) -> Figure | None:
     """Rows: methods (controls say so); columns: samples with a ground-truth box of
     their target class. Ground truth in green, predicted boxes dashed, pointing-game
-    points as stars."""
+    points as stars, each at its cell's offset in the mosaic."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
     keep = [s for s in ids if (first["box_labels"][first["box_sample"] == _row(first, s)]
                                == first["target"][_row(first, s)]).any()]
     if not keep:
         return None
+    _, h, w, _ = first["images"].shape
+    pad = _pad(h, w)
     marks = ["--", ":", "-."]
+    legend = {"ground truth": Line2D([], [], color="lime", lw=1.5)}
+    cells, drawn = [], []  # drawn: (row, column, box xyxy or point (x, y) in the cell, style)
+    for i, lab in enumerate(labels):
+        gal, f = gals[lab], b.frame(lab).set_index("id")
+        signed = bool((gal["maps"] < 0).any())
+        pred, points = _boxes(b.frame(lab)), _points(b.frame(lab), gal)
+        cells.append([])
+        for j, sid in enumerate(keep):
+            k = _row(gal, sid)
+            cells[-1].append(rgb8(blend(first["images"][_row(first, sid)] / 255.0,
+                                        gal["maps"][k].astype(np.float32), signed, 0.45)))
+            t = gal["target"][k]
+            drawn += [(i, j, gt, {"ec": "lime", "lw": 1.5})
+                      for gt in gal["boxes"][(gal["box_sample"] == k) & (gal["box_labels"] == t)]]
+            row = f.loc[sid] if sid in f.index else None
+            for n, (p, get) in enumerate(pred.items()):
+                bx = get(row) if row is not None else np.full(4, np.nan)
+                if np.isfinite(bx).all():
+                    drawn.append((i, j, bx, {"ec": "red", "lw": 1.2, "ls": marks[n % 3]}))
+                legend[f"{p} box"] = Line2D([], [], color="red", lw=1.2, ls=marks[n % 3])
+            for p, get in points.items():
+                pt = get(row, k) if row is not None else np.full(2, np.nan)
+                if np.isfinite(pt).all():
+                    drawn.append((i, j, pt[::-1], STAR))
+                legend[f"{p} point"] = Line2D([], [], marker="*", ls="", ms=8, mfc="white", mec="black")
+    rows = [_wrap(lab, 20) + ("\n(control)" if controls and lab in controls else "") for lab in labels]
+    titles = [f"{sid} ({class_name(first, int(first['target'][_row(first, sid)]))})" for sid in keep]
+    bottom = 0.1 + 0.17 * -(-len(legend) // 4)  # the legend's rows of four
     with style():
-        fig, axes = plt.subplots(len(labels), len(keep), squeeze=False, layout="constrained",
-                                 figsize=(1.25 * len(keep) + 0.4, 1.25 * len(labels) + 0.5))
-        legend = {"ground truth": Line2D([], [], color="lime", lw=1.5)}
-        for i, lab in enumerate(labels):
-            gal, f = gals[lab], b.frame(lab).set_index("id")
-            boxes, points = _boxes(b.frame(lab)), _points(b.frame(lab), gal)
-            for j, sid in enumerate(keep):
-                ax, k = axes[i, j], _row(gal, sid)
-                overlay(ax, first["images"][_row(first, sid)] / 255.0,
-                        gal["maps"][k].astype(np.float32), bool((gal["maps"] < 0).any()), 0.45)
-                t = gal["target"][k]
-                for x0, y0, x1, y1 in gal["boxes"][(gal["box_sample"] == k) & (gal["box_labels"] == t)]:
-                    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
-                                           ec="lime", lw=1.5))
-                row = f.loc[sid] if sid in f.index else None
-                for n, (p, get) in enumerate(boxes.items()):
-                    bx = get(row) if row is not None else np.full(4, np.nan)
-                    if np.isfinite(bx).all():
-                        ax.add_patch(Rectangle((bx[0] - 0.5, bx[1] - 0.5), bx[2] - bx[0], bx[3] - bx[1],
-                                               fill=False, ec="red", lw=1.2, ls=marks[n % 3]))
-                    legend[f"{p} box"] = Line2D([], [], color="red", lw=1.2, ls=marks[n % 3])
-                for p, get in points.items():
-                    pt = get(row, k) if row is not None else np.full(2, np.nan)
-                    if np.isfinite(pt).all():
-                        ax.plot(pt[1], pt[0], marker="*", ms=9, mfc="white", mec="black", mew=0.7)
-                    legend[f"{p} point"] = Line2D([], [], marker="*", ls="", ms=8, mfc="white", mec="black")
-                if j == 0:
-                    ax.set_ylabel(f"{lab}\n(control)" if controls and lab in controls else lab, fontsize=7)
-                if i == 0:
-                    ax.set_title(f"{sid} ({class_name(gal, int(t))})", fontsize=6)
-        fig.legend(list(legend.values()), list(legend), loc="outside lower center",
-                   ncol=min(4, len(legend)), frameon=False)
-        fig.suptitle(f"{b.model} / {b.dataset}: localisation", fontsize=9)
+        pixels = mosaic(np.asarray(cells), pad)
+        fig, ax = mosaic_axes(pixels, 1.2 * pixels.shape[1] / (w + pad),
+                              (_margin(rows, 7, 0.12), _margin(titles, 6, 0.25), 0.05, bottom))
+        for i, j, xy, kw in drawn:
+            x0, y0 = j * (w + pad) - 0.5, i * (h + pad) - 0.5  # the cell's corner: boxes on the pixels' edges
+            if len(xy) == 4:
+                art = ax.add_patch(Rectangle((x0 + xy[0], y0 + xy[1]), xy[2] - xy[0], xy[3] - xy[1], fill=False, **kw))
+            else:  # a point on a pixel's centre
+                (art,) = ax.plot(x0 + 0.5 + xy[0], y0 + 0.5 + xy[1], **kw)
+            art.set_clip_path(Rectangle((x0, y0), w, h, transform=ax.transData))  # in its cell, as in its own axes
+        _label_rows(ax, rows, h, pad, 7)
+        _title_columns(ax, titles, w, pad, 6)
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(4, len(legend)),
+                   frameon=False)
+        fig.suptitle(f"{b.model} / {b.dataset}: localisation", fontsize=9, va="top",
+                     y=1 - 0.04 / fig.get_figheight())
     return fig
 
 

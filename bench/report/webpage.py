@@ -13,6 +13,7 @@ from faithbench.report import page, truth
 from faithbench.report.build import Report
 from faithbench.report.docs import (ACROSS, NOTES, RANKS, SIGNIFICANCE, _intro, _sections, caption,
                                     matrix_note)
+from faithbench.report.gallery import view_titles
 from faithbench.report.render import esc, frame_rows, html_table
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -21,7 +22,9 @@ th,td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:
 .t{text-align:left}thead th{border-bottom:2px solid #444}
 small{color:#666}figure{display:inline-block;margin:.5em;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#444}
-.problems{background:#fff4e5;padding:.5em 1em}p.note{font-size:13px;color:#444}"""
+.problems{background:#fff4e5;padding:.5em 1em}p.note{font-size:13px;color:#444}
+figcaption.samples{display:flex;width:0;min-width:100%}
+figcaption.samples span{flex:1 1 0;min-width:0;overflow:hidden;text-overflow:ellipsis;text-align:center}"""
 
 
 def _img(path: Path) -> str:
@@ -33,6 +36,19 @@ def _figure(path: Path, cap: str, metric: str | None = None) -> str:
     attr = f' data-metric="{esc(metric, "html")}"' if metric else ""
     return (f'<figure{attr}><img src="{_img(path)}" alt="{esc(cap, "html")}">'
             f"<figcaption>{esc(cap, 'html')}</figcaption></figure>")
+
+
+def _view(html: str, images: list[tuple[str, Path]]) -> str:
+    """A method's view with the titles of its gallery's columns (sample id, class name)
+    as text under its image, one per column (``images``: (data URI, file))."""
+    for src, p in images:
+        titles = view_titles(p)
+        if titles:
+            i = html.index(src)
+            end = html.index(">", i) + 1  # the end of that <img> tag
+            cap = "".join(f"<span>{esc(sid, 'html')}<br>{esc(name, 'html')}</span>" for sid, name in titles)
+            html = f"{html[:end]}<figcaption class=samples>{cap}</figcaption>{html[end:]}"
+    return html
 
 
 def html_page(rep: Report) -> str:
@@ -78,8 +94,9 @@ def html_page(rep: Report) -> str:
             parts.append(_figure(paths[0], cap))
         lines = dict(zip(b.rows["label"], lb_rows))
         for lab in b.labels:
-            imgs = [(_img(p), p.stem.rsplit("_", 1)[-1]) for p in s.views.get(lab, [])]
-            parts.append(page.view(b, lab, lines[lab], lb_header, imgs, s.controls))
+            files = [(_img(p), p) for p in s.views.get(lab, [])]
+            imgs = [(src, p.stem.rsplit("_", 1)[-1]) for src, p in files]
+            parts.append(_view(page.view(b, lab, lines[lab], lb_header, imgs, s.controls), files))
         parts.append("</section>")
     if rep.truth is not None:
         parts.append(f'<section id="known-truth"><h2>Known truth</h2><p class=note>{e(truth.NOTE)}</p>')

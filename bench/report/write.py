@@ -84,7 +84,7 @@ def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: P
         if curves is not None:
             paths += save(curves.figure(lab), stem / f"{b.slug}__{i}_curves", 90, pdf=False, close=False)
         if lab in gals and n:
-            paths += save(method_gallery(gals[lab], lab, n), stem / f"{b.slug}__{i}_gallery", 90, pdf=False)
+            paths.append(method_gallery(gals[lab], n, stem / f"{b.slug}__{i}_gallery"))
         s.views[lab] = paths
     if curves is not None:
         plt.close(curves.fig)
