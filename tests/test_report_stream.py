@@ -1,7 +1,7 @@
 """A report built one (model, dataset) section at a time: the same tables as a report
 with every frame loaded, one leaderboard's frames in memory at a time, run artifacts
 read from the cache by run id on a second report, and each method's curves view drawn
-by restyling one figure equal to a figure drawn for it alone."""
+over one shared background equal to a figure drawn for it alone."""
 
 from __future__ import annotations
 

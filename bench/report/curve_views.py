@@ -62,7 +62,9 @@ class CurveViews:
         writes it); returns ``[stem.png]``."""
         drawn_for, artists = self._restyle(label)
         if self.background is None or self.background[0] != drawn_for:
-            self.fig.canvas.draw()  # lays out, and draws all but the animated artists
+            # lays out and draws all but the animated artists, outside the style as
+            # ``figures.save`` draws a figure (the tick locators read the label size then)
+            self.fig.canvas.draw()
             self.background = (drawn_for, self.fig.canvas.copy_from_bbox(self.fig.bbox))
         self.fig.canvas.restore_region(self.background[1])
         for artist in artists:
@@ -111,8 +113,6 @@ class CurveViews:
                                           frameon=False)
             self.legend.set_animated(True)
             self.title.set_text(f"{self.b.model} / {self.b.dataset}: {label} (grey: the other methods)")
-        # read outside the style, as ``figures.save`` draws a figure alone (the tick
-        # locators read the tick label size then)
         r = self.fig.canvas.get_renderer()
         drawn_for = ([(ax.get_xlim(), ax.get_ylim()) for ax in self.axes],
                      [a.get_tightbbox(r).height for a in (self.title, self.legend)])
