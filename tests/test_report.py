@@ -273,6 +273,10 @@ def test_report_run_is_logged_and_never_read_as_a_benchmark_run(store, report):
     assert "faithbench.run_key" not in reps[0].data.tags and "model" not in reps[0].data.tags
     names = {a.path for a in c.list_artifacts(reps[0].info.run_id, "report")}
     assert {"report/report.html", "report/report.md", "report/leaderboard.csv"} <= names
+    # the methods' views are in report.html only: not logged twice
+    figures = {a.path for a in c.list_artifacts(reps[0].info.run_id, "report/figures")}
+    assert any(p.endswith(".pdf") for p in figures) and "report/figures/methods" not in figures
+    assert any((Path(report.options.out) / "figures" / "methods").iterdir())
     assert {r.run_id for r in select_runs(c, ["t"])} == set(report.runs["runs"].str.split().sum())
 
 

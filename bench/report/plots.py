@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats
 
@@ -68,7 +68,7 @@ def x_axis(b: Board, key: str, t: int) -> tuple[np.ndarray, str]:
     return x, label
 
 
-def _curve(b: Board, g: Group, key: str) -> tuple[np.ndarray, ...]:
+def method_curve(b: Board, g: Group, key: str) -> tuple[np.ndarray, ...]:
     """(mean, low, high, x, x label) of one method's curve ``key``, computed once per
     frame: every method's view draws every curve again."""
     def make() -> tuple[np.ndarray, ...]:
@@ -82,8 +82,10 @@ def _curve(b: Board, g: Group, key: str) -> tuple[np.ndarray, ...]:
 def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
                   controls: set[str] | None = None, highlight: str | None = None) -> Figure:
     """One panel per curve key: each method's mean curve with its 95% CI band;
-    controls dashed. With ``highlight``, that method alone is in colour with its band,
-    the others thin and grey (the method's own view in the HTML page)."""
+    controls dashed, the grid under them. With ``highlight``, that method alone is in
+    colour with its band, the others thin and grey, on the axes of the figure without
+    ``highlight`` (the method's own view in the HTML page, written by ``CurveViews``:
+    flipping between methods' views keeps the axes and the grey curves in place)."""
     from faithbench.report.cd import mark
 
     controls = controls or set()
@@ -93,13 +95,15 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
         fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow + 0.4),
                                  squeeze=False, layout="constrained")
         for ax, key in zip(axes.flat, keys):
+            ax.set_axisbelow(True)  # the grid under the curves: the views draw curves over it
             for g in b.groups:
                 if key not in g.frame.columns or not len(g.frame):  # type: ignore[union-attr]
                     continue
-                mean, lo, hi, x, xlabel = _curve(b, g, key)
+                mean, lo, hi, x, xlabel = method_curve(b, g, key)
                 ls = "--" if g.label in controls else "-"
                 if highlight is not None and g.label != highlight:
                     ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)
+                    hold_band(ax, x, lo, hi)
                     continue
                 ax.plot(x, mean, color=colors[g.label], ls=ls, label=mark(g.label, controls), zorder=2)
                 ax.fill_between(x, lo, hi, color=colors[g.label], alpha=0.2, linewidth=0)
@@ -116,67 +120,10 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
     return fig
 
 
-class CurveViews:
-    """``curves_figure(b, keys, colors, controls, highlight=label)`` for every label,
-    drawn by restyling one figure: the grey curves are drawn once, and each view adds
-    its method's coloured curve and band (drawn where ``curves_figure`` draws them),
-    legend and title. Save each view before asking for the next; close it at the end."""
-
-    def __init__(self, b: Board, keys: list[str], colors: dict[str, tuple],
-                 controls: set[str] | None = None) -> None:
-        self.b, self.keys, self.colors, self.controls = b, keys, colors, controls or set()
-        self.grey: dict[tuple[int, str], Any] = {}  # (panel, label) -> its grey curve
-        self.added: list[Any] = []  # the current view's artists
-        ncol = min(3, len(keys))
-        nrow = math.ceil(len(keys) / ncol)
-        with style():
-            self.fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.2 * nrow + 0.4),
-                                          squeeze=False, layout="constrained")
-            self.axes = list(axes.flat)
-            for i, (ax, key) in enumerate(zip(self.axes, keys)):
-                for g in b.groups:
-                    if key not in g.frame.columns or not len(g.frame):  # type: ignore[union-attr]
-                        continue
-                    mean, lo, hi, x, xlabel = _curve(b, g, key)
-                    ls = "--" if g.label in self.controls else "-"
-                    self.grey[(i, g.label)] = ax.plot(x, mean, color="0.75", lw=0.7, ls=ls, zorder=1)[0]
-                ax.set_title(schema.curve_base(key))
-                ax.set_xlabel(xlabel)
-                ax.set_ylabel("mean (95% CI band)")
-            for ax in self.axes[len(keys):]:
-                ax.set_visible(False)
-
-    def figure(self, label: str) -> Figure:
-        """The view of ``label`` (the same figure, restyled)."""
-        from faithbench.report.cd import mark
-
-        for artist in self.added:
-            artist.remove()
-        self.added = []
-        color, ls = self.colors[label], "--" if label in self.controls else "-"
-        with style():
-            for i, (ax, key) in enumerate(zip(self.axes, self.keys)):
-                for (j, lab), line in self.grey.items():
-                    if j == i:
-                        line.set_visible(lab != label)
-                ax.relim()  # the data limits of the curves, without the last view's band
-                grey = self.grey.get((i, label))
-                if grey is not None:
-                    g = next(g for g in self.b.groups if g.label == label)
-                    mean, lo, hi, x, _ = _curve(self.b, g, key)
-                    self.added.append(ax.plot(x, mean, color=color, ls=ls, label=mark(label, self.controls),
-                                              zorder=2)[0])
-                    band = ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
-                    ax._children.remove(band)  # drawn after the curves before it, as in curves_figure
-                    ax._children.insert(ax._children.index(grey) + 1, band)
-                    self.added.append(band)
-                ax.autoscale_view()
-            handles, labels = self.axes[0].get_legend_handles_labels()
-            self.added.append(self.fig.legend(handles, labels, loc="outside lower center",
-                                              ncol=min(4, len(labels)), frameon=False))
-            self.fig.suptitle(f"{self.b.model} / {self.b.dataset}: {label} (grey: the other methods)",
-                              fontsize=9)
-        return self.fig
+def hold_band(ax: Axes, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Make the limits of ``ax`` hold a band without drawing it (where ``fill_between``
+    would put them)."""
+    ax.update_datalim(np.column_stack([np.concatenate([x, x]), np.concatenate([lo, hi])]))
 
 
 def agreement_figure(b: Board, ranking: pd.DataFrame, sample: pd.DataFrame) -> Figure:

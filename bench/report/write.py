@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from faithbench.figures import method_colors, save
@@ -15,7 +14,8 @@ from faithbench.report.build import Report, Section
 from faithbench.report.cd import cd_figure
 from faithbench.report.gallery import (common_ids, gallery_figure, load_gallery, localisation_figure,
                                        method_gallery)
-from faithbench.report.plots import CurveViews, agreement_figure, curve_keys, curves_figure
+from faithbench.report.curve_views import CurveViews
+from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
 
 log = logging.getLogger("faithbench.report")
@@ -78,16 +78,16 @@ def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: P
     """Each method's own figures for its view in the HTML page (PNG only, screen
     resolution): its curves among the others' in grey, its maps over its samples."""
     b = s.board
-    curves = CurveViews(b, keys, colors, s.controls) if keys else None  # one figure, restyled
+    curves: dict[str, list[Path]] = {}
+    if keys:  # one figure: what the views share is drawn once
+        drawn = CurveViews(b, keys, colors, s.controls)
+        curves = drawn.save_all({lab: stem / f"{b.slug}__{i}_curves" for i, lab in enumerate(b.labels)})
+        drawn.close()
     for i, lab in enumerate(b.labels):
-        paths = []
-        if curves is not None:
-            paths += save(curves.figure(lab), stem / f"{b.slug}__{i}_curves", 90, pdf=False, close=False)
+        paths = list(curves.get(lab, []))
         if lab in gals and n:
             paths.append(method_gallery(gals[lab], n, stem / f"{b.slug}__{i}_gallery"))
         s.views[lab] = paths
-    if curves is not None:
-        plt.close(curves.fig)
 
 
 def csv_files(rep: Report, out: Path) -> list[Path]:
