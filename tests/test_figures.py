@@ -55,3 +55,23 @@ def test_long_titles_are_cut_to_their_column_and_every_line_is_drawn():
         assert (titles_band[:, i * (cw + pad) - pad:i * (cw + pad)] == 255).all()
     short = heatmap_grid(rng.random((n, h, w, 3)), rng.random((n, h, w)), ["a"] * n, "m")
     assert np.asarray(short).shape[0] < a.shape[0]  # one title line: a lower band
+
+
+def test_saved_figures_hold_outside_legends_and_embed_truetype(tmp_path):
+    """Figures are drawn in ``style()`` and saved after it: saving still takes the tight
+    box (a legend wider than the axes is not cut off) and TrueType fonts in the PDF."""
+    import matplotlib.pyplot as plt
+
+    from faithbench.figures import save, style
+
+    with style():
+        fig, ax = plt.subplots(figsize=(2, 1.5), layout="constrained")
+        for i in range(8):
+            ax.plot([0, 1], [i, i], label=f"a rather long method name {i}")
+        fig.legend(loc="outside lower center", ncol=4)
+    png, pdf = save(fig, tmp_path / "f")
+    from PIL import Image
+
+    assert Image.open(png).width > 2 * 200 * 1.5  # widened to the legend, not 2 in at 200 dpi
+    body = pdf.read_bytes()
+    assert b"/FontFile2" in body and b"/Type3" not in body

@@ -166,6 +166,7 @@ def test_report_facts_from_the_index_equal_the_registries(tmp_path, monkeypatch)
 
     monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(facts, "_live", lambda: False)  # as in a report's process: the index
+    facts._indexed.cache_clear()  # read from this test's cache folder
     custom = 0
     for n in metrics.METRICS.names():
         live, got = metrics.get(n).info, facts.metric(n)

@@ -11,13 +11,14 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from faithbench.figures import method_colors, save
+from faithbench.figures import method_colors
 from faithbench.report.board import make_board
 from faithbench.report.build import Options, build
 from faithbench.report.merge import Group, group_runs, load_frame, readable
@@ -166,8 +167,10 @@ def test_curve_views_equal_figures_drawn_alone(tmp_path):
     # a method missing a panel first, then each in turn ("grad_cam": a taller title and
     # legend, another layout), then one whose background is drawn already
     for lab in ["saliency", *b.labels, "saliency"]:
-        (alone,) = save(curves_figure(b, keys, colors, controls, highlight=lab),
-                        tmp_path / f"alone_{lab}", 90, pdf=False)
+        fig = curves_figure(b, keys, colors, controls, highlight=lab)
+        alone = tmp_path / f"alone_{lab}.png"
+        fig.savefig(alone, dpi=90)  # the whole canvas, as the views are written
+        plt.close(fig)
         (view,) = views.save(lab, tmp_path / f"view_{lab}")
         a, v = _pixels(alone), _pixels(view)
         assert a.shape == v.shape
