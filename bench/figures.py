@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -82,6 +83,10 @@ def image_axes(ax: Axes) -> None:
 # What saving reads from ``STYLE``: the bounding box that holds legends placed outside the
 # axes, and TrueType fonts in PDFs.
 SAVING = {k: STYLE[k] for k in ("savefig.bbox", "savefig.pad_inches", "pdf.fonttype", "ps.fonttype")}
+
+# Embedding TrueType fonts in a PDF subsets them with fontTools, which logs every table
+# it prunes at INFO: hundreds of lines per report under a command's INFO logging.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 PNG_LEVEL = 1  # zlib level of the PNGs: the same pixels as PIL's default 6, encoded ~3x faster, ~15% larger
 
