@@ -57,23 +57,20 @@ def test_long_titles_are_cut_to_their_column_and_every_line_is_drawn():
     assert np.asarray(short).shape[0] < a.shape[0]  # one title line: a lower band
 
 
-def test_saved_figures_hold_outside_legends_and_embed_truetype(tmp_path, caplog):
-    """Figures are drawn in ``style()`` and saved after it: saving still takes the tight
-    box (a legend wider than the axes is not cut off) and TrueType fonts in the PDF."""
+def test_saved_pdfs_embed_truetype_quietly(tmp_path, caplog):
+    """Figures are drawn in ``style()`` and saved after it: their PDFs still embed TrueType
+    fonts (Type 42, which venues accept; matplotlib's default is Type 3), and fontTools'
+    subsetting does not flood a command's INFO logging."""
     import matplotlib.pyplot as plt
 
     from faithbench.figures import save, style
 
     with style():
-        fig, ax = plt.subplots(figsize=(2, 1.5), layout="constrained")
-        for i in range(8):
-            ax.plot([0, 1], [i, i], label=f"a rather long method name {i}")
-        fig.legend(loc="outside lower center", ncol=4)
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.plot([0, 1], [0, 1], label="a method")
+        ax.set_title("a title")
     with caplog.at_level("INFO"):  # as under the report's logging
-        png, pdf = save(fig, tmp_path / "f")
-    assert not [r for r in caplog.records if r.name.startswith("fontTools")]  # its subsetting is quiet
-    from PIL import Image
-
-    assert Image.open(png).width > 2 * 200 * 1.5  # widened to the legend, not 2 in at 200 dpi
+        _, pdf = save(fig, tmp_path / "f")
+    assert not [r for r in caplog.records if r.name.startswith("fontTools")]
     body = pdf.read_bytes()
     assert b"/FontFile2" in body and b"/Type3" not in body

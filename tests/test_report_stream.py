@@ -214,3 +214,28 @@ def test_a_report_does_not_import_torch(synthetic, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "False"
     assert (tmp_path / "rep" / "leaderboard.csv").is_file()
+
+
+def test_the_curves_figure_is_as_wide_as_its_legend():
+    """Many methods with long names: the legend under the panels fits in the figure
+    (saving does not crop or widen it)."""
+    from faithbench.report.plots import curves_figure
+
+    rng = np.random.default_rng(0)
+    groups = []
+    for i in range(20):
+        m = f"a_rather_long_method_name_{i:02d}"
+        tags = {"model": "net", "method": m, "dataset": "d", "shard": "0/1"}
+        g = Group(f"k-{m}", [RunInfo(f"r-{m}", "1", 0, tags, {"metrics": "['deletion']", "seed": "0"})])
+        f = rows(list(range(5)))
+        f["deletion"] = rng.random(5)
+        f["deletion_curve"] = list(rng.random((5, 6)))
+        g.frame, g.label = f.drop(columns="a"), m
+        groups.append(g)
+    b = make_board("net", "d", groups, None, 20, 0)
+    fig = curves_figure(b, ["deletion_curve"], method_colors(b.labels))
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert legend.x0 >= 0 and legend.x1 <= fig.bbox.width
+    assert fig.get_figwidth() > 2.6  # widened from one panel's width
+    plt.close(fig)

@@ -113,8 +113,11 @@ def curves_figure(b: Board, keys: list[str], colors: dict[str, tuple],
         for ax in list(axes.flat)[len(keys):]:
             ax.set_visible(False)
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
-                   frameon=False)
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+                            frameon=False)
+        wide = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.2
+        if wide > fig.get_figwidth():  # many methods: widen the figure to its legend
+            fig.set_figwidth(wide)
         who = f": {highlight} (grey: the other methods)" if highlight else ""
         fig.suptitle(f"{b.model} / {b.dataset}{who}", fontsize=9)
     return fig
