@@ -117,7 +117,7 @@ def job_files(cfg: DictConfig) -> list[str] | None:
     return [*spec.weights_files, *code]
 
 
-def remember(job: str, cfg: DictConfig) -> dict[str, str]:
+def sweep_job_tag(job: str, cfg: DictConfig) -> dict[str, str]:
     """The tag that marks a run as finished by sweep job ``job`` (``faithbench.sweep``),
     with the files its key reads, so the next sweep skips that job without composing it
     (none for a model built in Python, whose files are not known)."""
@@ -332,7 +332,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             log.info("%s/%s/%s: finished already (run %s, key %s), skipped", cfg.model.name,
                      cfg.method.name, cfg.dataset.name, prev.info.run_id, key)
             if sweep_job is not None:
-                tracker.set_tags(prev.info.run_id, remember(sweep_job, cfg))
+                tracker.set_tags(prev.info.run_id, sweep_job_tag(sweep_job, cfg))
             return {k: v for k, v in prev.data.metrics.items()}
     torch.manual_seed(int(cfg.seed))
     job = prepare(cfg)
@@ -359,7 +359,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         art = artifacts.write(job, df, parts / "artifacts")
         tracker.log_artifacts(run_id, art)
         results.update(cost_record(job))
-        done = {} if sweep_job is None else remember(sweep_job, cfg)
+        done = {} if sweep_job is None else sweep_job_tag(sweep_job, cfg)
         if job.scorer.cache is not None:
             size = job.scorer.cache.size_bytes()
             done.update({schema.CACHE_CORRUPT: job.scorer.cache.corrupt, schema.CACHE_BYTES: size})
