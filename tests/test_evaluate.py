@@ -36,7 +36,8 @@ def photos_frame() -> pd.DataFrame:
                                limit=N, device="cpu")
 
 
-def test_evaluate_equals_the_cli_run(photos_frame, tmp_path):
+def test_evaluate_equals_the_cli_run(photos_frame, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts a new store's artifacts under ./mlruns
     for method in ("grad_cam", "saliency"):
         cli = _cli_frame(tmp_path / method, method).sort_values("id").reset_index(drop=True)
         ours = photos_frame[photos_frame["method"] == method].sort_values("id").reset_index(drop=True)
