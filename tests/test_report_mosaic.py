@@ -14,7 +14,8 @@ from PIL import Image
 
 from faithbench.figures import blend, mosaic, rgb8
 from faithbench.report import gallery as G
-from faithbench.report.webpage import _view
+from faithbench.report import page
+from faithbench.report.webpage import _samples
 
 H, W = 6, 10  # non-square on purpose
 METHODS = ["grad_cam", "a_rather_long_method_name", "random"]
@@ -202,8 +203,11 @@ def test_page_shows_a_views_titles_under_its_image(tmp_path):
     path = G.method_gallery(_gallery(rng, ["x&1", "y"], signed=False), 6, tmp_path / "v_gallery")
     other = tmp_path / "v_curves.png"
     Image.new("RGB", (4, 4)).save(other)
-    html = ('<div class="view"><figure><img src="data:C" alt="m: curves"></figure>'
-            '<figure><img src="data:G" alt="m: gallery"></figure></div>')
-    out = _view(html, [("data:C", other), ("data:G", path)])
-    assert out == html.replace('alt="m: gallery">', 'alt="m: gallery"><figcaption class=samples>'
-                               "<span>x&amp;1<br>cat</span><span>y<br>dog</span></figcaption>")
+    assert _samples(other) == ""  # not a gallery view
+    cap = _samples(path)
+    assert cap == "<figcaption class=samples><span>x&amp;1<br>cat</span><span>y<br>dog</span></figcaption>"
+    b = SimpleNamespace(slug="s", labels=["m"], model="net", dataset="d")
+    out = page.view(b, "m", ["m", "1"], ["method", "n"],
+                    [("data:C", "curves", _samples(other)), ("data:G", "gallery", cap)], set())
+    assert '<figure><img src="data:C" alt="m: curves"></figure>' in out
+    assert f'<figure><img src="data:G" alt="m: gallery">{cap}</figure>' in out

@@ -158,16 +158,17 @@ def matrix_rows(t: RankTest, controls: set[str], digits: int = 2) -> tuple[list[
     return ["effect: row vs column", *[name(c) for c in t.labels]], rows
 
 
-def view(b: Board, label: str, line: list[str], header: list[str], images: list[tuple[str, str]],
+def view(b: Board, label: str, line: list[str], header: list[str], images: list[tuple[str, str, str]],
          controls: set[str]) -> str:
     """One method's view: its leaderboard row, its curves among the others' and its
-    maps over its gallery samples (``images``: (data URI, what it shows))."""
+    maps over its gallery samples (``images``: (data URI, what it shows, its caption's
+    HTML or ""))."""
     e = lambda x: esc(str(x), "html")  # noqa: E731
     kind = " (control: does not look at the model)" if label in controls else ""
     row = ("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in header[1:]) + "</tr></thead><tbody><tr>"
            + "".join(f"<td>{c}</td>" for c in line[1:]) + "</tr></tbody></table>")
-    imgs = "".join(f'<figure><img src="{src}" alt="{e(label)}: {what}"></figure>'
-                   for src, what in images)
+    imgs = "".join(f'<figure><img src="{src}" alt="{e(label)}: {what}">{cap}</figure>'
+                   for src, what, cap in images)
     return (f'<div class="view" id="{view_id(b, label)}" data-method="{e(label)}"><h3>{e(label)}{kind} '
             f'<small>{e(b.model)} / {e(b.dataset)}</small></h3><p><a href="#{e(b.slug)}">close</a></p>'
             f"{row}{imgs or '<p>no figures (run with figures, or no curves and no gallery)</p>'}</div>")

@@ -38,17 +38,11 @@ def _figure(path: Path, cap: str, metric: str | None = None) -> str:
             f"<figcaption>{esc(cap, 'html')}</figcaption></figure>")
 
 
-def _view(html: str, images: list[tuple[str, Path]]) -> str:
-    """A method's view with the titles of its gallery's columns (sample id, class name)
-    as text under its image, one per column (``images``: (data URI, file))."""
-    for src, p in images:
-        titles = view_titles(p)
-        if titles:
-            i = html.index(src)
-            end = html.index(">", i) + 1  # the end of that <img> tag
-            cap = "".join(f"<span>{esc(sid, 'html')}<br>{esc(name, 'html')}</span>" for sid, name in titles)
-            html = f"{html[:end]}<figcaption class=samples>{cap}</figcaption>{html[end:]}"
-    return html
+def _samples(path: Path) -> str:
+    """The caption under a method's gallery view: each column's sample id and class
+    name (``gallery.view_titles``), as text; "" for other images."""
+    cap = "".join(f"<span>{esc(sid, 'html')}<br>{esc(name, 'html')}</span>" for sid, name in view_titles(path))
+    return f"<figcaption class=samples>{cap}</figcaption>" if cap else ""
 
 
 def html_page(rep: Report) -> str:
@@ -94,9 +88,8 @@ def html_page(rep: Report) -> str:
             parts.append(_figure(paths[0], cap))
         lines = dict(zip(b.rows["label"], lb_rows))
         for lab in b.labels:
-            files = [(_img(p), p) for p in s.views.get(lab, [])]
-            imgs = [(src, p.stem.rsplit("_", 1)[-1]) for src, p in files]
-            parts.append(_view(page.view(b, lab, lines[lab], lb_header, imgs, s.controls), files))
+            imgs = [(_img(p), p.stem.rsplit("_", 1)[-1], _samples(p)) for p in s.views.get(lab, [])]
+            parts.append(page.view(b, lab, lines[lab], lb_header, imgs, s.controls))
         parts.append("</section>")
     if rep.truth is not None:
         parts.append(f'<section id="known-truth"><h2>Known truth</h2><p class=note>{e(truth.NOTE)}</p>')
