@@ -61,16 +61,6 @@ def blend(image: np.ndarray, heat: np.ndarray, signed: bool | None = None,
     return (1 - alpha) * grey + alpha * rgb
 
 
-def overlay(ax: Axes, image: np.ndarray, m: np.ndarray, signed: bool, alpha: float = 0.55) -> None:
-    """Draw ``blend(image, m, signed)`` on ``ax`` as a bare image.
-
-    Args:
-        image: [H,W,3] RGB in [0,1]; m: [H,W] raw map (NaN shown as 0).
-    """
-    ax.imshow(blend(image, m, signed, alpha), interpolation="nearest")
-    image_axes(ax)
-
-
 def image_axes(ax: Axes) -> None:
     """No ticks, grid or spines around an image."""
     ax.set_xticks([])
