@@ -169,7 +169,8 @@ class Tracker:
         self.set_tags(run_id, tags)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if tags:  # no write for nothing
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         have = self.client.get_run(run_id).data.params

@@ -137,6 +137,7 @@ def _overlap(ids: pd.Series, group: Group, problems: list[str]) -> bool:
                         f"shards overlap on {len(dup)} samples (e.g. {dup.iloc[0]!r}); left out")
     return bool(len(dup))
 
+
 def load_group(group: Group, store: ArtifactStore, problems: list[str]) -> pd.DataFrame | None:
     """``load_frame`` of a labelled group, with the columns only the older groups
     combined into it (``parts``) have joined on sample id."""
