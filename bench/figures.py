@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -82,21 +83,128 @@ logging.getLogger("fontTools").setLevel(logging.WARNING)
 PNG_LEVEL = 1  # zlib level of the PNGs: the same pixels as PIL's default 6, encoded ~3x faster, ~15% larger
 
 
-def save(fig: Figure, stem: Path, dpi: int = 200, pdf: bool = True, close: bool = True) -> list[Path]:
+def save(fig: Figure, stem: Path, dpi: float = 200, pdf: bool = True, close: bool = True,
+         png_interpolation: str | None = None) -> list[Path]:
     """Save ``fig`` as ``stem.png`` and (unless ``pdf`` is False: figures only for the
     screen) ``stem.pdf``; closes it unless ``close`` is False. Returns the paths. A
     layout engine's layout (``layout="constrained"``) is computed once, for the PNG,
-    and the PDF reuses it."""
+    and the PDF reuses it. ``png_interpolation`` sets the interpolation of the figure's
+    images in the PNG only (``"antialiased"`` where the PNG shrinks them). Inside
+    ``background()`` the files are written by a child process, from the figure as it is
+    now."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")][:2 if pdf else 1]
-    with plt.rc_context(SAVING):  # figures are drawn in ``style()`` but saved after it
-        fig.savefig(paths[0], dpi=dpi, pil_kwargs={"compress_level": PNG_LEVEL})
-        if pdf:
-            fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
-            fig.savefig(paths[1])
+    later(_write_figure, fig, paths, dpi, png_interpolation)
     if close:
         plt.close(fig)
     return paths
+
+
+def _write_figure(fig: Figure, paths: list[Path], dpi: float, png_interpolation: str | None) -> None:
+    with plt.rc_context(SAVING):  # figures are drawn in ``style()`` but saved after it
+        images = [im for ax in fig.axes for im in ax.get_images()]
+        kept = [im.get_interpolation() for im in images]
+        for im in images if png_interpolation else ():
+            im.set_interpolation(png_interpolation)
+        fig.savefig(paths[0], dpi=dpi, pil_kwargs={"compress_level": PNG_LEVEL})
+        for im, how in zip(images, kept):
+            im.set_interpolation(how)
+        if len(paths) > 1:
+            fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
+            fig.savefig(paths[1])
+
+
+# Writing files in the background ----------------------------------------------------
+# Encoding a figure (rendering, PNG compression, subsetting fonts into a PDF) is most of
+# a report's time, and each file is independent of the others. Inside ``background()``
+# every ``later`` call runs in a forked child process, which starts with the figure as
+# it is (memory is copied on write) while this process draws the next one.
+
+_FORKS: _Forks | None = None
+
+
+def workers() -> int:
+    """The CPU cores this process may use."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def background(n: int | None = None) -> Iterator[None]:
+    """Inside the block ``save`` (and any ``later`` call) writes its files in a forked
+    child process, at most ``n`` at a time (default: ``workers()``), while this process
+    goes on; the block's end waits for them (as ``wait()`` does) and raises
+    ``RuntimeError`` naming the files whose writing failed (its traceback is on stderr).
+    With ``n`` below 2, or where ``fork`` is not safe (only Linux is trusted: macOS's
+    system libraries are not fork-safe), everything is written in this process."""
+    global _FORKS
+    import sys
+
+    n = workers() if n is None else n
+    if n < 2 or _FORKS is not None or not sys.platform.startswith("linux"):
+        yield
+        return
+    _FORKS = _Forks(n)
+    try:
+        yield
+        _FORKS.wait()
+    finally:
+        forks, _FORKS = _FORKS, None
+        forks.wait(check=False)
+
+
+def later(fn: Callable[..., None], *args: Any) -> None:
+    """``fn(*args)`` in a child process inside ``background()`` (its return value is
+    lost; ``args[1]`` names its files in errors), now anywhere else."""
+    if _FORKS is None:
+        fn(*args)
+    else:
+        _FORKS.start(fn, args)
+
+
+def wait() -> None:
+    """Wait for every file written in the background so far (none outside
+    ``background()``); raises as ``background()`` does."""
+    if _FORKS is not None:
+        _FORKS.wait()
+
+
+class _Forks:
+    """Child processes writing files: at most ``n`` running."""
+
+    def __init__(self, n: int) -> None:
+        import multiprocessing
+
+        self.n, self.ctx = n, multiprocessing.get_context("fork")
+        self.running: list[tuple[Any, str]] = []  # (process, the files it writes)
+        self.failed: list[str] = []
+
+    def start(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        while len(self.running) >= self.n:
+            self._reap(block=True)
+        p = self.ctx.Process(target=fn, args=args, daemon=True)
+        p.start()
+        what = args[1] if len(args) > 1 else fn.__name__
+        self.running.append((p, ", ".join(map(str, what)) if isinstance(what, list) else str(what)))
+
+    def _reap(self, block: bool) -> None:
+        from multiprocessing.connection import wait as ready
+
+        if block:
+            ready([p.sentinel for p, _ in self.running])
+        for p, what in [r for r in self.running if not r[0].is_alive()]:
+            p.join()
+            if p.exitcode != 0:
+                self.failed.append(what)
+            self.running.remove((p, what))
+
+    def wait(self, check: bool = True) -> None:
+        while self.running:
+            self._reap(block=True)
+        failed, self.failed = self.failed, []
+        if check and failed:
+            raise RuntimeError(f"writing {'; '.join(failed)} failed (the error is printed above)")
 
 
 def rgb8(pixels: np.ndarray) -> np.ndarray:

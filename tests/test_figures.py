@@ -74,3 +74,76 @@ def test_saved_pdfs_embed_truetype_quietly(tmp_path, caplog):
     assert not [r for r in caplog.records if r.name.startswith("fontTools")]
     body = pdf.read_bytes()
     assert b"/FontFile2" in body and b"/Type3" not in body
+
+
+def _figure(title):
+    import matplotlib.pyplot as plt
+
+    from faithbench.figures import style
+
+    with style():
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.plot([0, 1, 3], [0, 2, 1])
+        ax.imshow(np.arange(64.0).reshape(8, 8), extent=(0, 1, 0, 1))
+        ax.set_title(title)
+    return fig
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="fork: Linux only")
+def test_background_writes_the_same_files_from_child_processes(tmp_path):
+    """Inside ``background()`` each figure is written by a child process while the next is
+    drawn: the PNGs are byte for byte those written in this process, every file exists
+    when the block ends, and the figures are closed here at once."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from faithbench import figures
+
+    for i in range(4):
+        figures.save(_figure(f"figure {i}"), tmp_path / "here" / f"f{i}", png_interpolation="antialiased")
+    pids = []
+    real = figures._write_figure
+
+    def write(*args):
+        pids.append(os.getpid())
+        real(*args)
+
+    figures._write_figure = write  # seen by the children, which are forked from here
+    open_before = plt.get_fignums()
+    try:
+        with figures.background(2):
+            assert figures._FORKS is not None
+            for i in range(4):
+                figures.save(_figure(f"figure {i}"), tmp_path / "there" / f"f{i}", png_interpolation="antialiased")
+            assert plt.get_fignums() == open_before
+    finally:
+        figures._write_figure = real
+    assert not pids  # recorded in the children only
+    for i in range(4):
+        assert (tmp_path / "there" / f"f{i}.png").read_bytes() == (tmp_path / "here" / f"f{i}.png").read_bytes()
+        assert (tmp_path / "there" / f"f{i}.pdf").read_bytes()[:5] == b"%PDF-"
+    assert figures._FORKS is None
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="fork: Linux only")
+def test_background_names_the_files_it_failed_to_write_and_writes_the_others(tmp_path):
+    from faithbench import figures
+
+    (tmp_path / "taken").write_text("a file where a folder is wanted")
+    with pytest.raises(RuntimeError, match=r"writing .*bad\.png.*failed"):
+        with figures.background(2):
+            figures.save(_figure("good"), tmp_path / "good")
+            figures.later(figures._write_figure, _figure("bad"), [tmp_path / "taken" / "bad.png"], 100, None)
+            figures.save(_figure("also good"), tmp_path / "also")
+    assert (tmp_path / "good.pdf").exists() and (tmp_path / "also.pdf").exists()
+    assert figures._FORKS is None
+
+
+def test_background_with_one_worker_writes_in_this_process(tmp_path):
+    from faithbench import figures
+
+    with figures.background(1):
+        assert figures._FORKS is None
+        figures.save(_figure("x"), tmp_path / "x")
+        assert (tmp_path / "x.png").exists()  # written before save returned

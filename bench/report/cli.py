@@ -73,6 +73,7 @@ def options(argv: list[str]) -> Options:
 
 def main(argv: list[str]) -> int:
     """Build and write the report; 0 on success, 2 on bad input (message on stderr)."""
+    from faithbench.figures import background
     from faithbench.report.build import build
     from faithbench.report.write import draw, write
 
@@ -81,8 +82,9 @@ def main(argv: list[str]) -> int:
         opts = options(argv)
         if opts.metrics_card:
             return card_main(opts)
-        rep = build(opts, each=draw)  # figures drawn section by section, frames dropped
-        paths = write(rep)
+        with background():  # figures written by child processes while the next are drawn
+            rep = build(opts, each=draw)  # figures drawn section by section, frames dropped
+            paths = write(rep)
     except ConfigError as e:
         print(f"faithbench: error: {e}", file=sys.stderr)
         return 2

@@ -21,14 +21,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from faithbench import schema
-from faithbench.figures import blend, mosaic, mosaic_axes, rgb8, save_pixels, style
+from faithbench.figures import blend, mosaic, mosaic_axes, rgb8, save, save_pixels, style
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
 
 Gallery = dict[str, np.ndarray]
 TITLES = "faithbench:titles"  # the PNG text chunk of a method's view: its samples' [id, class name]
 STAR = {"ls": "", "marker": "*", "ms": 9, "mfc": "white", "mec": "black", "mew": 0.7}  # a pointing-game point
-VIEW = 128  # pixels per cell in a method's view, about those of the matplotlib grid it replaces
+VIEW = 128  # pixels per cell on screen: a method's view, the gallery and localisation PNGs
+GALLERY_CELL, LOCALISATION_CELL = 1.05, 1.2  # inches per cell (and its padding) in those figures
 
 
 def load_gallery(b: Board, store: ArtifactStore) -> dict[str, Gallery]:
@@ -113,7 +114,7 @@ def gallery_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
                                         signed[lab])) for lab in labels])
     _, h, w, _ = first["images"].shape
     pad = _pad(h, w)
-    cell = 1.05  # inches per cell, as wide as the former grid's
+    cell = GALLERY_CELL
     titles = ["image", *(_wrap(lab) + ("\n(control)" if controls is not None and lab in controls else "")
                          for lab in labels)]
     names = [f"{sid}\n{class_name(first, int(first['target'][_row(first, sid)]))}" for sid in ids]
@@ -146,6 +147,17 @@ def method_gallery(gal: Gallery, n: int, stem: Path) -> Path:
     titles = [[str(gal["ids"][i]), class_name(gal, int(gal["target"][i]))] for i in range(k)]
     return save_pixels(mosaic(cells, max(2, images.shape[2] // 16)), stem.with_suffix(".png"),
                        max(1, round(VIEW / side)), {TITLES: json.dumps(titles)})
+
+
+def save_mosaic(fig: Figure, stem: Path, cell: float) -> list[Path]:
+    """Save a gallery or localisation figure (``cell`` inches per cell) as a PNG for the
+    screen, at the resolution that gives cells of about ``VIEW`` pixels (antialiased
+    where that shrinks the images: at 200 dpi the photos' PNGs were 7-9 MB, the page
+    embedding them 42 MB), and as a PDF (the image resampled at its 100 dpi)."""
+    ax = fig.axes[0]  # the mosaic's (``mosaic_axes``)
+    per_inch = ax.get_images()[0].get_array().shape[1] / (ax.get_position().width * fig.get_figwidth())
+    dpi = VIEW / cell
+    return save(fig, stem, dpi=dpi, png_interpolation="antialiased" if per_inch > dpi else None)
 
 
 def _shrink(a: np.ndarray, f: int) -> np.ndarray:
@@ -237,7 +249,7 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
     bottom = 0.1 + 0.17 * -(-len(legend) // 4)  # the legend's rows of four
     with style():
         pixels = mosaic(np.asarray(cells), pad)
-        fig, ax = mosaic_axes(pixels, 1.2 * pixels.shape[1] / (w + pad),
+        fig, ax = mosaic_axes(pixels, LOCALISATION_CELL * pixels.shape[1] / (w + pad),
                               (_margin(rows, 7, 0.12), _margin(titles, 6, 0.25), 0.05, bottom))
         for i, j, xy, kw in drawn:
             x0, y0 = j * (w + pad) - 0.5, i * (h + pad) - 0.5  # the cell's corner: boxes on the pixels' edges

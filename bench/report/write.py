@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from faithbench.figures import method_colors, save
+from faithbench.figures import method_colors, save, wait
 from faithbench.report import docs, webpage
 from faithbench.report.build import Report, Section
 from faithbench.report.cd import cd_figure
-from faithbench.report.gallery import (common_ids, gallery_figure, load_gallery, localisation_figure,
-                                       method_gallery)
+from faithbench.report.gallery import (GALLERY_CELL, LOCALISATION_CELL, common_ids, gallery_figure,
+                                       load_gallery, localisation_figure, method_gallery, save_mosaic)
 from faithbench.report.curve_views import CurveViews
 from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
@@ -58,11 +58,12 @@ def section_figures(rep: Report, s: Section, out: Path) -> None:
     views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
     ids = common_ids(b, gals, rep.options.gallery)
     if ids:
-        s.figures["Heatmap gallery: the same samples for every method"] = save(
-            gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}")
+        s.figures["Heatmap gallery: the same samples for every method"] = save_mosaic(
+            gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}", GALLERY_CELL)
         fig = localisation_figure(b, gals, ids, s.controls)
         if fig is not None:
-            s.figures["Localisation examples"] = save(fig, stem / f"localisation_{b.slug}")
+            s.figures["Localisation examples"] = save_mosaic(fig, stem / f"localisation_{b.slug}",
+                                                             LOCALISATION_CELL)
 
 
 def rank_figures(rep: Report, out: Path) -> None:
@@ -195,6 +196,7 @@ def write(rep: Report) -> list[Path]:
         paths += [p for s in rep.sections for f in (s.figures, s.cd_figures) for ps in f.values() for p in ps]
         paths += [p for ps in rep.cd_figures.values() for p in ps]
         paths += [p for s in rep.sections for ps in s.views.values() for p in ps]
+        wait()  # the page embeds the PNGs, the MLflow run holds every file
     if "csv" in opts.formats:
         paths += csv_files(rep, out)
     if "md" in opts.formats:
