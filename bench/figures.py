@@ -90,14 +90,34 @@ def save(fig: Figure, stem: Path, dpi: float = 200, pdf: bool = True, close: boo
     layout engine's layout (``layout="constrained"``) is computed once, for the PNG,
     and the PDF reuses it. ``png_interpolation`` sets the interpolation of the figure's
     images in the PNG only (``"antialiased"`` where the PNG shrinks them). Inside
-    ``background()`` the files are written by a child process, from the figure as it is
-    now."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")][:2 if pdf else 1]
-    later(_write_figure, fig, paths, dpi, png_interpolation)
+    ``background()`` the files are written by a worker process, from the figure as it
+    is when ``save`` is called."""
+    paths = figure_paths(stem, pdf)
+    later(paths, _write_figure, fig, paths, dpi, png_interpolation)
     if close:
         plt.close(fig)
     return paths
+
+
+def figure_paths(stem: Path, pdf: bool = True) -> list[Path]:
+    """The files ``save`` writes for ``stem`` (its folder made)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    return [stem.with_suffix(".png"), stem.with_suffix(".pdf")][:2 if pdf else 1]
+
+
+def draw_and_save(make: Callable[..., Figure], args: tuple[Any, ...], stem: Path,
+         save_with: Callable[..., list[Path]] | None = None, **kwargs: Any) -> list[Path]:
+    """``save(make(*args), stem, **kwargs)`` (or ``save_with``), drawn and written by a
+    worker process inside ``background()``: ``make`` and ``args`` are pickled, so the
+    figure is drawn there too. Returns the paths ``save`` returns."""
+    paths = figure_paths(stem, kwargs.get("pdf", True))
+    later(paths, _make_and_save, make, args, stem, save_with, kwargs)
+    return paths
+
+
+def _make_and_save(make: Callable[..., Figure], args: tuple[Any, ...], stem: Path,
+                   save_with: Callable[..., list[Path]] | None, kwargs: dict[str, Any]) -> None:
+    (save_with or save)(make(*args), stem, **kwargs)
 
 
 def _write_figure(fig: Figure, paths: list[Path], dpi: float, png_interpolation: str | None) -> None:
@@ -114,13 +134,14 @@ def _write_figure(fig: Figure, paths: list[Path], dpi: float, png_interpolation:
             fig.savefig(paths[1])
 
 
-# Writing files in the background ----------------------------------------------------
-# Encoding a figure (rendering, PNG compression, subsetting fonts into a PDF) is most of
-# a report's time, and each file is independent of the others. Inside ``background()``
-# every ``later`` call runs in a forked child process, which starts with the figure as
-# it is (memory is copied on write) while this process draws the next one.
+# Figures drawn and written in the background -----------------------------------------
+# Drawing and encoding figures (rendering, PNG compression, subsetting fonts into a PDF)
+# is most of a report's time, and each file is independent of the others. Inside
+# ``background()``, ``later`` pickles a call (milliseconds: a matplotlib figure, a
+# leaderboard's frames) and hands it to a pool of worker processes, which run it while
+# this process goes on to the next.
 
-_FORKS: _Forks | None = None
+_POOL: _Workers | None = None
 
 
 def workers() -> int:
@@ -132,79 +153,92 @@ def workers() -> int:
 
 @contextlib.contextmanager
 def background(n: int | None = None) -> Iterator[None]:
-    """Inside the block ``save`` (and any ``later`` call) writes its files in a forked
-    child process, at most ``n`` at a time (default: ``workers()``), while this process
-    goes on; the block's end waits for them (as ``wait()`` does) and raises
-    ``RuntimeError`` naming the files whose writing failed (its traceback is on stderr).
-    With ``n`` below 2, or where ``fork`` is not safe (only Linux is trusted: macOS's
-    system libraries are not fork-safe), everything is written in this process."""
-    global _FORKS
+    """Inside the block ``later`` (so ``save`` and ``draw_and_save``) hands its call to
+    one of ``n`` worker processes (default: ``workers()``, at most 8) and returns at
+    once; the block's end waits for every call (as ``wait()`` does) and raises
+    ``RuntimeError`` naming the files of each call that failed, and why. With ``n`` below 2 (or nested, or off
+    Linux: the workers are forked, which macOS's system libraries do not allow) every
+    call runs when it is made."""
+    global _POOL
     import sys
 
-    n = workers() if n is None else n
-    if n < 2 or _FORKS is not None or not sys.platform.startswith("linux"):
+    n = min(8, workers()) if n is None else n
+    if n < 2 or _POOL is not None or not sys.platform.startswith("linux"):
         yield
         return
-    _FORKS = _Forks(n)
+    _POOL = _Workers(n)
     try:
         yield
-        _FORKS.wait()
+        _POOL.wait()
     finally:
-        forks, _FORKS = _FORKS, None
-        forks.wait(check=False)
+        pool, _POOL = _POOL, None
+        pool.close()
 
 
-def later(fn: Callable[..., None], *args: Any) -> None:
-    """``fn(*args)`` in a child process inside ``background()`` (its return value is
-    lost; ``args[1]`` names its files in errors), now anywhere else."""
-    if _FORKS is None:
+def later(files: Sequence[Path], fn: Callable[..., None], *args: Any) -> None:
+    """``fn(*args)``, which writes ``files``: in a worker inside ``background()``
+    (``fn`` and ``args`` pickled now, so they may change after), now anywhere else."""
+    if _POOL is None:
         fn(*args)
     else:
-        _FORKS.start(fn, args)
+        _POOL.submit(files, fn, args)
 
 
 def wait() -> None:
-    """Wait for every file written in the background so far (none outside
-    ``background()``); raises as ``background()`` does."""
-    if _FORKS is not None:
-        _FORKS.wait()
+    """Wait for every call handed to the workers so far (none outside ``background()``);
+    raises as ``background()`` does."""
+    if _POOL is not None:
+        _POOL.wait()
 
 
-class _Forks:
-    """Child processes writing files: at most ``n`` running."""
+class _Workers:
+    """Worker processes running pickled calls; at most ``2 n`` calls wait for one."""
 
     def __init__(self, n: int) -> None:
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        self.n, self.ctx = n, multiprocessing.get_context("fork")
-        self.running: list[tuple[Any, str]] = []  # (process, the files it writes)
+        # forked now, while this process is small; each worker lives for the block
+        self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"))
+        self.n = n
+        self.pending: list[tuple[Any, Sequence[Path]]] = []
         self.failed: list[str] = []
+        self.pool.submit(int).result()  # starts every worker (a fork pool starts them all)
 
-    def start(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        while len(self.running) >= self.n:
-            self._reap(block=True)
-        p = self.ctx.Process(target=fn, args=args, daemon=True)
-        p.start()
-        what = args[1] if len(args) > 1 else fn.__name__
-        self.running.append((p, ", ".join(map(str, what)) if isinstance(what, list) else str(what)))
+    def submit(self, files: Sequence[Path], fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        import pickle
 
-    def _reap(self, block: bool) -> None:
-        from multiprocessing.connection import wait as ready
+        while len(self.pending) >= 2 * self.n:  # bounded memory: the pickles wait here
+            self._collect(self.pending.pop(0))
+        blob = pickle.dumps((fn, args))
+        self.pending.append((self.pool.submit(_run_pickled, blob), files))
 
-        if block:
-            ready([p.sentinel for p, _ in self.running])
-        for p, what in [r for r in self.running if not r[0].is_alive()]:
-            p.join()
-            if p.exitcode != 0:
-                self.failed.append(what)
-            self.running.remove((p, what))
+    def _collect(self, item: tuple[Any, Sequence[Path]]) -> None:
+        future, files = item
+        try:
+            future.result()
+        except Exception as e:  # noqa: BLE001 - reported with its files at the end
+            self.failed.append(f"{', '.join(map(str, files))}: {type(e).__name__}: {e}")
 
-    def wait(self, check: bool = True) -> None:
-        while self.running:
-            self._reap(block=True)
+    def wait(self) -> None:
+        while self.pending:
+            self._collect(self.pending.pop(0))
         failed, self.failed = self.failed, []
-        if check and failed:
-            raise RuntimeError(f"writing {'; '.join(failed)} failed (the error is printed above)")
+        if failed:
+            raise RuntimeError("writing figures failed: " + "; ".join(failed))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_pickled(blob: bytes) -> None:
+    import pickle
+
+    fn, args = pickle.loads(blob)
+    try:
+        fn(*args)
+    finally:
+        plt.close("all")
 
 
 def rgb8(pixels: np.ndarray) -> np.ndarray:

@@ -76,6 +76,12 @@ def test_saved_pdfs_embed_truetype_quietly(tmp_path, caplog):
     assert b"/FontFile2" in body and b"/Type3" not in body
 
 
+def _write_pid(path):
+    import os
+
+    path.write_text(str(os.getpid()))
+
+
 def _figure(title):
     import matplotlib.pyplot as plt
 
@@ -90,60 +96,56 @@ def _figure(title):
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="fork: Linux only")
-def test_background_writes_the_same_files_from_child_processes(tmp_path):
-    """Inside ``background()`` each figure is written by a child process while the next is
-    drawn: the PNGs are byte for byte those written in this process, every file exists
-    when the block ends, and the figures are closed here at once."""
+def test_background_writes_the_same_files_from_worker_processes(tmp_path):
+    """Inside ``background()`` each figure (or the call that draws it) is pickled to a
+    worker process, which writes it while the next is drawn: the PNGs are byte for byte
+    those written here, every file exists when the block ends, the figures are closed
+    here at once."""
     import os
 
     import matplotlib.pyplot as plt
 
     from faithbench import figures
 
-    for i in range(4):
+    for i in range(5):
         figures.save(_figure(f"figure {i}"), tmp_path / "here" / f"f{i}", png_interpolation="antialiased")
-    pids = []
-    real = figures._write_figure
-
-    def write(*args):
-        pids.append(os.getpid())
-        real(*args)
-
-    figures._write_figure = write  # seen by the children, which are forked from here
     open_before = plt.get_fignums()
-    try:
-        with figures.background(2):
-            assert figures._FORKS is not None
-            for i in range(4):
-                figures.save(_figure(f"figure {i}"), tmp_path / "there" / f"f{i}", png_interpolation="antialiased")
-            assert plt.get_fignums() == open_before
-    finally:
-        figures._write_figure = real
-    assert not pids  # recorded in the children only
-    for i in range(4):
+    with figures.background(2):
+        assert figures._POOL is not None
+        for i in range(5):
+            figures.save(_figure(f"figure {i}"), tmp_path / "there" / f"f{i}", png_interpolation="antialiased")
+            figures.later([tmp_path / f"pid{i}"], _write_pid, tmp_path / f"pid{i}")
+        figures.draw_and_save(_figure, ("figure 0",), tmp_path / "drawn", png_interpolation="antialiased")
+        assert plt.get_fignums() == open_before
+    for i in range(5):
         assert (tmp_path / "there" / f"f{i}.png").read_bytes() == (tmp_path / "here" / f"f{i}.png").read_bytes()
         assert (tmp_path / "there" / f"f{i}.pdf").read_bytes()[:5] == b"%PDF-"
-    assert figures._FORKS is None
+        assert int((tmp_path / f"pid{i}").read_text()) != os.getpid()
+    assert (tmp_path / "drawn.png").read_bytes() == (tmp_path / "here" / "f0.png").read_bytes()
+    assert figures._POOL is None
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="fork: Linux only")
-def test_background_names_the_files_it_failed_to_write_and_writes_the_others(tmp_path):
+def test_background_names_the_figures_it_failed_to_write_and_writes_the_others(tmp_path):
+    import matplotlib.pyplot as plt
+
     from faithbench import figures
 
-    (tmp_path / "taken").write_text("a file where a folder is wanted")
-    with pytest.raises(RuntimeError, match=r"writing .*bad\.png.*failed"):
+    bad = plt.figure()
+    bad.suptitle(r"$\frac{$")  # mathtext that fails when drawn, not when set
+    with pytest.raises(RuntimeError, match=r"writing figures failed: .*bad\.png.*: ValueError"):
         with figures.background(2):
             figures.save(_figure("good"), tmp_path / "good")
-            figures.later(figures._write_figure, _figure("bad"), [tmp_path / "taken" / "bad.png"], 100, None)
+            figures.save(bad, tmp_path / "bad")
             figures.save(_figure("also good"), tmp_path / "also")
     assert (tmp_path / "good.pdf").exists() and (tmp_path / "also.pdf").exists()
-    assert figures._FORKS is None
+    assert figures._POOL is None
 
 
 def test_background_with_one_worker_writes_in_this_process(tmp_path):
     from faithbench import figures
 
     with figures.background(1):
-        assert figures._FORKS is None
+        assert figures._POOL is None
         figures.save(_figure("x"), tmp_path / "x")
         assert (tmp_path / "x.png").exists()  # written before save returned

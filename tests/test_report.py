@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -591,5 +592,34 @@ def test_the_cli_section_by_section_report_writes_what_build_and_write_do(store)
             continue
         x, y = (a / f).read_bytes(), (b / f).read_bytes()
         if f.suffix in (".md", ".html"):  # the time the report was made
+            x, y = (re.sub(rb"made 20[0-9T:-]+", b"", t) for t in (x, y))
+        assert x == y, f
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_figures_drawn_by_worker_processes_equal_those_drawn_here(store):
+    """As ``faithbench report`` runs: inside ``figures.background`` every figure and
+    view is drawn and written by worker processes, and the files equal those drawn in
+    this process (PNGs byte for byte, PDFs present), tables and page the same."""
+    import re
+
+    from faithbench.figures import background
+    from faithbench.report.write import draw
+
+    here = build(opts(store, "rep_here"), each=draw)
+    write(here)
+    with background(2):
+        there = build(opts(store, "rep_there"), each=draw)
+        write(there)
+    a, b = store / "rep_here", store / "rep_there"
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert {f.name.split("_")[0] for f in files if f.suffix == ".pdf"} >= {"curves", "gallery", "localisation", "cd"}
+    for f in files:
+        x, y = (a / f).read_bytes(), (b / f).read_bytes()
+        if f.suffix == ".pdf":
+            assert y.startswith(b"%PDF-") and len(y) > 1000
+            continue
+        if f.suffix in (".md", ".html"):
             x, y = (re.sub(rb"made 20[0-9T:-]+", b"", t) for t in (x, y))
         assert x == y, f

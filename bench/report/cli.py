@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         opts = options(argv)
         if opts.metrics_card:
             return card_main(opts)
-        with background():  # figures written by child processes while the next are drawn
+        with background(None if opts.figures else 1):  # figures drawn by workers while this goes on
             rep = build(opts, each=draw)  # figures drawn section by section, frames dropped
             paths = write(rep)
     except ConfigError as e:

@@ -205,6 +205,14 @@ def _points(f: pd.DataFrame, gal: Gallery) -> dict[str, Any]:
     return out
 
 
+def boxed_ids(b: Board, gals: dict[str, Gallery], ids: list[str]) -> list[str]:
+    """The samples of ``ids`` with a ground-truth box of their target class (those the
+    localisation figure shows), read from the gallery of the board's first method."""
+    first = gals[next(lab for lab in b.labels if lab in gals)]
+    return [s for s in ids if (first["box_labels"][first["box_sample"] == _row(first, s)]
+                               == first["target"][_row(first, s)]).any()]
+
+
 def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
                         controls: set[str] | None = None) -> Figure | None:
     """Rows: methods (controls say so); columns: samples with a ground-truth box of
@@ -212,8 +220,7 @@ def localisation_figure(b: Board, gals: dict[str, Gallery], ids: list[str],
     points as stars, each at its cell's offset in the mosaic."""
     labels = [lab for lab in b.labels if lab in gals]
     first = gals[labels[0]]
-    keep = [s for s in ids if (first["box_labels"][first["box_sample"] == _row(first, s)]
-                               == first["target"][_row(first, s)]).any()]
+    keep = boxed_ids(b, gals, ids)
     if not keep:
         return None
     _, h, w, _ = first["images"].shape

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from faithbench.figures import method_colors, save, wait
+from faithbench.figures import draw_and_save, later, method_colors, wait
 from faithbench.report import docs, webpage
 from faithbench.report.build import Report, Section
 from faithbench.report.cd import cd_figure
-from faithbench.report.gallery import (GALLERY_CELL, LOCALISATION_CELL, common_ids, gallery_figure,
-                                       load_gallery, localisation_figure, method_gallery, save_mosaic)
+from faithbench.report.board import Board
+from faithbench.report.gallery import (GALLERY_CELL, LOCALISATION_CELL, boxed_ids, common_ids,
+                                       gallery_figure, load_gallery, localisation_figure, method_gallery,
+                                       save_mosaic)
 from faithbench.report.curve_views import CurveViews
 from faithbench.report.plots import agreement_figure, curve_keys, curves_figure
 from faithbench.report.render import frame_rows, latex_tabular, leaderboard
@@ -36,7 +38,8 @@ def draw(rep: Report, s: Section) -> None:
 
 
 def section_figures(rep: Report, s: Section, out: Path) -> None:
-    """Draw the figures of one section into ``out/figures``."""
+    """Draw the figures of one section into ``out/figures`` (in worker processes inside
+    ``figures.background()``: each figure's inputs are pickled and it is drawn there)."""
     labels = rep.labels or [lab for t in rep.sections for lab in t.board.labels]
     colors = method_colors(labels)
     s.drawn = True
@@ -44,26 +47,28 @@ def section_figures(rep: Report, s: Section, out: Path) -> None:
     stem = out / "figures"
     keys = curve_keys(b)
     if keys:
-        s.figures["Curves: mean over samples with pointwise 95% CI bands"] = save(
-            curves_figure(b, keys, colors, s.controls), stem / f"curves_{b.slug}")
+        s.figures["Curves: mean over samples with pointwise 95% CI bands"] = draw_and_save(
+            curves_figure, (b, keys, colors, s.controls), stem / f"curves_{b.slug}")
     for t in s.ranks:
-        s.cd_figures[t.key] = save(cd_figure(t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
+        s.cd_figures[t.key] = draw_and_save(cd_figure, (t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
                                    stem / f"cd_{b.slug}__{t.key}")
     if len(s.agreement[0]) > 1:
-        s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = save(
-            agreement_figure(b, *s.agreement), stem / f"agreement_{b.slug}")
+        s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = draw_and_save(
+            agreement_figure, (b, *s.agreement), stem / f"agreement_{b.slug}")
     if rep.store is None or rep.options.gallery == 0:
         return
     gals = load_gallery(b, rep.store)
     views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
     ids = common_ids(b, gals, rep.options.gallery)
     if ids:
-        s.figures["Heatmap gallery: the same samples for every method"] = save_mosaic(
-            gallery_figure(b, gals, ids, s.controls), stem / f"gallery_{b.slug}", GALLERY_CELL)
-        fig = localisation_figure(b, gals, ids, s.controls)
-        if fig is not None:
-            s.figures["Localisation examples"] = save_mosaic(fig, stem / f"localisation_{b.slug}",
-                                                             LOCALISATION_CELL)
+        s.figures["Heatmap gallery: the same samples for every method"] = draw_and_save(
+            gallery_figure, (b, gals, ids, s.controls), stem / f"gallery_{b.slug}",
+            save_with=save_mosaic, cell=GALLERY_CELL)
+        boxed = boxed_ids(b, gals, ids)
+        if boxed:
+            s.figures["Localisation examples"] = draw_and_save(
+                localisation_figure, (b, gals, boxed, s.controls), stem / f"localisation_{b.slug}",
+                save_with=save_mosaic, cell=LOCALISATION_CELL)
 
 
 def rank_figures(rep: Report, out: Path) -> None:
@@ -71,7 +76,7 @@ def rank_figures(rep: Report, out: Path) -> None:
     ctrl = set().union(*(s.controls for s in rep.sections))
     for t in rep.across:
         what = "all shown metrics" if t.key == "all" else t.key
-        rep.cd_figures[t.key] = save(cd_figure(t, ctrl, f"across (model, dataset) pairs: {what}"),
+        rep.cd_figures[t.key] = draw_and_save(cd_figure, (t, ctrl, f"across (model, dataset) pairs: {what}"),
                                      out / "figures" / f"cd_across__{t.key}")
 
 
@@ -79,16 +84,26 @@ def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: P
     """Each method's own figures for its view in the HTML page (PNG only, screen
     resolution): its curves among the others' in grey, its maps over its samples."""
     b = s.board
-    curves: dict[str, list[Path]] = {}
-    if keys:  # one figure: what the views share is drawn once
-        drawn = CurveViews(b, keys, colors, s.controls)
-        curves = drawn.save_all({lab: stem / f"{b.slug}__{i}_curves" for i, lab in enumerate(b.labels)})
-        drawn.close()
-    for i, lab in enumerate(b.labels):
-        paths = list(curves.get(lab, []))
-        if lab in gals and n:
-            paths.append(method_gallery(gals[lab], n, stem / f"{b.slug}__{i}_gallery"))
-        s.views[lab] = paths
+    curves = {lab: stem / f"{b.slug}__{i}_curves" for i, lab in enumerate(b.labels)} if keys else {}
+    maps = {lab: stem / f"{b.slug}__{i}_gallery" for i, lab in enumerate(b.labels) if lab in gals and n}
+    for lab in b.labels:
+        s.views[lab] = [p.with_suffix(".png") for p in (curves.get(lab), maps.get(lab)) if p is not None]
+    if curves:  # one figure: what the views share is drawn once
+        later([p.with_suffix(".png") for p in curves.values()], curve_views, b, keys, colors, s.controls, curves)
+    if maps:
+        later([p.with_suffix(".png") for p in maps.values()], gallery_views,
+              {lab: gals[lab] for lab in maps}, n, maps)
+
+
+def curve_views(b: Board, keys: list[str], colors: dict, controls: set[str], stems: dict[str, Path]) -> None:
+    drawn = CurveViews(b, keys, colors, controls)
+    drawn.save_all(stems)
+    drawn.close()
+
+
+def gallery_views(gals: dict, n: int, stems: dict[str, Path]) -> None:
+    for lab, stem in stems.items():
+        method_gallery(gals[lab], n, stem)
 
 
 def csv_files(rep: Report, out: Path) -> list[Path]:
