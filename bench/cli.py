@@ -218,13 +218,13 @@ def _exit_now() -> None:
     """End the command's process once its work is done: the exit handlers run and the
     output is flushed as at a normal exit, but the interpreter does not tear down its
     modules one by one (1-2 s with torch, MLflow and pandas loaded). Only when no other
-    thread runs (a normal exit would wait for it)."""
+    non-daemon thread runs (a normal exit would wait for it)."""
     import atexit
     import os
     import threading
 
-    if threading.active_count() > 1:
-        return
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        return  # daemon threads (tqdm's monitor) are not waited for at a normal exit either
     atexit._run_exitfuncs()  # logging.shutdown among them: log files flushed and closed
     sys.stdout.flush()
     sys.stderr.flush()
