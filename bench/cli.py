@@ -180,7 +180,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv_is_process = argv is None  # the command line of this process (not a call from Python)
+    # the command line of this process: the console script or `python -m faithbench`
+    # (not a call from Python, nor a script or notebook that calls main())
+    argv_is_process = argv is None and Path(sys.argv[0] if sys.argv else "").name in _COMMANDS
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
         sys.exit(list_names(argv[1:]))
@@ -231,6 +233,7 @@ def _exit_now() -> None:
     os._exit(0)
 
 
+_COMMANDS = ("faithbench", "faithbench.exe", "faithbench-script.py", "__main__.py")
 _REGISTRIES = ("faithbench.methods", "faithbench.metrics", "faithbench.models",
                "faithbench.datasets")
 
