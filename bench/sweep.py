@@ -142,6 +142,7 @@ class ComposeOnce:
         return {"_loader": self._loader, "_held": {}}
 
 
+_WORKERS = "FAITHBENCH_COMPOSE_WORKERS"  # how many (no part of a job's digest: configs unchanged)
 _FORKED: tuple[Any, DictConfig] | None = None  # (loader, master config) of compose_all
 
 
@@ -162,9 +163,7 @@ def compose_workers(jobs: int) -> int:
     platform does not fork safely (macOS, Windows) or ``FAITHBENCH_COMPOSE_WORKERS=0``."""
     if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
         return 0
-    cores = os.cpu_count() or 1
-    if os.environ.get("FAITHBENCH_COMPOSE_WORKERS"):
-        cores = int(os.environ["FAITHBENCH_COMPOSE_WORKERS"])
+    cores = int(os.environ.get(_WORKERS) or os.cpu_count() or 1)
     n = min(cores, jobs)
     return n if n >= 2 else 0
 
@@ -235,7 +234,7 @@ def job_digest(base: list[Any], overrides: Sequence[str]) -> str:
     names = set(_OC_ENV.findall(texts + " ".join(overrides)))
     for s in sources:
         names.update(s[3][1] if s[3] else ())
-    env = {k: v for k, v in os.environ.items() if k != ENV
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, _WORKERS)
            and (k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES or k in names)}
     return digest([base[0], fingerprint, cwd, hydra_overrides, sources, list(overrides),
                    sorted(env.items())])[:24]
