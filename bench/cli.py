@@ -180,6 +180,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # the command line of this process: the console script or `python -m faithbench`
+    # (not a call from Python, nor a script or notebook that calls main())
+    argv_is_process = argv is None and Path(sys.argv[0] if sys.argv else "").name in _COMMANDS
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
         sys.exit(list_names(argv[1:]))
@@ -209,8 +212,28 @@ def main(argv: list[str] | None = None) -> None:
     config.NODES_FROM_INDEX = not any(m in sys.modules for m in _REGISTRIES)
     _register_sweeper()
     _hydra_main()  # a sweep with failed jobs exits 1 from SweepSummary
+    if argv_is_process:
+        _exit_now()
 
 
+def _exit_now() -> None:
+    """End the command's process once its work is done: the exit handlers run and the
+    output is flushed as at a normal exit, but the interpreter does not tear down its
+    modules one by one (1-2 s with torch, MLflow and pandas loaded). Only when no other
+    non-daemon thread runs (a normal exit would wait for it)."""
+    import atexit
+    import os
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        return  # daemon threads (tqdm's monitor) are not waited for at a normal exit either
+    atexit._run_exitfuncs()  # logging.shutdown among them: log files flushed and closed
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+_COMMANDS = ("faithbench", "faithbench.exe", "faithbench-script.py", "__main__.py")
 _REGISTRIES = ("faithbench.methods", "faithbench.metrics", "faithbench.models",
                "faithbench.datasets")
 

@@ -21,6 +21,12 @@ job numbers and launchers) with two savings.
 2. **Each job's config is composed once.** Hydra composes every job twice: once to
    validate the batch before anything runs, once to launch it. The configs composed to
    validate are kept (pickled, about 50 kB each) and handed to the launcher.
+3. **The batch is composed on every CPU core** (forked processes, where the platform
+   forks; serially elsewhere), while this process does what the first job would wait
+   for (``warm``: the tracking store, created here when it is a new SQLite file, and the
+   runner's imports when the jobs run in this process). A job whose composition fails
+   is composed again here, in order, so the sweep stops before any job runs with the
+   error a serial composition raises.
 
 ``hydra.sweeper.skip_finished=false`` turns the first off. The sweeper's class is
 ``hydra_plugins.faithbench_sweeper.FaithbenchSweeper`` (where Hydra looks for plugins);
@@ -31,10 +37,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import os
 import pickle
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +95,37 @@ class ComposeOnce:
         cfg = self._loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
         self._held[tuple(overrides)] = pickle.dumps(cfg)
 
+    def compose_all(self, master: DictConfig, jobs: list[list[str]],
+                    meanwhile: Callable[[], Any] | None = None) -> None:
+        """``compose`` each of ``jobs`` (override lists) on ``compose_workers`` forked
+        processes, calling ``meanwhile()`` here while they work; the same configs as
+        composing them one by one. The first job, in order, that failed to compose is
+        composed again here, which raises the error of a serial composition."""
+        workers = compose_workers(len(jobs))
+        if workers < 2:
+            if meanwhile is not None:
+                meanwhile()
+            for overrides in jobs:
+                self.compose(master, overrides)
+            return
+        global _FORKED
+        _FORKED = (self._loader, master)  # read by the forked workers, never pickled
+        sys.stdout.flush()  # a forked worker flushes what it inherited as it exits
+        sys.stderr.flush()
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                pending = pool.map_async(_compose_pickled, jobs, chunksize=1)
+                if meanwhile is not None:
+                    meanwhile()
+                held = pending.get()
+        finally:
+            _FORKED = None
+        for overrides, cfg in zip(jobs, held):
+            if cfg is None:  # raises here as it did there (or composes: kept)
+                self.compose(master, overrides)
+            else:
+                self._held[tuple(overrides)] = cfg
+
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         held = self._held.pop(tuple(sweep_overrides), None)
         if held is not None:
@@ -101,6 +140,54 @@ class ComposeOnce:
     def __getstate__(self) -> dict[str, Any]:
         """Sent to other processes (parallel launchers) without the held configs."""
         return {"_loader": self._loader, "_held": {}}
+
+
+_WORKERS = "FAITHBENCH_COMPOSE_WORKERS"  # how many (no part of a job's digest: configs unchanged)
+_FORKED: tuple[Any, DictConfig] | None = None  # (loader, master config) of compose_all
+
+
+def _compose_pickled(overrides: list[str]) -> bytes | None:
+    """In a worker forked by ``compose_all``: the pickled config of one job, None when
+    composing it fails (the parent composes it again to raise the error itself)."""
+    assert _FORKED is not None
+    loader, master = _FORKED
+    try:
+        return pickle.dumps(loader.load_sweep_config(master_config=master, sweep_overrides=overrides))
+    except Exception:
+        return None
+
+
+def compose_workers(jobs: int) -> int:
+    """How many processes ``compose_all`` forks for ``jobs`` jobs: one per CPU core, at
+    most one per job; 0 (compose here) for fewer than 2 jobs or cores, or where the
+    platform does not fork safely (macOS, Windows) or ``FAITHBENCH_COMPOSE_WORKERS=0``."""
+    if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+        return 0
+    cores = int(os.environ.get(_WORKERS) or os.cpu_count() or 1)
+    n = min(cores, jobs)
+    return n if n >= 2 else 0
+
+
+def new_store(config: DictConfig) -> bool:
+    """Whether ``config``'s tracking store is a SQLite file that does not exist yet (no
+    run can be finished in it), by ``faithbench.tracking.resolve_uri``'s rules."""
+    uri = config.tracking.get("uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return not (Path.cwd() / "mlflow.db").exists()
+    uri = str(uri)
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+
+
+def warm(config: DictConfig, in_process: bool) -> None:
+    """What the first launched job would otherwise wait for: the tracking store (opened,
+    and its schema created when it is new) and, when the jobs run in this process,
+    the runner's imports (torch, the registries)."""
+    from faithbench import tracking
+
+    uri = config.tracking.get("uri")
+    tracking.tracker(None if uri is None else str(uri), str(config.tracking.experiment))
+    if in_process:
+        import faithbench.run  # noqa: F401
 
 
 def digest_base(config: DictConfig) -> list[Any]:
@@ -147,7 +234,7 @@ def job_digest(base: list[Any], overrides: Sequence[str]) -> str:
     names = set(_OC_ENV.findall(texts + " ".join(overrides)))
     for s in sources:
         names.update(s[3][1] if s[3] else ())
-    env = {k: v for k, v in os.environ.items() if k != ENV
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, _WORKERS)
            and (k.startswith(_ENV_PREFIXES) or k in _ENV_NAMES or k in names)}
     return digest([base[0], fingerprint, cwd, hydra_overrides, sources, list(overrides),
                    sorted(env.items())])[:24]

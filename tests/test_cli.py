@@ -117,3 +117,15 @@ def test_launcher_presets_compose(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "slurm":
         assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 64
+
+
+def test_cli_exits_without_teardown_after_flushing_its_output(workdir):
+    """The command ends with os._exit after the exit handlers (faithbench.cli._exit_now):
+    exit status 0, its log file and its output complete; a sweep's table printed."""
+    args = ["method=random", "dataset.limit=2", "metrics=[pointing_game]", "figures.grid=0"]
+    p = _cli(*args, cwd=workdir)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (log,) = workdir.glob("faithbench_out/hydra/*/*/cli.log")
+    assert "shapes_cnn/random/shapes: pointing_game " in log.read_text().splitlines()[-1]
+    p = _cli("-m", *args, cwd=workdir)
+    assert p.returncode == 0 and "shapes_cnn" in p.stdout.splitlines()[-1]

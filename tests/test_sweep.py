@@ -191,3 +191,59 @@ def test_job_files_are_the_weights_and_outside_code(workdir, tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = apply_method_params(compose(["method=callable", "method.fn=my_method:explain"]))
     assert job_files(cfg) == [str(WEIGHTS), str(tmp_path / "my_method.py")]
+
+
+def _loader_and_master():
+    """Hydra's config loader and the master config of a faithbench sweep."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from faithbench.config import store_nodes
+
+    store_nodes()
+    with initialize_config_module("faithbench.conf", version_base="1.3"):
+        master = hydra_compose("config", overrides=["hydra.mode=MULTIRUN"], return_hydra_config=True)
+        loader = GlobalHydra.instance().config_loader()
+    return loader, master
+
+
+def test_parallel_composition_gives_the_serial_configs(monkeypatch):
+    """(Serial where the platform does not fork: the same assertions hold.)"""
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "2")
+    loader, master = _loader_and_master()
+    jobs = [["method=saliency"], ["method=grad_cam", "dataset.limit=3"], ["+pair=photos", "method=rise"]]
+    serial, parallel = sweep.ComposeOnce(loader), sweep.ComposeOnce(loader)
+    for j in jobs:
+        serial.compose(master, j)
+    seen = []
+    parallel.compose_all(master, jobs, meanwhile=lambda: seen.append(os.getpid()))
+    assert seen == [os.getpid()]  # called once, in this process
+    for j in jobs:
+        a = serial.load_sweep_config(master, j)
+        b = parallel.load_sweep_config(master, j)
+        assert OmegaConf.to_container(a) == OmegaConf.to_container(b)
+        assert OmegaConf.to_yaml(a) == OmegaConf.to_yaml(b)
+
+
+def test_parallel_composition_raises_the_first_error_in_order(monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "2")
+    loader, master = _loader_and_master()
+    bad = ["method=no_such_method"]
+    with pytest.raises(Exception) as serial:
+        sweep.ComposeOnce(loader).compose(master, bad)
+    once = sweep.ComposeOnce(loader)
+    with pytest.raises(type(serial.value)) as parallel:
+        once.compose_all(master, [["method=saliency"], bad, ["method=also_missing"]])
+    assert str(parallel.value) == str(serial.value)
+
+
+def test_a_composition_error_stops_the_sweep_before_any_job(workdir):
+    p = subprocess.run([sys.executable, "-m", "faithbench", *SWEEP[:1], "method=saliency,no_such_method",
+                        *SWEEP[2:]], cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1
+    assert "no_such_method" in p.stderr and "Launching" not in p.stderr + p.stdout
+    assert not list(workdir.glob("faithbench_out/runs/*"))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faithbench")
+    assert exp is None or not client.search_runs([exp.experiment_id])

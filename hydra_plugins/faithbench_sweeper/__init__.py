@@ -15,7 +15,8 @@ from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from faithbench.sweep import ENV, ComposeOnce, digest_base, finished, job_digest, write_finished
+from faithbench.sweep import (ENV, ComposeOnce, digest_base, finished, job_digest, new_store, warm,
+                              write_finished)
 
 log = logging.getLogger("faithbench")
 
@@ -53,11 +54,13 @@ class FaithbenchSweeper(BasicSweeper):
         while not self.is_done():
             batch = [[*o, f"hydra.job.env_set.{ENV}={job_digest(base, o)}"]
                      for o in self.get_job_batch()]
-            done = finished(self.config, [_digest_of(o) for o in batch]) if self.skip_finished else {}
+            # a new SQLite store holds no finished run: its schema is made while composing
+            done = {} if not self.skip_finished or new_store(self.config) else \
+                finished(self.config, [_digest_of(o) for o in batch])
             todo = [o for o in batch if _digest_of(o) not in done]
-            for overrides in todo:  # errors before anything runs; kept for the launcher
-                self._loader.compose(self.config, overrides)
-            if todo:
+            if todo:  # errors before anything runs; kept for the launcher
+                in_process = _BASIC == f"{type(self.launcher).__module__}.{type(self.launcher).__name__}"
+                self._loader.compose_all(self.config, todo, lambda: warm(self.config, in_process))
                 results = self.launcher.launch(todo, initial_job_idx=num)
                 for r in results:
                     _ = r.return_value  # raises if the job raised
@@ -69,6 +72,11 @@ class FaithbenchSweeper(BasicSweeper):
                 write_finished(sweep_dir, skipped, num + len(todo))
             num += len(batch)
         return returns
+
+
+# Hydra's launcher that runs the jobs in this process (compared by name: Hydra's plugin
+# scan executes its core plugins' modules again, so the class object can differ)
+_BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 def _digest_of(overrides: Sequence[str]) -> str:
