@@ -156,9 +156,9 @@ def background(n: int | None = None) -> Iterator[None]:
     """Inside the block ``later`` (so ``save`` and ``draw_and_save``) hands its call to
     one of ``n`` worker processes (default: ``workers()``, at most 8) and returns at
     once; the block's end waits for every call (as ``wait()`` does) and raises
-    ``RuntimeError`` naming the files of each call that failed, and why. With ``n`` below 2 (or nested, or off
-    Linux: the workers are forked, which macOS's system libraries do not allow) every
-    call runs when it is made."""
+    ``RuntimeError`` naming the files of each call that failed, and why. With ``n``
+    below 2, nested, or off Linux (the workers are forked, which macOS's system
+    libraries do not allow) every call runs when it is made."""
     global _POOL
     import sys
 
