@@ -131,7 +131,34 @@ def _write_figure(fig: Figure, paths: list[Path], dpi: float, png_interpolation:
             im.set_interpolation(how)
         if len(paths) > 1:
             fig.set_layout_engine("none")  # keeps the axes where the PNG's layout put them
-            fig.savefig(paths[1])
+            with fonts_without_layout_tables():
+                fig.savefig(paths[1])
+
+
+# Embedding a TrueType font in a PDF subsets it with fontTools, and about 70% of a
+# figure's PDF time went to decompiling and pruning DejaVu Sans's OpenType layout tables,
+# which no PDF reader uses (the writer places each glyph; matplotlib kerns from the
+# original font). Dropped, every report PDF renders to the same pixels and text
+# (checked with MuPDF at 200 dpi) and is written about 35% faster.
+LAYOUT_TABLES = ("GSUB", "GPOS", "GDEF", "MATH")
+
+
+@contextlib.contextmanager
+def fonts_without_layout_tables() -> Iterator[None]:
+    """Inside the block, fonts subset by fontTools (as matplotlib does to embed them in
+    a PDF) leave out ``LAYOUT_TABLES``; a fontTools without the class default that
+    this sets subsets as it always does."""
+    from fontTools import subset
+
+    default = getattr(subset.Options, "_drop_tables_default", None)
+    if not isinstance(default, list):
+        yield
+        return
+    subset.Options._drop_tables_default = [*default, *LAYOUT_TABLES]
+    try:
+        yield
+    finally:
+        subset.Options._drop_tables_default = default
 
 
 # Figures drawn and written in the background -----------------------------------------

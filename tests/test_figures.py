@@ -74,6 +74,22 @@ def test_saved_pdfs_embed_truetype_quietly(tmp_path, caplog):
     assert not [r for r in caplog.records if r.name.startswith("fontTools")]
     body = pdf.read_bytes()
     assert b"/FontFile2" in body and b"/Type3" not in body
+    # the embedded font holds the glyphs drawn, without the layout tables no reader uses
+    import io
+    import re
+    import zlib
+
+    from fontTools.subset import Options
+    from fontTools.ttLib import TTFont
+
+    from faithbench.figures import LAYOUT_TABLES
+
+    ref = int(re.search(rb"/FontFile2 (\d+) 0 R", body).group(1))
+    stream = re.search(rb"\n%d 0 obj\s*<<(.*?)>>\s*stream\r?\n" % ref, body, re.S)
+    font = TTFont(io.BytesIO(zlib.decompressobj().decompress(body[stream.end():])))
+    assert not set(LAYOUT_TABLES) & set(font.keys())
+    assert {ord(c) for c in "atitle0.51"} <= set(font.getBestCmap())  # the title and tick labels
+    assert not set(LAYOUT_TABLES) & set(Options._drop_tables_default)  # restored after saving
 
 
 def _write_pid(path):
