@@ -39,36 +39,48 @@ def draw(rep: Report, s: Section) -> None:
 
 def section_figures(rep: Report, s: Section, out: Path) -> None:
     """Draw the figures of one section into ``out/figures`` (in worker processes inside
-    ``figures.background()``: each figure's inputs are pickled and it is drawn there)."""
+    ``figures.background()``: each figure's inputs are pickled and it is drawn there;
+    the costliest are handed over first, so no worker is left with a long one at the
+    end)."""
     labels = rep.labels or [lab for t in rep.sections for lab in t.board.labels]
     colors = method_colors(labels)
     s.drawn = True
     b = s.board
     stem = out / "figures"
     keys = curve_keys(b)
+    maps = {}
+    if rep.store is not None and rep.options.gallery > 0:
+        maps = gallery_figures(s, load_gallery(b, rep.store), keys, colors, rep.options.gallery, stem)
     if keys:
         s.figures["Curves: mean over samples with pointwise 95% CI bands"] = draw_and_save(
             curves_figure, (b, keys, colors, s.controls), stem / f"curves_{b.slug}")
-    for t in s.ranks:
-        s.cd_figures[t.key] = draw_and_save(cd_figure, (t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
-                                   stem / f"cd_{b.slug}__{t.key}")
     if len(s.agreement[0]) > 1:
         s.figures["Agreement between metrics (Spearman, +1 = same ordering)"] = draw_and_save(
             agreement_figure, (b, *s.agreement), stem / f"agreement_{b.slug}")
-    if rep.store is None or rep.options.gallery == 0:
-        return
-    gals = load_gallery(b, rep.store)
-    views(s, gals, keys, colors, rep.options.gallery, stem / "methods")
-    ids = common_ids(b, gals, rep.options.gallery)
+    for t in s.ranks:
+        s.cd_figures[t.key] = draw_and_save(cd_figure, (t, s.controls, f"{b.model} / {b.dataset}: {t.key}"),
+                                            stem / f"cd_{b.slug}__{t.key}")
+    s.figures.update(maps)  # shown after the others
+
+
+def gallery_figures(s: Section, gals: dict, keys: list[str], colors: dict, n: int,
+                    stem: Path) -> dict[str, list[Path]]:
+    """Hand over a section's methods' views, heatmap gallery and localisation examples;
+    returns the two figures' paths by caption."""
+    b = s.board
+    ids = common_ids(b, gals, n)
+    out = {}
     if ids:
-        s.figures["Heatmap gallery: the same samples for every method"] = draw_and_save(
+        out["Heatmap gallery: the same samples for every method"] = draw_and_save(
             gallery_figure, (b, gals, ids, s.controls), stem / f"gallery_{b.slug}",
             save_with=save_mosaic, cell=GALLERY_CELL)
         boxed = boxed_ids(b, gals, ids)
         if boxed:
-            s.figures["Localisation examples"] = draw_and_save(
+            out["Localisation examples"] = draw_and_save(
                 localisation_figure, (b, gals, boxed, s.controls), stem / f"localisation_{b.slug}",
                 save_with=save_mosaic, cell=LOCALISATION_CELL)
+    views(s, gals, keys, colors, n, stem / "methods")
+    return out
 
 
 def rank_figures(rep: Report, out: Path) -> None:
