@@ -106,7 +106,7 @@ def figure_paths(stem: Path, pdf: bool = True) -> list[Path]:
 
 
 def draw_and_save(make: Callable[..., Figure], args: tuple[Any, ...], stem: Path,
-         save_with: Callable[..., list[Path]] | None = None, **kwargs: Any) -> list[Path]:
+                  save_with: Callable[..., list[Path]] | None = None, **kwargs: Any) -> list[Path]:
     """``save(make(*args), stem, **kwargs)`` (or ``save_with``), drawn and written by a
     worker process inside ``background()``: ``make`` and ``args`` are pickled, so the
     figure is drawn there too. Returns the paths ``save`` returns."""
@@ -171,26 +171,19 @@ def fonts_without_layout_tables() -> Iterator[None]:
 _POOL: _Workers | None = None
 
 
-def workers() -> int:
-    """The CPU cores this process may use."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def background(n: int | None = None) -> Iterator[None]:
     """Inside the block ``later`` (so ``save`` and ``draw_and_save``) hands its call to
-    one of ``n`` worker processes (default: ``workers()``, at most 8) and returns at
+    one of ``n`` worker processes (default: ``forks.cores()``, at most 8) and returns at
     once; the block's end waits for every call (as ``wait()`` does) and raises
     ``RuntimeError`` naming the files of each call that failed, and why. With ``n``
     below 2, nested, or off Linux (the workers are forked, which macOS's system
     libraries do not allow) every call runs when it is made."""
     global _POOL
-    import sys
+    from faithbench import forks
 
-    n = min(8, workers()) if n is None else n
-    if n < 2 or _POOL is not None or not sys.platform.startswith("linux"):
+    n = min(8, forks.cores()) if n is None else n
+    if n < 2 or _POOL is not None or not forks.can_fork():
         yield
         return
     _POOL = _Workers(n)
@@ -225,7 +218,9 @@ class _Workers:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # forked now, while this process is small; each worker lives for the block
+        # forked now, while this process is small, and before ``_POOL`` is set, so in
+        # the workers ``later`` runs its call (``save`` inside ``draw_and_save``); each
+        # worker lives for the block
         self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"))
         self.n = n
         self.pending: list[tuple[Any, Sequence[Path]]] = []

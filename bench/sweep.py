@@ -158,13 +158,15 @@ def _compose_pickled(overrides: list[str]) -> bytes | None:
 
 
 def compose_workers(jobs: int) -> int:
-    """How many processes ``compose_all`` forks for ``jobs`` jobs: one per CPU core, at
-    most one per job; 0 (compose here) for fewer than 2 jobs or cores, or where the
-    platform does not fork safely (macOS, Windows) or ``FAITHBENCH_COMPOSE_WORKERS=0``."""
-    if "fork" not in multiprocessing.get_all_start_methods() or sys.platform == "darwin":
+    """How many processes ``compose_all`` forks for ``jobs`` jobs: one per CPU core this
+    process may use, at most one per job; 0 (compose here) for fewer than 2 jobs or
+    cores, where forking is not safe (``forks.can_fork``: Linux only) or with
+    ``FAITHBENCH_COMPOSE_WORKERS=0``."""
+    from faithbench import forks
+
+    if not forks.can_fork():
         return 0
-    cores = int(os.environ.get(_WORKERS) or os.cpu_count() or 1)
-    n = min(cores, jobs)
+    n = min(int(os.environ.get(_WORKERS) or forks.cores()), jobs)
     return n if n >= 2 else 0
 
 

@@ -89,7 +89,7 @@ def rank_figures(rep: Report, out: Path) -> None:
     for t in rep.across:
         what = "all shown metrics" if t.key == "all" else t.key
         rep.cd_figures[t.key] = draw_and_save(cd_figure, (t, ctrl, f"across (model, dataset) pairs: {what}"),
-                                     out / "figures" / f"cd_across__{t.key}")
+                                              out / "figures" / f"cd_across__{t.key}")
 
 
 def views(s: Section, gals: dict, keys: list[str], colors: dict, n: int, stem: Path) -> None:
