@@ -226,6 +226,52 @@ def test_parallel_composition_gives_the_serial_configs(monkeypatch):
         assert OmegaConf.to_yaml(a) == OmegaConf.to_yaml(b)
 
 
+def test_compose_workers_keep_a_core_for_the_work_meanwhile(monkeypatch):
+    from faithbench import forks
+
+    monkeypatch.delenv("FAITHBENCH_COMPOSE_WORKERS", raising=False)
+    monkeypatch.setattr(forks, "can_fork", lambda: True)
+    monkeypatch.setattr(forks, "cores", lambda: 2)
+    assert sweep.compose_workers(46) == 2
+    assert sweep.compose_workers(46, meanwhile=True) == 1  # the store and imports take the other
+    assert sweep.compose_workers(1, meanwhile=True) == 0
+    monkeypatch.setattr(forks, "cores", lambda: 8)
+    assert sweep.compose_workers(46, meanwhile=True) == 7 and sweep.compose_workers(3) == 3
+    monkeypatch.setattr(forks, "cores", lambda: 1)
+    assert sweep.compose_workers(46) == sweep.compose_workers(46, meanwhile=True) == 0
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "0")
+    monkeypatch.setattr(forks, "cores", lambda: 8)
+    assert sweep.compose_workers(46, meanwhile=True) == 0
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "3")
+    assert sweep.compose_workers(46) == 3
+    monkeypatch.setattr(forks, "can_fork", lambda: False)
+    assert sweep.compose_workers(46) == 0
+
+
+def test_configs_composed_with_the_config_store_shared_are_hydras():
+    import copy
+
+    from hydra.core.config_store import ConfigStore
+
+    loader, master = _loader_and_master()
+    store = ConfigStore.instance()
+    jobs = [["method=saliency"], ["+pair=photos", "method=rise", "metrics=[deletion]"],
+            ["method=grad_cam", "+method_params.grad_cam.relu=false", "seed=3"]]
+    once = sweep.ComposeOnce(loader)
+    for j in jobs:
+        plain = loader.load_sweep_config(master_config=master, sweep_overrides=j)
+        once.compose(master, j)
+        shared = once.load_sweep_config(master, j)
+        assert OmegaConf.to_yaml(shared) == OmegaConf.to_yaml(plain)
+    with sweep.config_store_shared():
+        assert copy.deepcopy(store) is store
+        with sweep.config_store_shared():  # nested: the outer block restores
+            pass
+        assert copy.deepcopy(store) is store
+    assert "__deepcopy__" not in vars(ConfigStore)
+    assert copy.deepcopy(store) is not store  # Hydra's behaviour outside the block
+
+
 def test_parallel_composition_raises_the_first_error_in_order(monkeypatch):
     monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "2")
     loader, master = _loader_and_master()
