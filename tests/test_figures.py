@@ -124,14 +124,14 @@ def test_background_writes_the_same_files_from_worker_processes(tmp_path):
     from faithbench import figures
 
     for i in range(5):
-        figures.save(_figure(f"figure {i}"), tmp_path / "here" / f"f{i}", png_interpolation="antialiased")
+        figures.save(_figure(f"figure {i}"), tmp_path / "here" / f"f{i}", shrink_images=True)
     open_before = plt.get_fignums()
     with figures.background(2):
         assert figures._POOL is not None
         for i in range(5):
-            figures.save(_figure(f"figure {i}"), tmp_path / "there" / f"f{i}", png_interpolation="antialiased")
+            figures.save(_figure(f"figure {i}"), tmp_path / "there" / f"f{i}", shrink_images=True)
             figures.later([tmp_path / f"pid{i}"], _write_pid, tmp_path / f"pid{i}")
-        figures.draw_and_save(_figure, ("figure 0",), tmp_path / "drawn", png_interpolation="antialiased")
+        figures.draw_and_save(_figure, ("figure 0",), tmp_path / "drawn", shrink_images=True)
         assert plt.get_fignums() == open_before
     for i in range(5):
         assert (tmp_path / "there" / f"f{i}.png").read_bytes() == (tmp_path / "here" / f"f{i}.png").read_bytes()
@@ -165,3 +165,33 @@ def test_background_with_one_worker_writes_in_this_process(tmp_path):
         assert figures._POOL is None
         figures.save(_figure("x"), tmp_path / "x")
         assert (tmp_path / "x.png").exists()  # written before save returned
+
+
+def test_images_shrunk_for_a_file_are_the_mean_of_the_pixels_each_covers(tmp_path):
+    """A 64 x 64 RGB mosaic shown in 32 x 32 pixels of the PNG: each pixel is the mean
+    of a 2 x 2 block (matplotlib's nearest resampling would pick one pixel of it); the
+    figure holds its own image, extent and interpolation again afterwards."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from faithbench import figures
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    fig = plt.figure(figsize=(1, 1), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    im = ax.imshow(img, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    extent = im.get_extent()
+    paths = figures.save(fig, tmp_path / "f", dpi=32, shrink_images=True, close=False)
+    got = np.asarray(Image.open(paths[0]).convert("RGB")).astype(float)
+    blocks = img.reshape(32, 2, 32, 2, 3).astype(float).mean((1, 3))
+    assert got.shape == (32, 32, 3)
+    assert np.abs(got - blocks).max() <= 1  # rounding
+    assert np.abs(got - img[::2, ::2]).max() > 50  # not one pixel of each block
+    assert np.array_equal(im.get_array(), img) and im.get_extent() == extent
+    assert im.get_interpolation() == "nearest"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+    figures.save(fig, tmp_path / "g", dpi=200, pdf=False, shrink_images=True)  # enlarged: as it is
+    big = np.asarray(Image.open(tmp_path / "g.png").convert("RGB"))
+    assert big.shape == (200, 200, 3) and np.array_equal(big[0, 0], img[0, 0])

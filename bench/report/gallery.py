@@ -151,13 +151,11 @@ def method_gallery(gal: Gallery, n: int, stem: Path) -> Path:
 
 def save_mosaic(fig: Figure, stem: Path, cell: float) -> list[Path]:
     """Save a gallery or localisation figure (``cell`` inches per cell) as a PNG for the
-    screen, at the resolution that gives cells of about ``VIEW`` pixels (antialiased
-    where that shrinks the images: at 200 dpi the photos' PNGs were 7-9 MB, the page
-    embedding them 42 MB), and as a PDF (the image resampled at its 100 dpi)."""
-    ax = fig.axes[0]  # the mosaic's (``mosaic_axes``)
-    per_inch = ax.get_images()[0].get_array().shape[1] / (ax.get_position().width * fig.get_figwidth())
-    dpi = VIEW / cell
-    return save(fig, stem, dpi=dpi, png_interpolation="antialiased" if per_inch > dpi else None)
+    screen, at the resolution that gives cells of about ``VIEW`` pixels (at 200 dpi the
+    photos' PNGs were 7-9 MB, the page embedding them 42 MB), and as a PDF (the image
+    at its 100 dpi); where that shrinks the mosaic, each file's pixel is the mean of
+    the mosaic's pixels it covers (``figures.images_at``)."""
+    return save(fig, stem, dpi=VIEW / cell, shrink_images=True)
 
 
 def _shrink(a: np.ndarray, f: int) -> np.ndarray:
