@@ -148,7 +148,7 @@ def images_at(fig: Figure, dpi: float) -> Iterator[None]:
         for im in ax.get_images():
             data = np.asarray(im.get_array())
             box = im.get_window_extent()  # display pixels at the figure's dpi
-            w, h = round(box.width * dpi / fig.dpi), round(box.height * dpi / fig.dpi)
+            w, h = (round(abs(v) * dpi / fig.dpi) for v in (box.width, box.height))
             if data.dtype != np.uint8 or data.ndim != 3 or not 0 < w < data.shape[1] or h < 1:
                 continue
             kept.append((im, data, im.get_extent(), im.get_interpolation()))
