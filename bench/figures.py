@@ -88,10 +88,10 @@ def save(fig: Figure, stem: Path, dpi: float = 200, pdf: bool = True, close: boo
     """Save ``fig`` as ``stem.png`` and (unless ``pdf`` is False: figures only for the
     screen) ``stem.pdf``; closes it unless ``close`` is False. Returns the paths. A
     layout engine's layout (``layout="constrained"``) is computed once, for the PNG,
-    and the PDF reuses it. With ``shrink_images``, each 8-bit RGB(A) image that a file
-    gives fewer pixels than it has is written as the mean over the pixels it covers
-    (``images_at``). Inside ``background()`` the files are written by a worker process,
-    from the figure as it is when ``save`` is called."""
+    and the PDF reuses it. With ``shrink_images`` (for a figure with a fixed layout),
+    each 8-bit RGB(A) image that a file gives fewer pixels than it has is written as the
+    mean over the pixels it covers (``images_at``). Inside ``background()`` the files
+    are written by a worker process, from the figure as it is when ``save`` is called."""
     paths = figure_paths(stem, pdf)
     later(paths, _write_figure, fig, paths, dpi, shrink_images)
     if close:
@@ -135,34 +135,47 @@ def _write_figure(fig: Figure, paths: list[Path], dpi: float, shrink_images: boo
 
 @contextlib.contextmanager
 def images_at(fig: Figure, dpi: float) -> Iterator[None]:
-    """Inside the block, each 8-bit RGB(A) image of ``fig`` with more pixels than it
-    covers at ``dpi`` shows instead its copy at that size, each pixel the mean of the
-    area it covers (PIL's box filter), drawn pixel for pixel (nearest) at the same
-    place. matplotlib resampled a large gallery mosaic itself in 0.7-1.3 s per file
-    (an RGBA float copy, masked arrays, its own filter), without antialiasing in the
-    PDF; the box filter takes 0.06 s. The figure's layout must be final."""
+    """Inside the block, each 8-bit RGB(A) image that ``imshow`` drew on ``fig`` with
+    more pixels than it covers at ``dpi`` (in neither direction fewer) shows instead its
+    copy at that size, each pixel the mean of the area it covers (PIL's box filter),
+    drawn nearest-neighbour in the same data coordinates; the axes keep their limits.
+    matplotlib resampled a large gallery mosaic itself in 0.7-1.3 s per file (an RGBA
+    float copy, masked arrays, its own filter), without antialiasing in the PDF; the box
+    filter takes 0.06 s. Images drawn unsampled (``interpolation="none"``) are left as
+    they are. The figure's layout must be final (a fixed layout, as ``mosaic_axes``)."""
+    from matplotlib.image import AxesImage
     from PIL import Image
 
     kept = []
-    for ax in fig.axes:
-        for im in ax.get_images():
-            data = np.asarray(im.get_array())
-            box = im.get_window_extent()  # display pixels at the figure's dpi
-            w, h = (round(abs(v) * dpi / fig.dpi) for v in (box.width, box.height))
-            if data.dtype != np.uint8 or data.ndim != 3 or not 0 < w < data.shape[1] or h < 1:
-                continue
-            kept.append((im, data, im.get_extent(), im.get_interpolation()))
-            small = Image.fromarray(data).resize((w, h), Image.Resampling.BOX)
-            im.set_data(np.asarray(small))
-            im.set_extent(kept[-1][2])  # the same data coordinates as the full image
-            im.set_interpolation("nearest")
     try:
+        for ax in fig.axes:
+            for im in ax.get_images():
+                data = np.asarray(im.get_array())
+                box = im.get_window_extent()  # display pixels at the figure's dpi
+                w, h = (round(abs(v) * dpi / fig.dpi) for v in (box.width, box.height))
+                if (type(im) is not AxesImage or im.get_interpolation() == "none" or data.dtype != np.uint8
+                        or data.ndim != 3 or not (0 < w <= data.shape[1] and 0 < h <= data.shape[0])
+                        or (w, h) == data.shape[1::-1]):
+                    continue
+                kept.append((im, data, im.get_extent(), im.get_interpolation()))
+                _show(im, np.asarray(Image.fromarray(data).resize((w, h), Image.Resampling.BOX)),
+                      kept[-1][2], "nearest")
         yield
     finally:
-        for im, data, extent, how in kept:
-            im.set_data(data)
-            im.set_extent(extent)
-            im.set_interpolation(how)
+        for im, data, extent, how in reversed(kept):
+            _show(im, data, extent, how)
+
+
+def _show(im: Any, data: np.ndarray, extent: tuple[float, ...], interpolation: str) -> None:
+    """``im`` shows ``data`` over ``extent`` (data coordinates) with ``interpolation``;
+    its axes keep their limits (setting an extent autoscales them)."""
+    ax = im.axes
+    limits = ax.get_xlim(), ax.get_ylim()
+    im.set_data(data)
+    im.set_extent(extent)
+    ax.set_xlim(limits[0], auto=None)
+    ax.set_ylim(limits[1], auto=None)
+    im.set_interpolation(interpolation)
 
 
 # Embedding a TrueType font in a PDF subsets it with fontTools, and about 70% of a

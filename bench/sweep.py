@@ -192,7 +192,7 @@ def compose_workers(jobs: int, meanwhile: bool = False) -> int:
     """How many processes ``compose_all`` forks for ``jobs`` jobs: one per CPU core this
     process may use, less the core kept for this process's own work ``meanwhile``
     (``warm``, the longer of the two on 2 cores: with a third process there, the first
-    job started 1.3-1.7 s later), at most one per job; ``FAITHBENCH_COMPOSE_WORKERS``
+    job started 0.7-1.5 s later), at most one per job; ``FAITHBENCH_COMPOSE_WORKERS``
     sets the number. 0 (compose here) for fewer than 2 jobs, where forking is not safe
     (``forks.can_fork``: Linux only), and for one worker that nothing overlaps."""
     from faithbench import forks

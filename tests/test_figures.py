@@ -195,3 +195,37 @@ def test_images_shrunk_for_a_file_are_the_mean_of_the_pixels_each_covers(tmp_pat
     figures.save(fig, tmp_path / "g", dpi=200, pdf=False, shrink_images=True)  # enlarged: as it is
     big = np.asarray(Image.open(tmp_path / "g.png").convert("RGB"))
     assert big.shape == (200, 200, 3) and np.array_equal(big[0, 0], img[0, 0])
+
+
+def test_images_shrunk_keep_their_place_the_axes_limits_and_come_back(tmp_path):
+    """An inverted axis still shows the image upside down; an axes autoscaled to other
+    artists keeps its limits; the image comes back when the block raises."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from faithbench import figures
+
+    img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    fig = plt.figure(figsize=(1, 1), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    im = ax.imshow(img, interpolation="nearest", aspect="auto")
+    ax.invert_yaxis()
+    ax.set_axis_off()
+    limits = ax.get_xlim(), ax.get_ylim()
+    path = figures.save(fig, tmp_path / "flipped", dpi=32, pdf=False, shrink_images=True, close=False)[0]
+    got = np.asarray(Image.open(path).convert("RGB")).astype(float)
+    assert np.abs(got - img[::-1].reshape(32, 2, 32, 2, 3).mean((1, 3))).max() <= 1
+    assert (ax.get_xlim(), ax.get_ylim()) == limits
+    with pytest.raises(RuntimeError), figures.images_at(fig, 32):
+        assert im.get_array().shape == (32, 32, 3)
+        raise RuntimeError
+    assert np.array_equal(im.get_array(), img) and (ax.get_xlim(), ax.get_ylim()) == limits
+
+    fig, ax = plt.subplots(figsize=(1, 1), dpi=100)
+    ax.imshow(img, aspect="auto")
+    ax.plot([0, 130], [0, 130])  # autoscaled beyond the image
+    ax.autoscale()
+    limits = ax.get_xlim(), ax.get_ylim()
+    figures.save(fig, tmp_path / "wider", dpi=32, pdf=False, shrink_images=True, close=False)
+    assert (ax.get_xlim(), ax.get_ylim()) == limits
+    plt.close("all")
