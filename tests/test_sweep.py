@@ -208,17 +208,19 @@ def _loader_and_master():
     return loader, master
 
 
-def test_parallel_composition_gives_the_serial_configs(monkeypatch):
-    """(Serial where the platform does not fork: the same assertions hold.)"""
-    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "2")
+@pytest.mark.parametrize("workers,meanwhile", [("2", True), ("1", True), ("2", False)])
+def test_parallel_composition_gives_the_serial_configs(monkeypatch, workers, meanwhile):
+    """(Serial where the platform does not fork: the same assertions hold.) A later
+    batch of a sweep has nothing to do meanwhile."""
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", workers)
     loader, master = _loader_and_master()
     jobs = [["method=saliency"], ["method=grad_cam", "dataset.limit=3"], ["+pair=photos", "method=rise"]]
     serial, parallel = sweep.ComposeOnce(loader), sweep.ComposeOnce(loader)
     for j in jobs:
         serial.compose(master, j)
     seen = []
-    parallel.compose_all(master, jobs, meanwhile=lambda: seen.append(os.getpid()))
-    assert seen == [os.getpid()]  # called once, in this process
+    parallel.compose_all(master, jobs, meanwhile=(lambda: seen.append(os.getpid())) if meanwhile else None)
+    assert seen == [os.getpid()] * meanwhile  # called once, in this process
     for j in jobs:
         a = serial.load_sweep_config(master, j)
         b = parallel.load_sweep_config(master, j)

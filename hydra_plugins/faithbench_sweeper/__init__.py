@@ -30,6 +30,7 @@ class FaithbenchSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.skip_finished = skip_finished
         self._loader: ComposeOnce | None = None
+        self._warm = True  # the first launched batch warms the store and imports
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
@@ -60,7 +61,10 @@ class FaithbenchSweeper(BasicSweeper):
             todo = [o for o in batch if _digest_of(o) not in done]
             if todo:  # errors before anything runs; kept for the launcher
                 in_process = _BASIC == f"{type(self.launcher).__module__}.{type(self.launcher).__name__}"
-                self._loader.compose_all(self.config, todo, lambda: warm(self.config, in_process))
+                # a later batch has nothing to warm: every core composes
+                self._loader.compose_all(self.config, todo,
+                                         (lambda: warm(self.config, in_process)) if self._warm else None)
+                self._warm = False
                 results = self.launcher.launch(todo, initial_job_idx=num)
                 for r in results:
                     _ = r.return_value  # raises if the job raised
