@@ -8,7 +8,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -185,19 +185,19 @@ def main(argv: list[str] | None = None) -> None:
     argv_is_process = argv is None and Path(sys.argv[0] if sys.argv else "").name in _COMMANDS
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "list":
-        sys.exit(list_names(argv[1:]))
+        _exit(list_names(argv[1:]), argv_is_process)
     if argv and argv[0] == "report":
         from faithbench.report.cli import main as report_main
 
-        sys.exit(report_main(argv[1:]))
+        _exit(report_main(argv[1:]), argv_is_process)
     if argv and argv[0] == "visualize":
         from faithbench.visualize._job import main as visualize_main
 
-        sys.exit(visualize_main(argv[1:]))
+        _exit(visualize_main(argv[1:]), argv_is_process)
     if argv and argv[0] == "roar":  # dataset-level remove-and-retrain (faithbench.roar)
         from faithbench.roar import main as roar_main
 
-        sys.exit(roar_main(argv[1:]))
+        _exit(roar_main(argv[1:]), argv_is_process)
     if {"--help", "-h"} & set(argv):  # describes the config only: the page is kept in the index
         from faithbench import index
 
@@ -216,11 +216,20 @@ def main(argv: list[str] | None = None) -> None:
         _exit_now()
 
 
-def _exit_now() -> None:
-    """End the command's process once its work is done: the exit handlers run and the
-    output is flushed as at a normal exit, but the interpreter does not tear down its
-    modules one by one (1-2 s with torch, MLflow and pandas loaded). Only when no other
-    non-daemon thread runs (a normal exit would wait for it)."""
+def _exit(code: int, now: bool) -> NoReturn:
+    """``sys.exit(code)``; for the command itself (``now``) without the teardown
+    (``_exit_now``)."""
+    if now:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int = 0) -> None:
+    """End the command's process once its work is done, with status ``code``: the exit
+    handlers run and the output is flushed as at a normal exit, but the interpreter does
+    not tear down its modules one by one (1-2 s with torch, MLflow and pandas loaded;
+    ~1 s after a report). Only when no other non-daemon thread runs (a normal exit
+    would wait for it)."""
     import atexit
     import os
     import threading
@@ -230,7 +239,7 @@ def _exit_now() -> None:
     atexit._run_exitfuncs()  # logging.shutdown among them: log files flushed and closed
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 _COMMANDS = ("faithbench", "faithbench.exe", "faithbench-script.py", "__main__.py")

@@ -129,3 +129,11 @@ def test_cli_exits_without_teardown_after_flushing_its_output(workdir):
     assert "shapes_cnn/random/shapes: pointing_game " in log.read_text().splitlines()[-1]
     p = _cli("-m", *args, cwd=workdir)
     assert p.returncode == 0 and "shapes_cnn" in p.stdout.splitlines()[-1]
+    # the subcommands too, with their own exit status
+    p = _cli("report", "--no-mlflow", "--no-figures", "--out", "rep", cwd=workdir)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.splitlines()[-1].endswith("leaderboard.csv") and (workdir / "rep" / "report.md").exists()
+    p = _cli("report", "--formats", "nope", cwd=workdir)
+    assert p.returncode == 2 and "nope" in p.stderr
+    p = _cli("list", "methods", cwd=workdir)
+    assert p.returncode == 0 and "grad_cam" in p.stdout
