@@ -23,10 +23,10 @@ job numbers and launchers) with two savings.
    validate are kept (pickled, about 50 kB each) and handed to the launcher.
 3. **The batch is composed on the other CPU cores** (forked processes, where the
    platform forks; serially elsewhere), while this process does what the first job
-   would wait for (``warm``: the tracking store, created here when it is a new SQLite file, and the
-   runner's imports when the jobs run in this process). A job whose composition fails
-   is composed again here, in order, so the sweep stops before any job runs with the
-   error a serial composition raises. Hydra copies its config repository for every
+   would wait for (``warm``: the tracking store, created here when it is a new SQLite
+   file, and the runner's imports when the jobs run in this process). A job whose
+   composition fails is composed again here, in order, so the sweep stops before any
+   job runs with the error a serial composition raises. Hydra copies its config repository for every
    composition, and with it the ConfigStore (the structured configs: Hydra's own, the
    registries' method and metric nodes), about a quarter of a composition's time; while
    the sweeper composes, a copy of that process-wide singleton is the store itself
