@@ -26,11 +26,11 @@ job numbers and launchers) with two savings.
    would wait for (``warm``: the tracking store, created here when it is a new SQLite
    file, and the runner's imports when the jobs run in this process). A job whose
    composition fails is composed again here, in order, so the sweep stops before any
-   job runs with the error a serial composition raises. Hydra copies its config repository for every
-   composition, and with it the ConfigStore (the structured configs: Hydra's own, the
-   registries' method and metric nodes), about a quarter of a composition's time; while
-   the sweeper composes, a copy of that process-wide singleton is the store itself
-   (``config_store_shared``).
+   job runs with the error a serial composition raises. Hydra copies its config
+   repository for every composition, and with it the ConfigStore (the structured
+   configs: Hydra's own, the registries' method and metric nodes), about a quarter of a
+   composition's time; while the sweeper composes, a copy of that process-wide
+   singleton is the store itself (``config_store_shared``).
 
 ``hydra.sweeper.skip_finished=false`` turns the first off. The sweeper's class is
 ``hydra_plugins.faithbench_sweeper.FaithbenchSweeper`` (where Hydra looks for plugins);
@@ -205,12 +205,12 @@ def compose_workers(jobs: int, meanwhile: bool = False) -> int:
 
 def new_store(config: DictConfig) -> bool:
     """Whether ``config``'s tracking store is a SQLite file that does not exist yet (no
-    run can be finished in it), by ``faithbench.tracking.resolve_uri``'s rules."""
-    uri = config.tracking.get("uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return not (Path.cwd() / "mlflow.db").exists()
-    uri = str(uri)
-    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+    run can be finished in it)."""
+    from faithbench.stores import resolve_uri, sqlite_file
+
+    uri = config.tracking.get("uri")
+    db = sqlite_file(resolve_uri(None if uri is None else str(uri)))
+    return db is not None and not db.exists()
 
 
 def warm(config: DictConfig, in_process: bool) -> None:

@@ -18,19 +18,10 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from faithbench.schema import RUN_KEY  # noqa: E402
+from faithbench.stores import resolve_uri, sqlite_file  # noqa: E402  (resolve_uri: imported from here too)
 
 log = logging.getLogger(__name__)
 KEY_TAG = RUN_KEY  # kept: the name other modules import
-
-
-def resolve_uri(uri: str | None) -> str:
-    """The configured URI, else $MLFLOW_TRACKING_URI, else a SQLite file in the cwd."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
-    return uri
 
 
 class _Retrying:
@@ -64,11 +55,11 @@ def store_lock(uri: str) -> contextlib.AbstractContextManager[Any]:
     schema with alembic migrations that are not safe to run concurrently (parallel jobs
     of a sweep into a fresh ``mlflow.db`` failed with "table ... already exists").
     Other stores (servers, file stores) need no lock."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_file(uri)
+    if db is None:
         return contextlib.nullcontext()
     from filelock import FileLock  # a dependency of torch
 
-    db = Path(uri[len("sqlite:///"):])
     db.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(db) + ".lock")
 

@@ -228,6 +228,25 @@ def test_parallel_composition_gives_the_serial_configs(monkeypatch, workers, mea
         assert OmegaConf.to_yaml(a) == OmegaConf.to_yaml(b)
 
 
+def test_a_new_store_is_a_sqlite_file_not_made_yet(tmp_path, monkeypatch):
+    """By the tracking URI's rules (``stores.resolve_uri``): the configured URI, else
+    $MLFLOW_TRACKING_URI, else ``mlflow.db`` in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def new(uri=None):
+        return sweep.new_store(OmegaConf.create({"tracking": {"uri": uri}}))
+
+    assert new() and new("sqlite:///sub/x.db") and new(f"sqlite:///{tmp_path}/x.db")
+    (tmp_path / "mlflow.db").touch()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.db").touch()
+    assert not new() and not new("sqlite:///sub/x.db") and not new(f"sqlite:///{tmp_path}/sub/x.db")
+    assert not new("http://127.0.0.1:5000") and not new(f"file://{tmp_path}/mlruns")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///other.db")
+    assert new() and not new("sqlite:///sub/x.db")
+
+
 def test_compose_workers_keep_a_core_for_the_work_meanwhile(monkeypatch):
     from faithbench import forks
 
