@@ -47,6 +47,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,9 +105,11 @@ class ComposeOnce:
     def compose_all(self, master: DictConfig, jobs: list[list[str]],
                     meanwhile: Callable[[], Any] | None = None) -> None:
         """``compose`` each of ``jobs`` (override lists) on ``compose_workers`` forked
-        processes, calling ``meanwhile()`` here while they work; the same configs as
-        composing them one by one. The first job, in order, that failed to compose is
-        composed again here, which raises the error of a serial composition."""
+        processes, calling ``meanwhile()`` here while they work; once that is done this
+        process takes jobs too, from the same counter. The same configs as composing them
+        one by one. The first job, in order, that failed to compose is composed again
+        here, which raises the error of a serial composition; so is a job whose worker
+        died before handing its config back."""
         workers = compose_workers(len(jobs), meanwhile is not None)
         if not workers:
             if meanwhile is not None:
@@ -115,18 +118,31 @@ class ComposeOnce:
                 self.compose(master, overrides)
             return
         global _FORKED
-        _FORKED = (self._loader, master)  # read by the forked workers, never pickled
+        ctx = multiprocessing.get_context("fork")
+        taken, (reader, writer) = ctx.Value("i", 0), ctx.Pipe(duplex=False)
+        # read by the forked workers, never pickled
+        _FORKED = (self._loader, master, jobs, taken, writer, ctx.Lock())
         sys.stdout.flush()  # a forked worker flushes what it inherited as it exits
         sys.stderr.flush()
+        held: dict[int, bytes | None] = {}
         try:
-            with config_store_shared(), multiprocessing.get_context("fork").Pool(workers) as pool:
-                pending = pool.map_async(_compose_pickled, jobs, chunksize=1)
+            with config_store_shared():
+                procs = [ctx.Process(target=_compose_worker, daemon=True) for _ in range(workers)]
+                for proc in procs:
+                    proc.start()
+                writer.close()  # the workers hold it: the pipe ends when they have
+                # received as they come (a worker waits while a sent config is unread)
+                collector = threading.Thread(target=_collect, args=(reader, procs, held), daemon=True)
+                collector.start()
                 if meanwhile is not None:
                     meanwhile()
-                held = pending.get()
+                while (i := _take(taken, len(jobs))) is not None:
+                    held[i] = _composed(self._loader, master, jobs[i])
+                collector.join()
         finally:
             _FORKED = None
-        for overrides, cfg in zip(jobs, held):
+        for i, overrides in enumerate(jobs):
+            cfg = held.get(i)
             if cfg is None:  # raises here as it did there (or composes: kept)
                 self.compose(master, overrides)
             else:
@@ -174,18 +190,51 @@ def _itself(obj: Any, memo: dict[int, Any]) -> Any:
 
 
 _WORKERS = "FAITHBENCH_COMPOSE_WORKERS"  # how many (no part of a job's digest: configs unchanged)
-_FORKED: tuple[Any, DictConfig] | None = None  # (loader, master config) of compose_all
+_FORKED: tuple[Any, ...] | None = None  # (loader, master config, jobs, counter, pipe, lock) of compose_all
 
 
-def _compose_pickled(overrides: list[str]) -> bytes | None:
-    """In a worker forked by ``compose_all``: the pickled config of one job, None when
-    composing it fails (the parent composes it again to raise the error itself)."""
-    assert _FORKED is not None
-    loader, master = _FORKED
+def _take(taken: Any, n: int) -> int | None:
+    """The next job's index from the counter shared with the forked workers (None when
+    all ``n`` are taken)."""
+    with taken.get_lock():
+        i = taken.value
+        if i >= n:
+            return None
+        taken.value = i + 1
+        return i
+
+
+def _composed(loader: Any, master: DictConfig, overrides: list[str]) -> bytes | None:
+    """The pickled config of one job, None when composing it fails."""
     try:
         return pickle.dumps(loader.load_sweep_config(master_config=master, sweep_overrides=overrides))
     except Exception:
         return None
+
+
+def _compose_worker() -> None:
+    """A process forked by ``compose_all``: composes the jobs it takes from the shared
+    counter and sends back (index, pickled config or None)."""
+    assert _FORKED is not None
+    loader, master, jobs, taken, writer, lock = _FORKED
+    while (i := _take(taken, len(jobs))) is not None:
+        cfg = _composed(loader, master, jobs[i])
+        with lock:
+            writer.send((i, cfg))
+
+
+def _collect(reader: Any, procs: list[Any], held: dict[int, bytes | None]) -> None:
+    """Receive the workers' configs into ``held`` until every worker has ended (a job
+    whose worker died is left out: it is composed again)."""
+    while True:
+        try:
+            i, cfg = reader.recv()
+        except EOFError:  # every worker has closed its end
+            break
+        held[i] = cfg
+    reader.close()
+    for p in procs:
+        p.join()
 
 
 def compose_workers(jobs: int, meanwhile: bool = False) -> int:

@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,61 @@ def test_parallel_composition_gives_the_serial_configs(monkeypatch, workers, mea
         b = parallel.load_sweep_config(master, j)
         assert OmegaConf.to_container(a) == OmegaConf.to_container(b)
         assert OmegaConf.to_yaml(a) == OmegaConf.to_yaml(b)
+
+
+class _Spy:
+    """A config loader that records the jobs composed in this process and makes a
+    forked worker die on ``dies``."""
+
+    def __init__(self, loader, dies=None):
+        self.loader, self.dies, self.parent, self.here = loader, dies, os.getpid(), []
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        if os.getpid() != self.parent and sweep_overrides == self.dies:
+            os._exit(3)
+        if os.getpid() == self.parent:
+            self.here.append(list(sweep_overrides))
+        return self.loader.load_sweep_config(master_config=master_config, sweep_overrides=sweep_overrides)
+
+
+def _same_as_serial(loader, master, once, jobs):
+    serial = sweep.ComposeOnce(loader)
+    for j in jobs:
+        serial.compose(master, j)
+        assert OmegaConf.to_yaml(once.load_sweep_config(master, j)) == \
+            OmegaConf.to_yaml(serial.load_sweep_config(master, j))
+
+
+def test_this_process_composes_too_once_its_own_work_is_done(monkeypatch):
+    """The jobs come from one counter: the sweep's process takes them after ``meanwhile``."""
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "1")
+    loader, master = _loader_and_master()
+    jobs = [[f"seed={i}"] for i in range(8)]
+    spy = _Spy(loader)
+    once = sweep.ComposeOnce(spy)
+    once.compose_all(master, jobs, meanwhile=lambda: None)
+    assert 0 < len(spy.here) < len(jobs)  # both took jobs
+    _same_as_serial(loader, master, once, jobs)
+
+
+def test_a_job_whose_worker_died_is_composed_here(monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "1")
+    loader, master = _loader_and_master()
+    jobs = [["seed=1"], ["seed=2"], ["method=saliency"]]
+    spy = _Spy(loader, dies=["method=saliency"])
+
+    def meanwhile():  # until the worker has taken every job
+        deadline = time.monotonic() + 60
+        while sweep._FORKED[3].value < len(jobs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    once = sweep.ComposeOnce(spy)
+    once.compose_all(master, jobs, meanwhile=meanwhile)
+    assert spy.here == [["method=saliency"]]  # the worker composed the seeds, died on saliency
+    _same_as_serial(loader, master, once, jobs)
 
 
 def test_a_new_store_is_a_sqlite_file_not_made_yet(tmp_path, monkeypatch):
