@@ -88,4 +88,14 @@ def test_labels_tell_differing_configs_apart_and_combine_metric_lists(tmp_path):
 def test_filter_string_quotes_values_and_selects_finished_runs(tmp_path):
     f = filter_string({"model": "it's"}, str(tmp_path))
     assert f.startswith("attributes.status = 'FINISHED'")
-    assert "tags.`model` = 'it\\'s'" in f and f"LIKE '{tmp_path.resolve()}%'" in f
+    assert "tags.`model` = \"it's\"" in f and f"LIKE '{tmp_path.resolve()}%'" in f
+    # what MLflow finds with them: a backslash before a quote is read literally
+    from mlflow.tracking import MlflowClient
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'q.db'}")
+    exp = c.create_experiment("q")
+    for value in ("it's", 'say "hi"', "plain"):
+        c.set_terminated(c.create_run(exp, tags={"model": value}).info.run_id)
+    for value in ("it's", 'say "hi"', "plain"):
+        found = c.search_runs([exp], filter_string({"model": value}, None))
+        assert [r.data.tags["model"] for r in found] == [value]

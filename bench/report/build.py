@@ -146,14 +146,13 @@ def build(opts: Options, scratch: Path | None = None,
     so memory holds one leaderboard's frames at a time; the report keeps the tables
     and, for the known-truth section, the few columns it reads. Without ``each`` every
     frame stays loaded (``Section.board.frame``)."""
-    from mlflow.tracking import MlflowClient
-
+    from faithbench.report.runs import LazyClient
     from faithbench.schema import metric_aliases
-    from faithbench.tracking import resolve_uri
+    from faithbench.stores import resolve_uri
 
     opts.check()
     uri = resolve_uri(opts.tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
+    client = LazyClient(uri)
     problems: list[str] = []
     groups, store, runs = select(client, opts, scratch, problems)
     pubs = [published.from_params(r.params) for r in runs]

@@ -33,13 +33,12 @@ NOTE = ("truth: mean per-scene Spearman correlation of the metric's method ranki
 
 def build_card(opts: Options, scratch: Path | None = None) -> tuple[MetricCard, list[str]]:
     """The card of the runs ``opts`` selects (and the problems met reading them)."""
-    from mlflow.tracking import MlflowClient
-
     from faithbench.report.board import make_board
-    from faithbench.tracking import resolve_uri
+    from faithbench.report.runs import LazyClient
+    from faithbench.stores import resolve_uri
 
     opts.check()
-    client = MlflowClient(tracking_uri=resolve_uri(opts.tracking_uri))
+    client = LazyClient(resolve_uri(opts.tracking_uri))
     problems: list[str] = []
     groups, _, _ = collect(client, opts, scratch, problems)
     seed = 0 if opts.seed is None else opts.seed

@@ -14,6 +14,7 @@ from typing import Any
 
 from faithbench import schema
 from faithbench.errors import ConfigError
+from faithbench.stores import sqlite_file
 
 log = logging.getLogger("faithbench.report")
 REPORT_KIND = "report"  # value of the tag ``faithbench.kind`` on report runs
@@ -54,6 +55,10 @@ class RunInfo:
 
 
 def _quote(value: str) -> str:
+    """``value`` as a string literal of MLflow's search filter (double quotes around a
+    value with a single quote: MLflow reads a backslash before a quote literally)."""
+    if "'" in value and '"' not in value:
+        return f'"{value}"'
     return "'" + value.replace("'", "\\'") + "'"
 
 
@@ -74,13 +79,35 @@ def select_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
     """Benchmark runs of the named experiments matching ``tags`` and ``sweep``.
 
     Args:
-        client: an ``MlflowClient``.
+        client: an ``MlflowClient`` (or a ``LazyClient``).
         experiments: experiment names; an unknown name is an error listing the known ones.
         tags: tag -> exact value (e.g. ``{"model": "shapes_cnn"}``).
         sweep: a Hydra sweep directory (runs whose ``faithbench.sweep`` is under it).
     Returns:
-        the runs, oldest first.
+        the runs, oldest first (by start time, then run id).
     """
+    db = sqlite_file(client.tracking_uri)
+    if db is not None:
+        runs = sqlite_runs(db, client.tracking_uri, experiments, tags, sweep)
+        if runs is not None:
+            return runs
+    return mlflow_runs(client, experiments, tags, sweep)
+
+
+def _benchmark_run(tags: dict[str, str], under: str | None) -> bool:
+    """Whether a finished run with these tags is a benchmark run under ``under``."""
+    if tags.get(schema.SUPERSEDED) == "true" or tags.get(schema.KIND) == REPORT_KIND:
+        return False
+    if schema.identity(tags) is None:
+        return False
+    where = tags.get(schema.SWEEP, "")
+    # (MLflow's LIKE treats "_" as a wildcard: the prefix is checked exactly)
+    return not under or where == under or where.startswith(under.rstrip("/") + "/")
+
+
+def mlflow_runs(client: Any, experiments: list[str], tags: dict[str, str] | None = None,
+                sweep: str | None = None) -> list[RunInfo]:
+    """``select_runs`` through MLflow's client (any store)."""
     ids = []
     for name in experiments:
         exp = client.get_experiment_by_name(name)
@@ -98,19 +125,102 @@ def select_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
                                   order_by=["attributes.start_time ASC"])
         for r in page:
             t = r.data.tags
-            if t.get(schema.SUPERSEDED) == "true" or t.get(schema.KIND) == REPORT_KIND:
+            if not _benchmark_run(t, under):
                 continue
-            if schema.identity(t) is None:
-                continue
-            where = t.get(schema.SWEEP, "")
-            if under and not (where == under or where.startswith(under.rstrip("/") + "/")):
-                continue  # LIKE treats "_" as a wildcard: check the prefix exactly
             runs.append(RunInfo(r.info.run_id, r.info.experiment_id, r.info.start_time or 0,
                                 dict(t), dict(r.data.params), dict(r.data.metrics)))
         token = page.token
         if not token:
             break
     return runs
+
+
+# What ``sqlite_runs`` reads of MLflow's SQL schema (tables and their columns).
+_SCHEMA = {"experiments": {"experiment_id", "name", "lifecycle_stage"},
+           "runs": {"run_uuid", "experiment_id", "status", "lifecycle_stage", "start_time"},
+           "tags": {"key", "value", "run_uuid"}, "params": {"key", "value", "run_uuid"},
+           "latest_metrics": {"key", "value", "is_nan", "run_uuid"}}
+
+
+def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str] | None = None,
+                sweep: str | None = None) -> list[RunInfo] | None:
+    """``select_runs`` read straight from the SQLite file of an MLflow store, read-only,
+    without importing MLflow (about 2 s of a report's start on two CPU cores: MLflow's
+    import and its SQL store). The same runs as MLflow's ``search_runs``: active runs
+    with status FINISHED, their tags, params and latest metric values (NaN where MLflow
+    stored one), oldest first with ties in run id order (tested against MLflow). None
+    where this reading does not apply, and MLflow reads the store: no such file, a
+    schema without these tables and columns, or workspaces turned on
+    (``MLFLOW_ENABLE_WORKSPACES``)."""
+    import os
+    import sqlite3
+
+    if os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true") or not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        columns = {t: {c[1] for c in con.execute(f'pragma table_info("{t}")')} for t in _SCHEMA}
+        if any(not need <= columns[t] for t, need in _SCHEMA.items()):
+            return None
+        return _sqlite_runs(con, "workspace" in columns["experiments"], uri, experiments,
+                            tags or {}, sweep)
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
+                 tags: dict[str, str], sweep: str | None) -> list[RunInfo]:
+    here = " and workspace = 'default'" if workspaces else ""
+    ids = []
+    for name in experiments:
+        row = con.execute(f"select experiment_id from experiments where name = ?{here}", (name,)).fetchone()
+        if row is None:
+            known = sorted(n for (n,) in con.execute(
+                f"select name from experiments where lifecycle_stage = 'active'{here}"))
+            raise ConfigError(f"unknown experiment {name!r} in {uri}. "
+                              f"Valid choices: {', '.join(known) or '(none)'}.")
+        ids.append(row[0])
+    marks = ",".join("?" * len(ids))
+    found = con.execute(
+        f"select run_uuid, experiment_id, start_time from runs where experiment_id in ({marks}) "
+        "and status = 'FINISHED' and lifecycle_stage = 'active' order by start_time, run_uuid",
+        ids).fetchall()
+    runs = {r: RunInfo(r, str(e), t or 0, {}, {}) for r, e, t in found}
+    con.execute("create temp table wanted (run_uuid text primary key)")
+    con.executemany("insert into wanted values (?)", ((r,) for r in runs))
+    for table, attr in (("tags", "tags"), ("params", "params")):
+        for key, value, r in con.execute(
+                f'select t."key", t.value, t.run_uuid from {table} t join wanted w using (run_uuid)'):
+            getattr(runs[r], attr)[key] = value
+    for key, value, nan, r in con.execute(
+            'select m."key", m.value, m.is_nan, m.run_uuid from latest_metrics m join wanted w using (run_uuid)'):
+        runs[r].metrics[key] = float("nan") if nan else float(value)
+    under = str(Path(sweep).expanduser().resolve()) if sweep else None
+    return [r for r in runs.values()
+            if all(r.tags.get(k) == v for k, v in tags.items()) and _benchmark_run(r.tags, under)]
+
+
+class LazyClient:
+    """An ``MlflowClient`` of ``tracking_uri`` made when first used: a report whose runs
+    are read from a SQLite file and whose artifacts are cached never imports MLflow."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_client":
+            raise AttributeError(name)
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return getattr(self._client, name)
 
 
 class ArtifactStore:
