@@ -336,7 +336,7 @@ def test_configs_composed_with_the_config_store_shared_are_hydras():
             ["method=grad_cam", "+method_params.grad_cam.relu=false", "seed=3"]]
     once = sweep.ComposeOnce(loader)
     for j in jobs:
-        plain = loader.load_sweep_config(master_config=master, sweep_overrides=j)
+        plain = sweep.selected_metrics_only(loader.load_sweep_config(master_config=master, sweep_overrides=j))
         once.compose(master, j)
         shared = once.load_sweep_config(master, j)
         assert OmegaConf.to_yaml(shared) == OmegaConf.to_yaml(plain)
@@ -347,6 +347,54 @@ def test_configs_composed_with_the_config_store_shared_are_hydras():
         assert copy.deepcopy(store) is store
     assert "__deepcopy__" not in vars(ConfigStore)
     assert copy.deepcopy(store) is not store  # Hydra's behaviour outside the block
+
+
+@pytest.mark.parametrize("overrides,kept", [
+    (["metrics=[deletion,pointing_game]"], ["deletion", "pointing_game"]),
+    (["metrics=[deletion]", "metric.deletion.substitute=${oc.env:HOME}"], ["deletion"]),
+    # what could read another metric's node keeps them all
+    (["metrics=[deletion]", "metric.deletion.step=${metric.insertion.step}"], None),
+    (["metrics=[deletion,insertion]", "metric.deletion.step=${..insertion.step}"], None),
+    (["metrics=[deletion,${oc.env:NO_SUCH_VAR,insertion}]"], None),
+    (["metrics=[deletion,my.module:fn]"], ["deletion"])])
+def test_a_job_config_holds_the_nodes_of_its_metrics(overrides, kept):
+    """Everything else as Hydra composed it; the run key and the logged params (which
+    read the selected nodes only) unchanged."""
+    from faithbench.config import run_key
+    from faithbench.run import logged_config
+
+    loader, master = _loader_and_master()
+    full = loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
+    every = sorted(full.metric)
+    once = sweep.ComposeOnce(loader)
+    once.compose(master, overrides)
+    job = once.load_sweep_config(master, overrides)
+    assert sorted(job.metric) == (every if kept is None else kept)
+    rest = lambda c: {k: v for k, v in OmegaConf.to_container(c, resolve=False).items() if k != "metric"}  # noqa: E731
+    assert rest(job) == rest(full)
+    if kept is not None and "my.module:fn" not in overrides[0]:
+        assert OmegaConf.to_container(job.metric) == {m: OmegaConf.to_container(full.metric[m]) for m in kept}
+        for c in (job, full):
+            OmegaConf.set_struct(c, False)
+            del c["hydra"]
+        assert run_key(job, "w") == run_key(full, "w") and logged_config(job) == logged_config(full)
+
+
+def test_the_collector_is_paused_while_a_sweep_starts_and_the_imports_frozen():
+    import gc
+
+    assert gc.isenabled()
+    try:
+        assert sweep.pause_gc() is True and not gc.isenabled()
+        assert sweep.pause_gc() is False  # already off: the caller leaves it off
+        frozen = gc.get_freeze_count()
+        sweep.freeze_startup(resume=False)
+        assert not gc.isenabled() and gc.get_freeze_count() > frozen
+        sweep.freeze_startup(resume=True)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def test_parallel_composition_raises_the_first_error_in_order(monkeypatch):

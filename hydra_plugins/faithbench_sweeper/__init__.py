@@ -5,6 +5,7 @@ module is scanned after them, so the basic sweeper subclassed here is the one it
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,8 @@ from hydra.core.utils import JobReturn
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from faithbench.sweep import (ENV, ComposeOnce, digest_base, finished, job_digest, new_store, warm,
-                              write_finished)
+from faithbench.sweep import (ENV, ComposeOnce, digest_base, finished, freeze_startup, job_digest,
+                              new_store, pause_gc, warm, write_finished)
 
 log = logging.getLogger("faithbench")
 
@@ -42,6 +43,14 @@ class FaithbenchSweeper(BasicSweeper):
         """As the basic sweeper: every combination of the sweep's overrides, in batches
         of ``max_batch_size``; a batch's finished jobs are numbered after the jobs it
         launches."""
+        resume_gc = pause_gc()  # until the imports are made (freeze_startup)
+        try:
+            return self._sweep(arguments, resume_gc)
+        finally:
+            if resume_gc:
+                gc.enable()
+
+    def _sweep(self, arguments: list[str], resume_gc: bool) -> list[Sequence[JobReturn]]:
         assert self.config is not None and self.launcher is not None and self._loader is not None
         parser = OverridesParser.create(config_loader=self._loader)
         overrides = parser.parse_overrides([*self._parse_config(), *arguments])
@@ -62,8 +71,8 @@ class FaithbenchSweeper(BasicSweeper):
             if todo:  # errors before anything runs; kept for the launcher
                 in_process = _BASIC == f"{type(self.launcher).__module__}.{type(self.launcher).__name__}"
                 # a later batch has nothing to warm: every core composes
-                self._loader.compose_all(self.config, todo,
-                                         (lambda: warm(self.config, in_process)) if self._warm else None)
+                self._loader.compose_all(self.config, todo, (lambda: (
+                    warm(self.config, in_process), freeze_startup(resume_gc))) if self._warm else None)
                 self._warm = False
                 results = self.launcher.launch(todo, initial_job_idx=num)
                 for r in results:
