@@ -1,5 +1,5 @@
 """The sweeper of ``faithbench -m``: Hydra's basic sweeper (same overrides, batches,
-job numbers and launchers) with two savings.
+job numbers and launchers) with these savings.
 
 1. **Finished jobs are skipped before their configs are composed.** Every job of a sweep
    is handed a *job digest*: a hash of everything that decides its composed config when
@@ -20,17 +20,23 @@ job numbers and launchers) with two savings.
    this way; ``force=true`` is never skipped.
 2. **Each job's config is composed once.** Hydra composes every job twice: once to
    validate the batch before anything runs, once to launch it. The configs composed to
-   validate are kept (pickled, about 50 kB each) and handed to the launcher.
+   validate are kept (pickled, about 20 kB each) and handed to the launcher. A job's
+   config keeps the nodes of the metrics it scores only (``selected_metrics_only``: its
+   run logs and keys no others), so its ``.hydra/config.yaml`` lists those.
 3. **The batch is composed on the other CPU cores** (forked processes, where the
    platform forks; serially elsewhere), while this process does what the first job
    would wait for (``warm``: the tracking store, created here when it is a new SQLite
-   file, and the runner's imports when the jobs run in this process). A job whose
-   composition fails is composed again here, in order, so the sweep stops before any
-   job runs with the error a serial composition raises. Hydra copies its config
+   file, and the runner's imports when the jobs run in this process), then takes jobs
+   from the same counter. A job whose composition fails is composed again here, in
+   order, so the sweep stops before any job runs with the error a serial composition
+   raises. Hydra copies its config
    repository for every composition, and with it the ConfigStore (the structured
    configs: Hydra's own, the registries' method and metric nodes), about a quarter of a
    composition's time; while the sweeper composes, a copy of that process-wide
    singleton is the store itself (``config_store_shared``).
+4. **The garbage collector skips the imports.** It is off while the sweep starts and,
+   once ``warm`` has made the imports, every object alive is frozen out of its reach
+   (``pause_gc``, ``freeze_startup``).
 
 ``hydra.sweeper.skip_finished=false`` turns the first off. The sweeper's class is
 ``hydra_plugins.faithbench_sweeper.FaithbenchSweeper`` (where Hydra looks for plugins);
