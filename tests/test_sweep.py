@@ -347,6 +347,17 @@ def test_configs_composed_with_the_config_store_shared_are_hydras():
         assert copy.deepcopy(store) is store
     assert "__deepcopy__" not in vars(ConfigStore)
     assert copy.deepcopy(store) is not store  # Hydra's behaviour outside the block
+    from hydra._internal.core_plugins.importlib_resources_config_source import \
+        ImportlibResourcesConfigSource as Source
+
+    read, source = Source._read_config, Source("faithbench", "pkg://faithbench.conf")
+    res = __import__("importlib.resources").resources.files("faithbench.conf") / "config.yaml"
+    with sweep.config_store_shared():
+        first, again = Source._read_config(source, res), Source._read_config(source, res)
+        assert first.config is not again.config and first.config == again.config  # parsed once, copied
+        first.config.pop("defaults")  # what Hydra's repository does to what it loads
+        assert "defaults" in Source._read_config(source, res).config
+    assert Source._read_config is read
 
 
 @pytest.mark.parametrize("overrides,kept", [
