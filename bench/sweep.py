@@ -116,8 +116,9 @@ class ComposeOnce:
         process takes jobs too, from the same counter. The same configs as composing them
         one by one. The first job, in order, that failed to compose is composed again
         here, which raises the error of a serial composition; so is a job whose worker
-        died before handing its config back."""
-        workers = compose_workers(len(jobs), meanwhile is not None)
+        died before handing its config back (each worker sends on its own pipe: one
+        that dies mid-send loses only its own message)."""
+        workers = compose_workers(len(jobs))
         if not workers:
             if meanwhile is not None:
                 meanwhile()
@@ -126,28 +127,38 @@ class ComposeOnce:
             return
         global _FORKED
         ctx = multiprocessing.get_context("fork")
-        taken, (reader, writer) = ctx.Value("i", 0), ctx.Pipe(duplex=False)
+        pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
         # read by the forked workers, never pickled
-        _FORKED = (self._loader, master, jobs, taken, writer, ctx.Lock())
+        _FORKED = (self._loader, master, jobs, ctx.Value("i", 0), [w for _, w in pipes])
         sys.stdout.flush()  # a forked worker flushes what it inherited as it exits
         sys.stderr.flush()
         held: dict[int, bytes | None] = {}
+        procs: list[Any] = []
         try:
             with config_store_shared():
-                procs = [ctx.Process(target=_compose_worker, daemon=True) for _ in range(workers)]
-                for proc in procs:
-                    proc.start()
-                writer.close()  # the workers hold it: the pipe ends when they have
+                for k in range(workers):
+                    procs.append(ctx.Process(target=_compose_worker, args=(k,), daemon=True))
+                    procs[-1].start()
+                for _, w in pipes:
+                    w.close()  # each pipe ends when its worker does
                 # received as they come (a worker waits while a sent config is unread)
-                collector = threading.Thread(target=_collect, args=(reader, procs, held), daemon=True)
+                collector = threading.Thread(target=_collect, args=([r for r, _ in pipes], held),
+                                             daemon=True)
                 collector.start()
                 if meanwhile is not None:
                     meanwhile()
-                while (i := _take(taken, len(jobs))) is not None:
+                while (i := _take(_FORKED[3], len(jobs))) is not None:
                     held[i] = _composed(self._loader, master, jobs[i])
                 collector.join()
         finally:
             _FORKED = None
+            for proc in procs:  # ended already unless meanwhile() raised
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join()
+            for r, w in pipes:
+                r.close()
+                w.close()
         for i, overrides in enumerate(jobs):
             cfg = held.get(i)
             if cfg is None:  # raises here as it did there (or composes: kept)
@@ -215,7 +226,7 @@ def _itself(obj: Any, memo: dict[int, Any]) -> Any:
 
 
 _WORKERS = "FAITHBENCH_COMPOSE_WORKERS"  # how many (no part of a job's digest: configs unchanged)
-_FORKED: tuple[Any, ...] | None = None  # (loader, master config, jobs, counter, pipe, lock) of compose_all
+_FORKED: tuple[Any, ...] | None = None  # (loader, master config, jobs, counter, pipes) of compose_all
 
 
 def _take(taken: Any, n: int) -> int | None:
@@ -243,74 +254,91 @@ def selected_metrics_only(cfg: DictConfig) -> DictConfig:
     it scores (``metrics``) only, as its run logs them (``run.logged_config``) and as its
     run key reads them: composing puts every registered metric's node there, 83% of the
     config for the quick preset, and Hydra copies, writes and keeps each job's config
-    (its ``run_job`` took 62 -> 24 ms per job with the unselected nodes dropped). Kept
-    whole when the list holds an interpolation, or a selected node one that could read
-    another metric's node (it names ``metric`` or is relative)."""
+    (its ``run_job`` took 62 -> 24 ms per job with the unselected nodes dropped). Read
+    without resolving anything; kept whole when the list holds an interpolation, or an
+    interpolation anywhere could read a dropped node (one that names ``metric``, or a
+    relative one in a selected node)."""
     from omegaconf import open_dict, read_write
 
-    node = cfg.get("metric") if "metric" in cfg else None
-    if not isinstance(node, DictConfig) or OmegaConf.is_interpolation(cfg, "metrics"):
+    if "metric" not in cfg or OmegaConf.is_interpolation(cfg, "metric"):
         return cfg
-    names = OmegaConf.to_container(cfg.metrics, resolve=False) if "metrics" in cfg else None
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    names, every = raw.get("metrics"), raw["metric"]
     if not isinstance(names, list) or not all(isinstance(n, str) and "${" not in n for n in names):
         return cfg
-    chosen = [OmegaConf.to_container(node[n], resolve=False) if OmegaConf.is_config(node[n])
-              else node._get_node(n)._value() for n in names if n in node]
-    if any(_reads_metric(v) for v in chosen):
+    if not isinstance(every, dict):
         return cfg
+    # (the overrides Hydra lists, and joins into a name, are in the config already; the
+    # help pages are text)
+    hydra = {k: v for k, v in (raw.get("hydra") or {}).items() if k not in ("help", "hydra_help", "overrides")}
+    hydra["job"] = {k: v for k, v in (hydra.get("job") or {}).items() if k != "override_dirname"}
+    rest = {k: v for k, v in raw.items() if k not in ("metric", "hydra")}
+    if _reads(rest, relative=False) or _reads(hydra, relative=False) or \
+            _reads({n: every[n] for n in names if n in every}, relative=True):
+        return cfg
+    node = cfg.metric
     with read_write(node), open_dict(node):
-        for name in [k for k in node if k not in names]:
+        for name in [k for k in every if k not in names]:
             del node[name]
     return cfg
 
 
-def _reads_metric(value: Any) -> bool:
-    """Whether ``value`` holds an interpolation that could read a metric's node."""
+def _reads(value: Any, relative: bool) -> bool:
+    """Whether ``value`` (a config read without resolving) holds an interpolation that
+    could read a metric's node: one that names ``metric``, or (``relative``) a relative one."""
     if isinstance(value, dict):
-        return any(_reads_metric(v) for v in value.values())
+        return any(_reads(v, relative) for v in value.values())
     if isinstance(value, list):
-        return any(_reads_metric(v) for v in value)
-    return isinstance(value, str) and "${" in value and ("metric" in value or "${." in value)
+        return any(_reads(v, relative) for v in value)
+    return isinstance(value, str) and "${" in value and ("metric" in value or (relative and "${." in value))
 
 
-def _compose_worker() -> None:
-    """A process forked by ``compose_all``: composes the jobs it takes from the shared
-    counter and sends back (index, pickled config or None)."""
+def _compose_worker(k: int) -> None:
+    """Forked worker ``k`` of ``compose_all``: composes the jobs it takes from the
+    shared counter and sends back (index, pickled config or None) on its own pipe. The
+    collector is on again here (the sweep pauses it while it starts), with what the
+    parent left frozen."""
+    import gc
+
     assert _FORKED is not None
-    loader, master, jobs, taken, writer, lock = _FORKED
+    loader, master, jobs, taken, writers = _FORKED
+    gc.freeze()
+    gc.enable()
+    for j, w in enumerate(writers):
+        if j != k:
+            w.close()
     while (i := _take(taken, len(jobs))) is not None:
-        cfg = _composed(loader, master, jobs[i])
-        with lock:
-            writer.send((i, cfg))
+        writers[k].send((i, _composed(loader, master, jobs[i])))
 
 
-def _collect(reader: Any, procs: list[Any], held: dict[int, bytes | None]) -> None:
-    """Receive the workers' configs into ``held`` until every worker has ended (a job
-    whose worker died is left out: it is composed again)."""
-    while True:
-        try:
-            i, cfg = reader.recv()
-        except EOFError:  # every worker has closed its end
-            break
-        held[i] = cfg
-    reader.close()
-    for p in procs:
-        p.join()
+def _collect(readers: list[Any], held: dict[int, bytes | None]) -> None:
+    """Receive the workers' configs into ``held`` until every worker's pipe has ended (a
+    job whose worker died before or while sending is left out: composed again)."""
+    from multiprocessing.connection import wait
+
+    open_ = list(readers)
+    while open_:
+        for r in wait(open_):
+            try:
+                i, cfg = r.recv()
+            except Exception:  # EOFError: ended; a message cut short by a dying worker
+                open_.remove(r)
+                continue
+            held[i] = cfg
 
 
-def compose_workers(jobs: int, meanwhile: bool = False) -> int:
+def compose_workers(jobs: int) -> int:
     """How many processes ``compose_all`` forks for ``jobs`` jobs: one per CPU core this
-    process may use, less the core kept for this process's own work ``meanwhile``
-    (``warm``, the longer of the two on 2 cores: with a third process there, the first
-    job started 0.7-1.5 s later), at most one per job; ``FAITHBENCH_COMPOSE_WORKERS``
-    sets the number. 0 (compose here) for fewer than 2 jobs, where forking is not safe
-    (``forks.can_fork``: Linux only), and for one worker that nothing overlaps."""
+    process may use but one, the core of this process (which does its own work first,
+    ``warm``: the longer of the two on 2 cores, and then composes too), at most one per
+    job; ``FAITHBENCH_COMPOSE_WORKERS`` sets the number. 0 (compose here) for fewer
+    than 2 jobs and where forking is not safe (``forks.can_fork``: Linux only)."""
     from faithbench import forks
 
     if not forks.can_fork() or jobs < 2:
         return 0
-    n = min(int(os.environ.get(_WORKERS) or forks.cores() - meanwhile), jobs)
-    return n if n >= (1 if meanwhile else 2) else 0
+    n = min(int(os.environ.get(_WORKERS) or forks.cores() - 1), jobs)
+    return max(n, 0)
 
 
 def new_store(config: DictConfig) -> bool:

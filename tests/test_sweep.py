@@ -5,6 +5,7 @@ launched job's config is composed once."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -241,6 +242,9 @@ class _Spy:
 
     def load_sweep_config(self, master_config, sweep_overrides):
         if os.getpid() != self.parent and sweep_overrides == self.dies:
+            for w in sweep._FORKED[4]:  # half a message on this worker's pipe (the others are closed)
+                if not w.closed:
+                    os.write(w.fileno(), (4096).to_bytes(4, "big") + b"cut short")
             os._exit(3)
         if os.getpid() == self.parent:
             self.here.append(list(sweep_overrides))
@@ -267,10 +271,12 @@ def test_this_process_composes_too_once_its_own_work_is_done(monkeypatch):
     _same_as_serial(loader, master, once, jobs)
 
 
-def test_a_job_whose_worker_died_is_composed_here(monkeypatch):
-    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "1")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_job_whose_worker_died_is_composed_here(monkeypatch, workers):
+    """Even when it died while sending: the other workers' configs arrive whole."""
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", workers)
     loader, master = _loader_and_master()
-    jobs = [["seed=1"], ["seed=2"], ["method=saliency"]]
+    jobs = [["seed=1"], ["seed=2"], ["seed=3"], ["seed=4"], ["method=saliency"]]
     spy = _Spy(loader, dies=["method=saliency"])
 
     def meanwhile():  # until the worker has taken every job
@@ -282,6 +288,21 @@ def test_a_job_whose_worker_died_is_composed_here(monkeypatch):
     once.compose_all(master, jobs, meanwhile=meanwhile)
     assert spy.here == [["method=saliency"]]  # the worker composed the seeds, died on saliency
     _same_as_serial(loader, master, once, jobs)
+
+
+def test_workers_are_stopped_when_the_work_meanwhile_fails(monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "1")
+    loader, master = _loader_and_master()
+    seen = []
+
+    def meanwhile():
+        seen.extend(multiprocessing.active_children())
+        raise RuntimeError("store unreachable")
+
+    with pytest.raises(RuntimeError, match="store unreachable"):
+        sweep.ComposeOnce(loader).compose_all(master, [[f"seed={i}"] for i in range(20)], meanwhile)
+    assert seen and not any(p.is_alive() for p in seen)
+    assert sweep._FORKED is None
 
 
 def test_a_new_store_is_a_sqlite_file_not_made_yet(tmp_path, monkeypatch):
@@ -303,22 +324,21 @@ def test_a_new_store_is_a_sqlite_file_not_made_yet(tmp_path, monkeypatch):
     assert new() and not new("sqlite:///sub/x.db")
 
 
-def test_compose_workers_keep_a_core_for_the_work_meanwhile(monkeypatch):
+def test_compose_workers_leave_a_core_to_the_sweeps_process(monkeypatch):
+    """The sweep's process composes too, once its own work (``warm``) is done."""
     from faithbench import forks
 
     monkeypatch.delenv("FAITHBENCH_COMPOSE_WORKERS", raising=False)
     monkeypatch.setattr(forks, "can_fork", lambda: True)
     monkeypatch.setattr(forks, "cores", lambda: 2)
-    assert sweep.compose_workers(46) == 2
-    assert sweep.compose_workers(46, meanwhile=True) == 1  # the store and imports take the other
-    assert sweep.compose_workers(1, meanwhile=True) == 0
+    assert sweep.compose_workers(46) == 1 and sweep.compose_workers(1) == 0
     monkeypatch.setattr(forks, "cores", lambda: 8)
-    assert sweep.compose_workers(46, meanwhile=True) == 7 and sweep.compose_workers(3) == 3
+    assert sweep.compose_workers(46) == 7 and sweep.compose_workers(3) == 3
     monkeypatch.setattr(forks, "cores", lambda: 1)
-    assert sweep.compose_workers(46) == sweep.compose_workers(46, meanwhile=True) == 0
+    assert sweep.compose_workers(46) == 0
     monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "0")
     monkeypatch.setattr(forks, "cores", lambda: 8)
-    assert sweep.compose_workers(46, meanwhile=True) == 0
+    assert sweep.compose_workers(46) == 0
     monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "3")
     assert sweep.compose_workers(46) == 3
     monkeypatch.setattr(forks, "can_fork", lambda: False)
@@ -367,6 +387,11 @@ def test_configs_composed_with_the_config_store_shared_are_hydras():
     (["metrics=[deletion]", "metric.deletion.step=${metric.insertion.step}"], None),
     (["metrics=[deletion,insertion]", "metric.deletion.step=${..insertion.step}"], None),
     (["metrics=[deletion,${oc.env:NO_SUCH_VAR,insertion}]"], None),
+    (["metrics=[deletion]", "+extra=${metric.insertion.step}"], None),
+    (["metrics=[deletion]", "+method_params.saliency.x=${metric.insertion.step}"], None),
+    (["metrics=[deletion]", "+indirect=${metric.insertion.step}", "metric.deletion.step=${indirect}"], None),
+    (["metrics=[deletion]", "+whole=${metric}"], None),
+    (["metrics=[deletion]", "metric.deletion=${metric.insertion}"], None),
     (["metrics=[deletion,my.module:fn]"], ["deletion"])])
 def test_a_job_config_holds_the_nodes_of_its_metrics(overrides, kept):
     """Everything else as Hydra composed it; the run key and the logged params (which
@@ -389,6 +414,18 @@ def test_a_job_config_holds_the_nodes_of_its_metrics(overrides, kept):
             OmegaConf.set_struct(c, False)
             del c["hydra"]
         assert run_key(job, "w") == run_key(full, "w") and logged_config(job) == logged_config(full)
+
+
+def test_selecting_metric_nodes_resolves_nothing(monkeypatch):
+    """A node the job's environment sets (``hydra.job.env_set``) need not resolve in the
+    sweep's process."""
+    monkeypatch.delenv("NO_SUCH_VAR", raising=False)
+    loader, master = _loader_and_master()
+    once = sweep.ComposeOnce(loader)
+    overrides = ["metrics=[deletion]", "metric.deletion=${oc.env:NO_SUCH_VAR}"]
+    once.compose(master, overrides)
+    job = once.load_sweep_config(master, overrides)
+    assert list(job.metric) == ["deletion"] and OmegaConf.is_interpolation(job.metric, "deletion")
 
 
 def test_the_collector_is_paused_while_a_sweep_starts_and_the_imports_frozen():
