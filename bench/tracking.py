@@ -70,39 +70,83 @@ def seed_sqlite(db: Path) -> None:
     by MLflow's own migrations once per MLflow schema revision and kept in the cache
     directory (``faithbench.index.cache_dir``), with no experiment in it. MLflow adds its
     default experiment when it opens the copy, as it does for a new file, so the store is
-    the one MLflow would have made. Migrating a new file takes 0.8-1.5 s on two CPU
-    cores, copying the blank store a few milliseconds. Any trouble (an unwritable cache,
-    an MLflow without these internals) leaves the new file to MLflow."""
+    the one MLflow would have made (tested). Migrating a new file takes 0.8-1.5 s on two
+    CPU cores, copying the blank store a few milliseconds. The copy never replaces a
+    file that appeared meanwhile, gets the permissions SQLite gives a new file, and is
+    checked to hold the blank store's schema revision; any trouble (an unwritable cache,
+    a damaged blank store, an MLflow without these internals) leaves the new file to
+    MLflow."""
+    import tempfile
+
+    tmp = None
     try:
-        blank = blank_sqlite()
-        tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        blank, revision = blank_sqlite()
         db.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{db.name}.", suffix=".tmp", dir=db.parent)
+        os.close(fd)
         shutil.copyfile(blank, tmp)
-        os.replace(tmp, db)
+        os.chmod(tmp, 0o644 & ~_umask())
+        if _revision(Path(tmp)) != revision:
+            Path(blank).unlink(missing_ok=True)  # damaged: built again next time
+            return
+        os.link(tmp, db)  # fails if db exists now
     except Exception as e:  # noqa: BLE001  (MLflow migrates the file itself)
-        log.debug("no blank SQLite store to copy (%s): MLflow builds the schema", e)
+        log.debug("no blank SQLite store copied (%s): MLflow builds the schema", e)
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
-def blank_sqlite() -> Path:
-    """The cached blank SQLite store of the installed MLflow (built when missing)."""
+def blank_sqlite() -> tuple[Path, str]:
+    """The cached blank SQLite store of the installed MLflow (built when missing) and its
+    schema revision."""
+    import tempfile
+
     import sqlalchemy
     from mlflow.store.db import utils
 
     from faithbench.index import cache_dir
 
-    path = cache_dir() / f"mlflow-blank-{utils._get_latest_schema_revision()}.db"
+    revision = str(utils._get_latest_schema_revision())
+    path = cache_dir() / f"mlflow-blank-{revision}.db"
     if path.is_file():
-        return path
+        return path, revision
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        utils._initialize_tables(engine)
+        engine = sqlalchemy.create_engine(f"sqlite:///{tmp}")
+        try:
+            utils._initialize_tables(engine)
+        finally:
+            engine.dispose()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     finally:
-        engine.dispose()
-    os.replace(tmp, path)
-    return path
+        Path(tmp).unlink(missing_ok=True)
+    return path, revision
+
+
+def _revision(db: Path) -> str | None:
+    """The alembic schema revision a SQLite store records (None if it cannot be read)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            row = con.execute("select version_num from alembic_version").fetchone()
+        finally:
+            con.close()
+    except (sqlite3.Error, ValueError):
+        return None
+    return None if row is None else str(row[0])
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def tracker(uri: str | None, experiment: str) -> Tracker:

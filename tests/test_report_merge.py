@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
+from faithbench.errors import ConfigError
 from faithbench.report.merge import group_runs, label_groups, load_frame
 from faithbench.report.runs import RunInfo, filter_string
 
@@ -99,3 +101,5 @@ def test_filter_string_quotes_values_and_selects_finished_runs(tmp_path):
     for value in ("it's", 'say "hi"', "plain"):
         found = c.search_runs([exp], filter_string({"model": value}, None))
         assert [r.data.tags["model"] for r in found] == [value]
+    with pytest.raises(ConfigError, match="both kinds of quotes"):
+        filter_string({"model": "it's \"x\""}, None)

@@ -103,13 +103,17 @@ def test_mlflow_reads_what_this_does_not(tmp_path, monkeypatch, store):
     assert R.sqlite_runs(R.sqlite_file(store.tracking_uri), store.tracking_uri, ["a"]) is None
 
 
-def test_a_report_from_a_sqlite_store_and_cached_artifacts_does_not_import_mlflow(tmp_path):
-    """``LazyClient`` makes the client only when it is used."""
+def test_runs_are_read_without_importing_mlflow(store, tmp_path):
+    """``LazyClient`` makes MLflow's client only when it is used; ``select_runs`` on a
+    SQLite store (here named by a relative path) does not use it."""
+    import shutil
     import subprocess
     import sys
 
+    shutil.copy(R.sqlite_file(store.tracking_uri), tmp_path / "copy.db")
     code = ("import sys; from faithbench.report.runs import LazyClient, select_runs; "
-            f"c = LazyClient({'sqlite:///' + str(tmp_path / 'x.db')!r}); "
-            "assert 'mlflow' not in sys.modules; c.tracking_uri; assert 'mlflow' not in sys.modules; "
+            "c = LazyClient('sqlite:///copy.db'); "
+            "runs = select_runs(c, ['a']); assert len(runs) == 7, len(runs); "
+            "assert not {'mlflow', 'sqlalchemy'} & set(sys.modules), 'imported'; "
             "c.search_experiments(); assert 'mlflow' in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=tmp_path)

@@ -3,9 +3,12 @@ experiment): it must be the store MLflow itself makes for a new file."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from faithbench import tracking
@@ -56,13 +59,54 @@ def test_a_seeded_store_is_the_store_mlflow_makes(tmp_path, monkeypatch):
 
 def test_the_blank_store_is_built_once_and_copied(tmp_path, monkeypatch):
     monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    first = tracking.blank_sqlite()
+    first, revision = tracking.blank_sqlite()
     stamp = first.stat().st_mtime_ns
+    from mlflow.store.db import utils
+
+    def no_migrations(engine):
+        raise AssertionError("MLflow migrated a new store: the blank one was not copied")
+
+    monkeypatch.setattr(utils, "_initialize_tables", no_migrations)
     for name in ("a", "b"):
         tracking.seed_sqlite(tmp_path / name / "mlflow.db")
         assert (tmp_path / name / "mlflow.db").read_bytes() == first.read_bytes()
-    assert tracking.blank_sqlite() == first and first.stat().st_mtime_ns == stamp
+    assert tracking.blank_sqlite() == (first, revision) and first.stat().st_mtime_ns == stamp
+    t = tracking.Tracker(f"sqlite:///{tmp_path / 'c' / 'mlflow.db'}", "faithbench")
+    t.finish(t.start("key", "name", {}))
+    assert t.finished_runs()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_store_that_appeared_meanwhile_is_never_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"someone else's")
+    tracking.seed_sqlite(db)
+    assert db.read_bytes() == b"someone else's" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_damaged_blank_store_is_not_copied_and_built_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    blank, revision = tracking.blank_sqlite()
+    blank.write_bytes(b"not a database")
+    tracking.seed_sqlite(tmp_path / "x" / "mlflow.db")
+    assert not (tmp_path / "x" / "mlflow.db").exists() and not blank.exists()
+    t = tracking.Tracker(f"sqlite:///{tmp_path / 'x' / 'mlflow.db'}", "faithbench")  # MLflow builds it
+    t.finish(t.start("key", "name", {}))
+    again, _ = tracking.blank_sqlite()
+    assert tracking._revision(again) == revision
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o644)])
+def test_a_seeded_store_has_the_permissions_sqlite_gives_a_new_file(tmp_path, monkeypatch, umask, mode):
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    tracking.blank_sqlite()
+    old = os.umask(umask)
+    try:
+        tracking.seed_sqlite(tmp_path / "mlflow.db")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "mlflow.db").stat().st_mode) == mode
 
 
 def test_without_a_cache_mlflow_builds_the_schema_itself(tmp_path, monkeypatch):

@@ -56,10 +56,12 @@ class RunInfo:
 
 def _quote(value: str) -> str:
     """``value`` as a string literal of MLflow's search filter (double quotes around a
-    value with a single quote: MLflow reads a backslash before a quote literally)."""
-    if "'" in value and '"' not in value:
-        return f'"{value}"'
-    return "'" + value.replace("'", "\\'") + "'"
+    value with a single quote: MLflow reads a backslash before a quote literally, so a
+    value with both quotes cannot be written there)."""
+    if "'" in value and '"' in value:
+        raise ConfigError(f"the tag value {value!r} holds both kinds of quotes, which MLflow's "
+                          "search filter cannot express (a SQLite store's runs are read without it)")
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def filter_string(tags: dict[str, str], sweep: str | None) -> str:
@@ -158,8 +160,8 @@ def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str]
     if os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true") or not db.is_file():
         return None
     try:
-        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error:
+        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+    except (sqlite3.Error, ValueError):
         return None
     try:
         columns = {t: {c[1] for c in con.execute(f'pragma table_info("{t}")')} for t in _SCHEMA}
@@ -188,7 +190,8 @@ def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
     marks = ",".join("?" * len(ids))
     found = con.execute(
         f"select run_uuid, experiment_id, start_time from runs where experiment_id in ({marks}) "
-        "and status = 'FINISHED' and lifecycle_stage = 'active' order by start_time, run_uuid",
+        "and status = 'FINISHED' and lifecycle_stage = 'active' "
+        "order by start_time is null, start_time, run_uuid",  # no time last, as MLflow orders
         ids).fetchall()
     runs = {r: RunInfo(r, str(e), t or 0, {}, {}) for r, e, t in found}
     con.execute("create temp table wanted (run_uuid text primary key)")
