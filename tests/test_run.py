@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import tempfile
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -59,8 +60,6 @@ def test_run_logs_one_finished_run_with_per_sample_rows(cfg, tmp_path):
     assert res["n_samples"] == 9 and res["toy_metric_n"] == 9
     arts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"samples.parquet", "heatmap_grid.png", "curves.csv", "gallery.npz"} <= arts
-    import numpy as np
-
     g = np.load(client.download_artifacts(r.info.run_id, "gallery.npz"))
     assert g["images"].shape == (4, 16, 16, 3) and g["maps"].shape == (4, 16, 16)
     assert list(g["ids"]) == ok["id"].head(4).tolist() and len(g["boxes"]) == 4
@@ -261,3 +260,19 @@ def test_cpu_chunk_caps_the_method_chunk_without_changing_the_run(cfg, tmp_path)
     assert first["toy_metric"] == pytest.approx(second["toy_metric"])
     _, runs = _runs(tmp_path)
     assert len({r.data.tags["faithbench.run_key"] for r in runs}) == 1
+
+
+def test_gallery_npz_reads_back_as_numpy_writes_it(tmp_path):
+    """``artifacts.save_npz`` (zlib level 1) holds what ``np.savez_compressed`` holds."""
+    from faithbench.artifacts import save_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {"images": rng.integers(0, 256, (3, 16, 12, 3), dtype=np.uint8),
+              "maps": rng.random((3, 16, 12)).astype(np.float16), "ids": np.asarray(["a/1", "b", "c"]),
+              "boxes": np.zeros((0, 4), np.float32), "target": np.arange(3, dtype=np.int64)}
+    np.savez_compressed(tmp_path / "numpy.npz", **arrays)
+    ours, theirs = np.load(save_npz(tmp_path / "ours.npz", arrays)), np.load(tmp_path / "numpy.npz")
+    assert ours.files == theirs.files == list(arrays)
+    for k in arrays:
+        assert ours[k].dtype == theirs[k].dtype and ours[k].shape == theirs[k].shape
+        assert np.array_equal(ours[k], theirs[k])
