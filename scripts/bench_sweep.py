@@ -88,14 +88,19 @@ def log_synthetic_runs(uri: str, n_runs: int, n_samples: int = 16, methods_per_p
     """``n_runs`` finished benchmark runs in ``uri`` as the runner logs them (identity
     tags, group and run keys, ``metrics`` and ``seed`` params, n_samples, and a
     ``samples.parquet`` of ``n_samples`` rows with ``deletion`` and ``insertion``
-    values): ``methods_per_pair`` methods per (model, dataset) pair."""
+    values): ``methods_per_pair`` methods per (model, dataset) pair. A SQLite store's
+    artifacts go next to its file (MLflow's default root is the working directory)."""
     import numpy as np
     from mlflow.tracking import MlflowClient
 
+    from faithbench.stores import sqlite_file
     from faithbench.tracking import Tracker
 
     tracker = Tracker(uri, "faithbench")
     client = MlflowClient(uri)
+    db = sqlite_file(uri)
+    if db is not None and client.get_experiment_by_name("faithbench") is None:
+        client.create_experiment("faithbench", artifact_location=(db.parent / "mlruns").resolve().as_uri())
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="synthetic-runs-") as d:
         _log_runs(client, tracker.experiment_id, Path(d), n_runs, n_samples, methods_per_pair, rng)
