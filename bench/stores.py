@@ -4,6 +4,7 @@ before its workers fork, and MLflow takes a second to import)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 SQLITE = "sqlite:///"
@@ -22,3 +23,9 @@ def resolve_uri(uri: str | None) -> str:
 def sqlite_file(uri: str) -> Path | None:
     """The file of a ``sqlite:///`` URI, None for any other store."""
     return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
+def connect_readonly(db: Path) -> sqlite3.Connection:
+    """A read-only connection to the SQLite file ``db`` (any path; raises
+    ``sqlite3.Error`` when it cannot be opened)."""
+    return sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)

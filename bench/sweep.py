@@ -29,11 +29,11 @@ job numbers and launchers) with these savings.
    file, and the runner's imports when the jobs run in this process), then takes jobs
    from the same counter. A job whose composition fails is composed again here, in
    order, so the sweep stops before any job runs with the error a serial composition
-   raises. Hydra copies its config
-   repository for every composition, and with it the ConfigStore (the structured
-   configs: Hydra's own, the registries' method and metric nodes), about a quarter of a
-   composition's time; while the sweeper composes, a copy of that process-wide
-   singleton is the store itself (``config_store_shared``).
+   raises. Hydra copies its config repository for every composition, and with it the
+   ConfigStore (the structured configs: Hydra's own, the registries' method and metric
+   nodes), about a quarter of a composition's time; while the sweeper composes, a copy
+   of that process-wide singleton is the store itself, and each packaged YAML file is
+   parsed once (``config_store_shared``).
 4. **The garbage collector skips the imports.** It is off while the sweep starts and,
    once ``warm`` has made the imports, every object alive is frozen out of its reach
    (``pause_gc``, ``freeze_startup``).
@@ -106,8 +106,7 @@ class ComposeOnce:
 
     def compose(self, master: DictConfig, overrides: list[str]) -> None:
         with config_store_shared():
-            cfg = self._loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
-        self._held[tuple(overrides)] = pickle.dumps(selected_metrics_only(cfg))
+            self._held[tuple(overrides)] = _pickled(self._loader, master, overrides)
 
     def compose_all(self, master: DictConfig, jobs: list[list[str]],
                     meanwhile: Callable[[], Any] | None = None) -> None:
@@ -128,8 +127,8 @@ class ComposeOnce:
         global _FORKED
         ctx = multiprocessing.get_context("fork")
         pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
-        # read by the forked workers, never pickled
-        _FORKED = (self._loader, master, jobs, ctx.Value("i", 0), [w for _, w in pipes])
+        taken = ctx.Value("i", 0)  # the next job's index, for the workers and this process
+        _FORKED = (self._loader, master, jobs, taken, [w for _, w in pipes])  # never pickled
         sys.stdout.flush()  # a forked worker flushes what it inherited as it exits
         sys.stderr.flush()
         held: dict[int, bytes | None] = {}
@@ -147,7 +146,7 @@ class ComposeOnce:
                 collector.start()
                 if meanwhile is not None:
                     meanwhile()
-                while (i := _take(_FORKED[3], len(jobs))) is not None:
+                while (i := _take(taken, len(jobs))) is not None:
                     held[i] = _composed(self._loader, master, jobs[i])
                 collector.join()
         finally:
@@ -240,11 +239,16 @@ def _take(taken: Any, n: int) -> int | None:
         return i
 
 
+def _pickled(loader: Any, master: DictConfig, overrides: list[str]) -> bytes:
+    """The pickled config of one job (``selected_metrics_only``)."""
+    cfg = loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
+    return pickle.dumps(selected_metrics_only(cfg))
+
+
 def _composed(loader: Any, master: DictConfig, overrides: list[str]) -> bytes | None:
-    """The pickled config of one job, None when composing it fails."""
+    """``_pickled``, None when composing fails (composed again to raise, in order)."""
     try:
-        cfg = loader.load_sweep_config(master_config=master, sweep_overrides=overrides)
-        return pickle.dumps(selected_metrics_only(cfg))
+        return _pickled(loader, master, overrides)
     except Exception:
         return None
 

@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from faithbench.schema import RUN_KEY  # noqa: E402
-from faithbench.stores import resolve_uri, sqlite_file  # noqa: E402  (resolve_uri: imported from here too)
+from faithbench.stores import connect_readonly, resolve_uri, sqlite_file  # noqa: E402  (resolve_uri: imported from here too)
 
 log = logging.getLogger(__name__)
 KEY_TAG = RUN_KEY  # kept: the name other modules import
@@ -133,12 +133,12 @@ def _revision(db: Path) -> str | None:
     import sqlite3
 
     try:
-        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+        con = connect_readonly(db)
         try:
             row = con.execute("select version_num from alembic_version").fetchone()
         finally:
             con.close()
-    except (sqlite3.Error, ValueError):
+    except sqlite3.Error:
         return None
     return None if row is None else str(row[0])
 

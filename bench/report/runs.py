@@ -14,7 +14,7 @@ from typing import Any
 
 from faithbench import schema
 from faithbench.errors import ConfigError
-from faithbench.stores import sqlite_file
+from faithbench.stores import connect_readonly, sqlite_file
 
 log = logging.getLogger("faithbench.report")
 REPORT_KIND = "report"  # value of the tag ``faithbench.kind`` on report runs
@@ -160,8 +160,8 @@ def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str]
     if os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").lower() in ("1", "true") or not db.is_file():
         return None
     try:
-        con = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
-    except (sqlite3.Error, ValueError):
+        con = connect_readonly(db)
+    except sqlite3.Error:
         return None
     try:
         columns = {t: {c[1] for c in con.execute(f'pragma table_info("{t}")')} for t in _SCHEMA}
@@ -196,10 +196,10 @@ def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
     runs = {r: RunInfo(r, str(e), t or 0, {}, {}) for r, e, t in found}
     con.execute("create temp table wanted (run_uuid text primary key)")
     con.executemany("insert into wanted values (?)", ((r,) for r in runs))
-    for table, attr in (("tags", "tags"), ("params", "params")):
+    for table in ("tags", "params"):  # RunInfo's fields of the same names
         for key, value, r in con.execute(
                 f'select t."key", t.value, t.run_uuid from {table} t join wanted w using (run_uuid)'):
-            getattr(runs[r], attr)[key] = value
+            getattr(runs[r], table)[key] = value
     for key, value, nan, r in con.execute(
             'select m."key", m.value, m.is_nan, m.run_uuid from latest_metrics m join wanted w using (run_uuid)'):
         runs[r].metrics[key] = float("nan") if nan else float(value)
