@@ -12,7 +12,7 @@ import torch
 
 from faithbench import schema
 from faithbench.errors import ConfigError
-from faithbench.figures import heatmap_grid, save_pixels
+from faithbench.pixels import heatmap_grid, save_pixels
 from faithbench.types import stack
 
 if TYPE_CHECKING:

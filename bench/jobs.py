@@ -5,6 +5,7 @@ it reads, and the models kept loaded across the jobs of a sweep."""
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -100,8 +101,10 @@ class ModelCache:
         if k in self._specs:
             self._specs.move_to_end(k)
             return self._specs[k]
-        while len(self._specs) >= self.size:  # free memory before loading the next one
-            self._specs.popitem(last=False)
+        if len(self._specs) >= self.size:  # free memory before loading the next one
+            while len(self._specs) >= self.size:
+                self._specs.popitem(last=False)
+            gc.collect()  # weights held in a reference cycle (a plugin's hooks) freed now
         spec = models.load(node.name, **params)
         spec.model.to(device)
         if channels_last:

@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from faithbench.schema import RUN_KEY  # noqa: E402
@@ -174,6 +176,8 @@ class Tracker:
             exp = self.client.get_experiment_by_name(experiment)
         self._experiment_id = None if exp is None else exp.experiment_id
         self._finds, self._finished = 0, None  # see find
+        self._started: dict[str, str] = {}  # run id -> artifact URI, for runs started here
+        self._no_params: set[str] = set()  # runs started here that have no params yet
 
     @property
     def experiment_id(self) -> str:
@@ -241,6 +245,8 @@ class Tracker:
     def start(self, key: str, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      tags={KEY_TAG: key, **tags})
+        self._started[run.info.run_id] = run.info.artifact_uri
+        self._no_params.add(run.info.run_id)
         return run.info.run_id
 
     def reopen(self, run_id: str, tags: dict[str, str]) -> None:
@@ -252,7 +258,9 @@ class Tracker:
             self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        have = self.client.get_run(run_id).data.params
+        """Log the params the run does not have yet (a run started here has none)."""
+        have = {} if run_id in self._no_params else self.client.get_run(run_id).data.params
+        self._no_params.discard(run_id)
         items = [Param(k[:250], str(v)[:6000]) for k, v in params.items() if k[:250] not in have]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
@@ -268,8 +276,19 @@ class Tracker:
             rest = []
 
     def log_artifacts(self, run_id: str, paths: list[Path]) -> None:
+        """Copy ``paths`` into the run's artifacts. For a run started here whose artifacts
+        are local files, through MLflow's repository for the artifact URI that creating
+        the run returned (MLflow's client reads the run again first: 5 ms a run)."""
+        uri = self._started.get(run_id)
+        if uri is not None and urllib.parse.urlparse(uri).scheme in ("", "file"):
+            repo = get_artifact_repository(uri)
+            for p in paths:
+                repo.log_artifact(str(p))
+            return
         for p in paths:
             self.client.log_artifact(run_id, str(p))
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self._started.pop(run_id, None)
+        self._no_params.discard(run_id)
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))

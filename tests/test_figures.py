@@ -1,10 +1,10 @@
-"""The run's heatmap grid (``figures.heatmap_grid``): every pixel of the cells is the
+"""The run's heatmap grid (``pixels.heatmap_grid``): every pixel of the cells is the
 image or ``blend`` of its map, titles stay in their column, small inputs are enlarged."""
 
 import numpy as np
 import pytest
 
-from faithbench.figures import blend, heatmap_grid
+from faithbench.pixels import blend, heatmap_grid
 
 
 def _cells(img, n, h, w):

@@ -4,6 +4,7 @@ bounded model cache, and typed settings that scoring and artifacts read instead 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,37 @@ def test_tracked_job_finishes_killed_failed_and_reopens(workdir):
     assert again == ids["k3"] and _status(workdir, again) == "FINISHED"
 
 
+def test_a_run_started_here_logs_params_and_artifacts_without_reading_it_back(workdir, tmp_path):
+    tracker = Tracker(None, "t")
+    files = []
+    for name, data in (("a.parquet", b"\x00\x01" * 500), ("b.png", b"png"), ("c.csv", b"x,y\n")):
+        files.append(tmp_path / "made" / name)
+        files[-1].parent.mkdir(exist_ok=True)
+        files[-1].write_bytes(data)
+    with tracked_job(tracker, "k", "fresh", {}) as run_id:
+        client = tracker.client._client
+        read = client.get_run
+        client.get_run = lambda *a: pytest.fail("read the run back")
+        try:
+            tracker.log_params(run_id, {"a": 1, "b": "two"})
+            tracker.log_artifacts(run_id, files)
+        finally:
+            client.get_run = read
+    again = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    run = again.get_run(run_id)
+    assert run.data.params == {"a": "1", "b": "two"} and run.info.status == "FINISHED"
+    assert sorted(a.path for a in again.list_artifacts(run_id)) == ["a.parquet", "b.png", "c.csv"]
+    for f in files:  # the same bytes as MLflow's own copy
+        assert Path(again.download_artifacts(run_id, f.name, str(tmp_path / "back"))).read_bytes() \
+            == f.read_bytes()
+    # a reopened run (not started by this tracker) is read back: its params are kept
+    other = Tracker(None, "t")
+    with tracked_job(other, "k", "fresh", {}, reopen=run_id):
+        other.log_params(run_id, {"a": 99, "c": 3})
+        other.log_artifacts(run_id, files[:1])
+    assert again.get_run(run_id).data.params == {"a": "1", "b": "two", "c": "3"}
+
+
 def test_model_cache_reuses_and_stays_bounded():
     node = OmegaConf.create({"name": "toy_model"})
     cpu = torch.device("cpu")
@@ -56,6 +88,29 @@ def test_model_cache_reuses_and_stays_bounded():
         assert len(two) == 0
     with pytest.raises(ValueError, match="size=0"):
         ModelCache(size=0)
+
+
+def test_a_model_dropped_from_the_cache_is_collected_even_in_a_reference_cycle():
+    import gc
+    import weakref
+
+    node = OmegaConf.create({"name": "toy_model"})
+    cpu = torch.device("cpu")
+    was = gc.isenabled()
+    gc.disable()  # only the cache's own collection can free the cycle
+    try:
+        with toys.toy_entries():
+            cache = ModelCache(size=1)
+            model = cache.load(node, cpu, channels_last=True).model
+            model.__dict__["hook_owner"] = model  # a cycle, as a plugin's hooks can make
+            gone = weakref.ref(model)
+            del model
+            assert gone() is not None
+            cache.load(node, cpu, channels_last=False)  # another key evicts it
+            assert gone() is None
+    finally:
+        if was:
+            gc.enable()
 
 
 class _Poison:

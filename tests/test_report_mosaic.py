@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from faithbench.figures import blend, mosaic, rgb8
+from faithbench.pixels import blend, mosaic, rgb8
 from faithbench.report import gallery as G
 from faithbench.report import page
 from faithbench.report.webpage import _samples

@@ -432,15 +432,47 @@ def test_the_collector_is_paused_while_a_sweep_starts_and_the_imports_frozen():
     import gc
 
     assert gc.isenabled()
+    thresholds = gc.get_threshold()
     try:
         assert sweep.pause_gc() is True and not gc.isenabled()
         assert sweep.pause_gc() is False  # already off: the caller leaves it off
         frozen = gc.get_freeze_count()
         sweep.freeze_startup(resume=False)
         assert not gc.isenabled() and gc.get_freeze_count() > frozen
+        assert gc.get_threshold() == (*thresholds[:2], sweep.FULL_COLLECTION_EVERY)
         sweep.freeze_startup(resume=True)
         assert gc.isenabled()
     finally:
+        gc.set_threshold(*thresholds)
+        gc.enable()
+        gc.unfreeze()
+
+
+def test_a_sweep_in_process_restores_the_collector(workdir, monkeypatch):
+    import gc
+
+    import faithbench.run
+    from faithbench import cli
+
+    monkeypatch.setenv("FAITHBENCH_COMPOSE_WORKERS", "0")
+    monkeypatch.setattr(sys, "argv", ["faithbench", *SWEEP])
+    thresholds = gc.get_threshold()
+    seen = []
+    run = faithbench.run.run
+
+    def recorded(cfg):
+        seen.append((gc.isenabled(), gc.get_threshold()))
+        return run(cfg)
+
+    monkeypatch.setattr(faithbench.run, "run", recorded)
+    try:
+        gc.set_threshold(500, 7, 3)
+        cli.main(SWEEP)  # not the process's command line: no fast exit
+        assert seen == [(True, (500, 7, sweep.FULL_COLLECTION_EVERY))] * 2
+        assert gc.get_threshold() == (500, 7, 3) and gc.isenabled()
+        assert len(_runs(workdir)) == 2
+    finally:
+        gc.set_threshold(*thresholds)
         gc.enable()
         gc.unfreeze()
 

@@ -13,7 +13,8 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from faithbench import schema
-from faithbench.figures import PNG_LEVEL, style
+from faithbench.figures import style
+from faithbench.pixels import PNG_LEVEL
 from faithbench.report.board import Board
 from faithbench.report.plots import hold_band, method_curve
 

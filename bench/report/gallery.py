@@ -2,7 +2,7 @@
 ``gallery.npz`` each run logged (the same samples for every method of a dataset) and
 the per-sample columns of its parquet. No map is recomputed.
 
-Each figure is one mosaic image (``figures.mosaic``) on one Axes in a fixed layout,
+Each figure is one mosaic image (``pixels.mosaic``) on one Axes in a fixed layout,
 with its titles, labels and marks drawn at the cells' offsets: one Axes per cell made
 the report's galleries its slowest part."""
 
@@ -21,7 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from faithbench import schema
-from faithbench.figures import blend, mosaic, mosaic_axes, rgb8, save, save_pixels, style
+from faithbench.figures import mosaic_axes, save, style
+from faithbench.pixels import blend, mosaic, rgb8, save_pixels
 from faithbench.report.board import Board
 from faithbench.report.runs import ArtifactStore
 

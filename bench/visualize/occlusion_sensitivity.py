@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import torch
 
 from faithbench.errors import ConfigError
-from faithbench.figures import blend, image_axes, plt
+from faithbench.figures import image_axes, plt
+from faithbench.pixels import blend
 from faithbench.methods.occlusion import occlusion
 from faithbench.visualize import register
 from faithbench.visualize._context import VizContext, VizResult, class_index, class_label, labels_1d
