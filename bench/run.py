@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,10 @@ class Job:
     key: str
     name: str
     identity: dict[str, str]
+    # the samples of the first ``settings.figures_grid`` indices as they were scored, by
+    # dataset index: the gallery shows them without reading them again (decoding a photo
+    # again took a few milliseconds each)
+    scored: dict[int, Any] = field(default_factory=dict)
 
 
 class _Indexed(Dataset):
@@ -249,6 +253,7 @@ def score_parts(job: Job, parts: Path) -> pd.DataFrame:
     done = sum(min(size, len(job.indices) - p * size) for p, path in enumerate(paths) if path.exists())
     bar = tqdm(total=len(job.indices), initial=done, desc=job.name, unit="img", leave=False)
     pin = job.scorer.device.type == "cuda"
+    shown = set(job.indices[: job.settings.figures_grid or 0])
     for p, path in enumerate(paths):
         if path.exists():
             continue
@@ -257,6 +262,7 @@ def score_parts(job: Job, parts: Path) -> pd.DataFrame:
                             num_workers=job.settings.num_workers, collate_fn=list, pin_memory=pin)
         frames = []
         for items in loader:
+            job.scored.update((i, x) for i, x in items if i in shown and x is not None)
             frames += score_items(job.scorer, items, job.name)
             bar.update(len(items))
         meta["outputs"] = job.scorer.outputs  # which metric owns each column

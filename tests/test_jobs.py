@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -139,8 +140,15 @@ def test_scoring_and_artifacts_read_settings_not_cfg(workdir):
         df = score_parts(job, workdir / "parts")
         assert len(df) == 6 and sorted(p.name for p in (workdir / "parts").glob("part-*")) == [
             "part-00000.parquet", "part-00001.parquet"]
+        assert sorted(job.scored) == [0, 1]  # the grid's two samples, as scored
+        reread = artifacts.gallery(dataclasses.replace(job, scored={}), df.head(2))
+        job = dataclasses.replace(job, dataset=_Poison())  # the gallery does not read them again
         paths = artifacts.write(job, df, workdir / "art")
         assert {p.name for p in paths} >= {"samples.parquet", "gallery.npz", "heatmap_grid.png"}
+        with np.load(workdir / "art" / "gallery.npz") as kept:
+            assert reread.keys() == set(kept.files)
+            for k, v in reread.items():
+                np.testing.assert_array_equal(kept[k], v)
         assert aggregate(job, df)["n_samples"] == 6
         tags = tracking_tags(job)  # the run's tags come from prepare's identity, not cfg
         assert (tags["model"], tags["method"], tags["dataset"], tags["shard"], tags["seed"]) == (
