@@ -196,7 +196,7 @@ def evaluate(model: str | ModelSpec | torch.nn.Module, images: Any, targets: Any
     for label, m in table.items():  # everything checked before computing
         fn, params = _method(label, m, context, cap, spec.name)
         scorer = Scorer(spec, label, fn, params, [], target, dev, precision=precision)
-        scorer.metrics = _metric_jobs(metric_table, {**context, "explain": scorer.explain},
+        scorer.metrics = _metric_jobs(metric_table, {**context, "explain": scorer.held_explain()},
                                       cap, _ground_truth(items))
         if not isinstance(m, str) and not (isinstance(m, tuple) and isinstance(m[0], str)):
             _check_map(scorer, next(s for s in items if s is not None), label)

@@ -83,6 +83,8 @@ def _selected(cfg: DictConfig) -> tuple[Any, Any, dict[str, Any], Any]:
         raise unknown_choice("target", cfg.target, ["label", "pred"])
     for key, least in (("batch_size", 1), ("part_size", 1), ("num_workers", 0)):
         check_count(key, cfg.get(key), least)
+    if OmegaConf.select(cfg, "figures.grid") is not None:  # images in a run's heatmap grid
+        check_count("figures.grid", cfg.figures.grid, 0)
     # a model entry whose label space is a parameter (``callable``) declares it in its node
     check_pair(cfg, cfg.model.get("label_space") or model_entry.info.label_space,
                data.entry.info.label_space)
@@ -166,7 +168,7 @@ def prepare(cfg: DictConfig) -> Job:
         from faithbench.truth import verify_job  # refuses a model that fails; logs the rates
 
         scorer.metrics.append(verify_job(spec, ds, indices, device))
-    context["explain"] = scorer.explain
+    context["explain"] = scorer.held_explain()
     for listed, m in chosen.items():
         entry = m.entry
         params = filled_params(entry.fn, entry.info.injected, m.params, context, cap,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,21 @@ class Scorer:
             raise ValueError(f"method {self.method!r} returned a map of shape "
                              f"{tuple(out.shape)}; expected {(x.shape[0], *x.shape[-2:])}")
         return out.float()
+
+    def held_explain(self) -> Callable[..., Tensor]:
+        """``explain`` for the metrics that call it, holding this scorer through a weak
+        reference. The scorer holds its metrics: with the bound method in their params, a
+        finished job's scorer (its last batch, its cache, its method's params) stayed in a
+        reference cycle until the collector's next full collection."""
+        scorer = weakref.ref(self)
+
+        def explain(x: Tensor, target: Tensor, model: torch.nn.Module | None = None) -> Tensor:
+            held = scorer()
+            if held is None:
+                raise RuntimeError("explain called after its job's scorer was released")
+            return held.explain(x, target, model)
+
+        return explain
 
     def targets(self, batch: Batch) -> tuple[Batch, Tensor, Tensor]:
         """(batch with one row per target, targets [R], top-1 predictions [R]).

@@ -37,9 +37,12 @@ job numbers and launchers) with these savings.
 4. **The garbage collector skips the imports and collects the oldest objects less
    often.** It is off while the sweep starts and, once ``warm`` has made the imports,
    every object alive is frozen out of its reach (``pause_gc``, ``freeze_startup``);
-   while the jobs run, a full collection waits for ``FULL_COLLECTION_EVERY`` young ones
-   (Python's default: 10). The jobs leave their objects to reference counting, not in
-   cycles (measured), and a model dropped from the model cache is collected at once.
+   while the jobs run, a full collection waits for ``FULL_COLLECTION_EVERY``
+   collections of the middle generation (Python's default: 10). What a job leaves in
+   reference cycles is its configs' nodes (measured; metrics hold the scorer weakly, so
+   its batches and cache are freed when the job ends), and a model dropped from the
+   model cache is collected at once. The sweeper restores the thresholds and, unless
+   something froze objects before it, unfreezes what it froze when it ends.
 
 ``hydra.sweeper.skip_finished=false`` turns the first off. The sweeper's class is
 ``hydra_plugins.faithbench_sweeper.FaithbenchSweeper`` (where Hydra looks for plugins);
@@ -396,7 +399,8 @@ def freeze_startup(resume: bool) -> None:
     for each job add up to ~300,000 objects in the quick preset: a full collection of
     them took 0.12 s, eleven times over its 46 jobs, while what they leave in cycles is
     a couple of thousand config nodes per job (measured). The sweeper restores
-    Python's thresholds when it ends."""
+    Python's thresholds when it ends. (Python 3.14's incremental collector has no such
+    threshold: the third value is ignored there.)"""
     import gc
 
     gc.freeze()

@@ -282,8 +282,11 @@ class Tracker:
         uri = self._started.get(run_id)
         if uri is not None and urllib.parse.urlparse(uri).scheme in ("", "file"):
             repo = get_artifact_repository(uri)
-            for p in paths:
-                repo.log_artifact(str(p))
+            for p in map(Path, paths):
+                if p.is_dir():  # as MLflow's client logs a folder: under its name
+                    repo.log_artifacts(str(p), p.name)
+                else:
+                    repo.log_artifact(str(p))
             return
         for p in paths:
             self.client.log_artifact(run_id, str(p))

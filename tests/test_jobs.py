@@ -48,21 +48,25 @@ def test_a_run_started_here_logs_params_and_artifacts_without_reading_it_back(wo
         files.append(tmp_path / "made" / name)
         files[-1].parent.mkdir(exist_ok=True)
         files[-1].write_bytes(data)
+    folder = tmp_path / "made" / "views"
+    folder.mkdir()
+    (folder / "v.txt").write_text("v")
     with tracked_job(tracker, "k", "fresh", {}) as run_id:
-        client = tracker.client._client
-        read = client.get_run
-        client.get_run = lambda *a: pytest.fail("read the run back")
+        store = tracker.client._client._tracking_client.store  # what any read of the run goes to
+        read = store.get_run
+        store.get_run = lambda *a: pytest.fail("read the run back")
         try:
             tracker.log_params(run_id, {"a": 1, "b": "two"})
-            tracker.log_artifacts(run_id, files)
+            tracker.log_artifacts(run_id, [*files, folder])
         finally:
-            client.get_run = read
+            store.get_run = read
     again = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     run = again.get_run(run_id)
     assert run.data.params == {"a": "1", "b": "two"} and run.info.status == "FINISHED"
-    assert sorted(a.path for a in again.list_artifacts(run_id)) == ["a.parquet", "b.png", "c.csv"]
-    for f in files:  # the same bytes as MLflow's own copy
-        assert Path(again.download_artifacts(run_id, f.name, str(tmp_path / "back"))).read_bytes() \
+    assert sorted(a.path for a in again.list_artifacts(run_id)) == ["a.parquet", "b.png", "c.csv", "views"]
+    for f in [*files, folder / "v.txt"]:  # the same bytes as MLflow's own copy
+        name = f.name if f.parent.name == "made" else f"views/{f.name}"
+        assert Path(again.download_artifacts(run_id, name, str(tmp_path / "back"))).read_bytes() \
             == f.read_bytes()
     # a reopened run (not started by this tracker) is read back: its params are kept
     other = Tracker(None, "t")
@@ -70,6 +74,34 @@ def test_a_run_started_here_logs_params_and_artifacts_without_reading_it_back(wo
         other.log_params(run_id, {"a": 99, "c": 3})
         other.log_artifacts(run_id, files[:1])
     assert again.get_run(run_id).data.params == {"a": "1", "b": "two", "c": "3"}
+
+
+def test_metrics_hold_the_scorer_weakly_so_a_finished_jobs_scorer_is_freed_at_once():
+    import gc
+    import weakref
+
+    from faithbench.scoring import MetricJob, Scorer
+    from faithbench.types import MetricInfo
+
+    with toys.toy_entries():
+        spec = toys.toy_model()
+        scorer = Scorer(spec, "toy_method", lambda model, x, target: x.mean(1), {}, [], "label",
+                        torch.device("cpu"))
+        explain = scorer.held_explain()
+        x = torch.rand(2, 3, 16, 16)
+        torch.testing.assert_close(explain(x, torch.tensor([0, 1])), scorer.explain(x, torch.tensor([0, 1])))
+        scorer.metrics.append(MetricJob("m", toys.toy_metric, {"explain": explain}, MetricInfo(higher_is_better=True)))
+        gone = weakref.ref(scorer)
+        was = gc.isenabled()
+        gc.disable()  # freed by reference counting alone: no cycle through the metrics
+        try:
+            del scorer
+            assert gone() is None
+        finally:
+            if was:
+                gc.enable()
+        with pytest.raises(RuntimeError, match="released"):
+            explain(x, torch.tensor([0, 1]))
 
 
 def test_model_cache_reuses_and_stays_bounded():
@@ -154,6 +186,21 @@ def test_scoring_and_artifacts_read_settings_not_cfg(workdir):
         assert (tags["model"], tags["method"], tags["dataset"], tags["shard"], tags["seed"]) == (
             "toy_model", "toy_method", "toy_data", "0/1", "0")
         assert tags["faithbench.group_key"] == run_key(cfg, job.scorer.spec.weights_id, shard=False)
+
+
+def test_a_negative_grid_is_refused_before_anything_runs(workdir):
+    from faithbench.errors import ConfigError
+
+    with toys.toy_entries():
+        cfg = OmegaConf.create(dict(
+            model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
+            dataset={"name": "toy_data", "n": 2, "broken": [], "shard": 0, "num_shards": 1,
+                     "limit": None, "subset_seed": None},
+            metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
+            device="cpu", batch_size=1, num_workers=0, part_size=1, force=False, cache=False,
+            out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": -1}))
+        with pytest.raises(ConfigError, match=r"figures.grid=-1 must be an integer >= 0"):
+            prepare(cfg)
 
 
 def test_settings_from_a_config_without_figures(workdir):

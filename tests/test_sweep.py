@@ -439,7 +439,8 @@ def test_the_collector_is_paused_while_a_sweep_starts_and_the_imports_frozen():
         frozen = gc.get_freeze_count()
         sweep.freeze_startup(resume=False)
         assert not gc.isenabled() and gc.get_freeze_count() > frozen
-        assert gc.get_threshold() == (*thresholds[:2], sweep.FULL_COLLECTION_EVERY)
+        if sys.version_info < (3, 14):  # 3.14's incremental collector ignores the third
+            assert gc.get_threshold() == (*thresholds[:2], sweep.FULL_COLLECTION_EVERY)
         sweep.freeze_startup(resume=True)
         assert gc.isenabled()
     finally:
@@ -467,9 +468,14 @@ def test_a_sweep_in_process_restores_the_collector(workdir, monkeypatch):
     monkeypatch.setattr(faithbench.run, "run", recorded)
     try:
         gc.set_threshold(500, 7, 3)
+        gc.unfreeze()
         cli.main(SWEEP)  # not the process's command line: no fast exit
-        assert seen == [(True, (500, 7, sweep.FULL_COLLECTION_EVERY))] * 2
-        assert gc.get_threshold() == (500, 7, 3) and gc.isenabled()
+        assert [on for on, _ in seen] == [True, True]  # both jobs ran, the collector on
+        if sys.version_info < (3, 14):  # 3.14's incremental collector ignores the third
+            assert [t for _, t in seen] == [(500, 7, sweep.FULL_COLLECTION_EVERY)] * 2
+            assert gc.get_threshold() == (500, 7, 3)
+        assert gc.isenabled()
+        assert gc.get_freeze_count() == 0  # what the sweep froze is collectable again
         assert len(_runs(workdir)) == 2
     finally:
         gc.set_threshold(*thresholds)

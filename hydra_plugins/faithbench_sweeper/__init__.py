@@ -43,12 +43,14 @@ class FaithbenchSweeper(BasicSweeper):
         """As the basic sweeper: every combination of the sweep's overrides, in batches
         of ``max_batch_size``; a batch's finished jobs are numbered after the jobs it
         launches."""
-        thresholds = gc.get_threshold()
+        thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
         resume_gc = pause_gc()  # until the imports are made (freeze_startup)
         try:
             return self._sweep(arguments, resume_gc)
         finally:
             gc.set_threshold(*thresholds)
+            if not frozen:  # nothing was frozen before: a later call of this process collects it all
+                gc.unfreeze()
             if resume_gc:
                 gc.enable()
 
