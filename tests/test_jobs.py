@@ -153,15 +153,20 @@ class _Poison:
         raise AssertionError(f"read cfg.{name} after prepare")
 
 
+def _toy_cfg(grid: int = 2):
+    """A toy job's config: 6 samples, batches of 3, parts of 4, ``grid`` images in its grid."""
+    return OmegaConf.create(dict(
+        model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
+        dataset={"name": "toy_data", "n": 6, "broken": [], "shard": 0, "num_shards": 1,
+                 "limit": None, "subset_seed": None},
+        metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
+        device="cpu", batch_size=3, num_workers=0, part_size=4, force=False, cache=False,
+        out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": grid}))
+
+
 def test_scoring_and_artifacts_read_settings_not_cfg(workdir):
     with toys.toy_entries():
-        cfg = OmegaConf.create(dict(
-            model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
-            dataset={"name": "toy_data", "n": 6, "broken": [], "shard": 0, "num_shards": 1,
-                     "limit": None, "subset_seed": None},
-            metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
-            device="cpu", batch_size=3, num_workers=0, part_size=4, force=False, cache=False,
-            out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": 2}))
+        cfg = _toy_cfg()
         job = prepare(cfg)
         s = job.settings
         assert (s.part_size, s.batch_size, s.seed, s.figures_grid, s.metrics) == (4, 3, 0, 2, ("toy_metric",))
@@ -192,15 +197,8 @@ def test_a_negative_grid_is_refused_before_anything_runs(workdir):
     from faithbench.errors import ConfigError
 
     with toys.toy_entries():
-        cfg = OmegaConf.create(dict(
-            model={"name": "toy_model"}, method={"name": "toy_method", "scale": 1.0},
-            dataset={"name": "toy_data", "n": 2, "broken": [], "shard": 0, "num_shards": 1,
-                     "limit": None, "subset_seed": None},
-            metric={"toy_metric": {"k": 4}}, metrics=["toy_metric"], target="label", seed=0,
-            device="cpu", batch_size=1, num_workers=0, part_size=1, force=False, cache=False,
-            out_dir="out", tracking={"uri": None, "experiment": "t"}, figures={"grid": -1}))
         with pytest.raises(ConfigError, match=r"figures.grid=-1 must be an integer >= 0"):
-            prepare(cfg)
+            prepare(_toy_cfg(grid=-1))
 
 
 def test_settings_from_a_config_without_figures(workdir):
