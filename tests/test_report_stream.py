@@ -1,6 +1,7 @@
 """A report built one (model, dataset) section at a time: the same tables as a report
 with every frame loaded, one leaderboard's frames in memory at a time, run artifacts
-read from the cache by run id on a second report, and each method's curves view drawn
+read where a local store keeps them, or (any other store) from the cache by run id on a
+second report, and each method's curves view drawn
 over one shared background equal to a figure drawn for it alone."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from faithbench.report.build import Options, build
 from faithbench.report.merge import Group, group_runs, load_frame, readable
 from faithbench.report.curve_views import CurveViews
 from faithbench.report.plots import curves_figure
+from faithbench.report import runs as runs_module
 from faithbench.report.runs import RunInfo
 from faithbench.report.write import draw, write
 from test_report_merge import FakeStore, rows, run
@@ -88,15 +90,55 @@ def test_section_at_a_time_writes_the_tables_of_an_all_in_memory_report(syntheti
     assert [t.row() for t in whole.across] == [t.row() for t in part.across]
 
 
-def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic, tmp_path, monkeypatch):
-    root, uri = synthetic
-    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+def _spy_on_artifact_calls(monkeypatch) -> list[str]:
+    """The run ids of every MLflow call that lists or downloads artifacts, from now on."""
     calls: list[str] = []
     listed, downloaded = MlflowClient.list_artifacts, MlflowClient.download_artifacts
     monkeypatch.setattr(MlflowClient, "list_artifacts",
                         lambda c, rid, *a: calls.append(rid) or listed(c, rid, *a))
     monkeypatch.setattr(MlflowClient, "download_artifacts",
                         lambda c, rid, *a: calls.append(rid) or downloaded(c, rid, *a))
+    return calls
+
+
+def test_a_local_stores_artifacts_are_read_where_they_are(synthetic, tmp_path, monkeypatch):
+    root, uri = synthetic
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = _spy_on_artifact_calls(monkeypatch)
+    rep = build(_opts(uri, tmp_path / "a", figures=True), each=draw)  # figures look for gallery.npz
+    write(rep)
+    assert calls == []  # MLflow was not asked
+    assert not (tmp_path / "cache" / "artifacts").exists()  # nothing copied
+    run = rep.sections[0].board.groups[0].runs[0]
+    assert run.artifact_uri.startswith("file://")
+    where = runs_module.local_folder(run.artifact_uri)
+    assert where.is_relative_to(root / "mlruns") and run.run_id in where.parts
+    assert rep.store.get(run, "samples.parquet") == where / "samples.parquet"
+    assert rep.store.get(run, "gallery.npz") is None  # the synthetic runs have none
+    # the same report as one that downloads them
+    monkeypatch.setattr(runs_module, "local_folder", lambda uri: None)
+    downloaded = build(_opts(uri, tmp_path / "b", figures=True), each=draw)
+    write(downloaded)
+    assert calls
+    pd.testing.assert_frame_equal(pd.concat([s.board.cells for s in downloaded.sections]),
+                                  pd.concat([s.board.cells for s in rep.sections]))
+    assert _text(tmp_path / "a" / "report.md") == _text(tmp_path / "b" / "report.md")
+
+
+def test_local_folder_names_only_folders_on_this_machine():
+    assert runs_module.local_folder("file:///data/mlruns/1/abc/artifacts") == Path("/data/mlruns/1/abc/artifacts")
+    assert runs_module.local_folder("file://localhost/data/a%20b") == Path("/data/a b")
+    assert runs_module.local_folder("/data/mlruns/1/abc/artifacts") == Path("/data/mlruns/1/abc/artifacts")
+    for elsewhere in ("mlflow-artifacts:/1/abc/artifacts", "s3://bucket/1/abc", "file://host/data",
+                      "relative/mlruns", "", "hdfs:/data"):
+        assert runs_module.local_folder(elsewhere) is None, elsewhere
+
+
+def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic, tmp_path, monkeypatch):
+    root, uri = synthetic
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runs_module, "local_folder", lambda uri: None)  # as a tracking server's store
+    calls = _spy_on_artifact_calls(monkeypatch)
     first = build(_opts(uri, tmp_path / "a", figures=True), each=draw)  # figures look for gallery.npz
     write(first)
     assert first.store.root == first.store.cache  # no download folder besides the cache

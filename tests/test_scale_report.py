@@ -51,7 +51,7 @@ def test_report_over_a_thousand_synthetic_runs(tmp_path, monkeypatch):
         c = board.cells
         row = c[(c["label"] == "method_07") & (c["key"] == "deletion")]
         assert row["mean"].item() == pytest.approx(df["deletion"].astype(float).mean(), rel=1e-6)
-    # a second report reads every artifact from the cache: no download
+    # neither report downloads an artifact: a local store's are read where they are
     def no_download(*a, **k):
         raise AssertionError("artifact downloaded again")
 

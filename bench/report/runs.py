@@ -30,6 +30,7 @@ class RunInfo:
     tags: dict[str, str]
     params: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)
+    artifact_uri: str = ""  # where its artifacts are ("" when not known)
 
     @property
     def group(self) -> str:
@@ -130,7 +131,7 @@ def mlflow_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
             if not _benchmark_run(t, under):
                 continue
             runs.append(RunInfo(r.info.run_id, r.info.experiment_id, r.info.start_time or 0,
-                                dict(t), dict(r.data.params), dict(r.data.metrics)))
+                                dict(t), dict(r.data.params), dict(r.data.metrics), r.info.artifact_uri or ""))
         token = page.token
         if not token:
             break
@@ -139,7 +140,7 @@ def mlflow_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
 
 # What ``sqlite_runs`` reads of MLflow's SQL schema (tables and their columns).
 _SCHEMA = {"experiments": {"experiment_id", "name", "lifecycle_stage"},
-           "runs": {"run_uuid", "experiment_id", "status", "lifecycle_stage", "start_time"},
+           "runs": {"run_uuid", "experiment_id", "status", "lifecycle_stage", "start_time", "artifact_uri"},
            "tags": {"key", "value", "run_uuid"}, "params": {"key", "value", "run_uuid"},
            "latest_metrics": {"key", "value", "is_nan", "run_uuid"}}
 
@@ -189,11 +190,11 @@ def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
         ids.append(row[0])
     marks = ",".join("?" * len(ids))
     found = con.execute(
-        f"select run_uuid, experiment_id, start_time from runs where experiment_id in ({marks}) "
+        f"select run_uuid, experiment_id, start_time, artifact_uri from runs where experiment_id in ({marks}) "
         "and status = 'FINISHED' and lifecycle_stage = 'active' "
         "order by start_time is null, start_time, run_uuid",  # no time last, as MLflow orders
         ids).fetchall()
-    runs = {r: RunInfo(r, str(e), t or 0, {}, {}) for r, e, t in found}
+    runs = {r: RunInfo(r, str(e), t or 0, {}, {}, {}, a or "") for r, e, t, a in found}
     con.execute("create temp table wanted (run_uuid text primary key)")
     con.executemany("insert into wanted values (?)", ((r,) for r in runs))
     for table in ("tags", "params"):  # RunInfo's fields of the same names
@@ -227,12 +228,14 @@ class LazyClient:
 
 
 class ArtifactStore:
-    """Run artifacts read once: downloaded into ``root`` (the report's scratch
-    directory), or into ``cache`` (kept across reports, one folder per run id) when
-    given. A report reads only FINISHED runs, whose artifacts never change, and a run
-    id is never reused, so an artifact found in the cache is the artifact of that run;
-    a second report over the same runs downloads nothing, and does not list the
-    artifacts of a run again to learn that it has none of a name (``.absent-<name>``)."""
+    """Run artifacts: read where they are when the run's artifact URI is a folder on
+    this machine (a ``file:`` URI or an absolute path, as a local store writes them),
+    else downloaded once, into ``root`` (the report's scratch directory), or into
+    ``cache`` (kept across reports, one folder per run id) when given. A report reads
+    only FINISHED runs, whose artifacts never change, and a run id is never reused, so
+    an artifact found in the cache is the artifact of that run; a second report over
+    the same runs downloads nothing, and does not list the artifacts of a run again to
+    learn that it has none of a name (``.absent-<name>``)."""
 
     def __init__(self, client: Any, root: Path, cache: Path | None = None) -> None:
         self.client, self.root = client, Path(root)
@@ -240,6 +243,9 @@ class ArtifactStore:
 
     def get(self, run: RunInfo, name: str) -> Path | None:
         """Local path of artifact ``name`` of ``run``; None when the run has none."""
+        where = local_folder(run.artifact_uri)
+        if where is not None:  # as MLflow reads it: no file there, no such artifact
+            return where / name if (where / name).is_file() else None
         dst = (self.cache or self.root) / run.run_id
         local = dst / name
         if local.exists():
@@ -266,6 +272,20 @@ class ArtifactStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return local
+
+
+def local_folder(artifact_uri: str) -> Path | None:
+    """The folder an artifact URI names on this machine (``file:`` URIs and absolute
+    paths); None for any other store (a tracking server's, a cloud bucket's) and for
+    a relative path (relative to where the store was written, not known here)."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    u = urlparse(artifact_uri)
+    if u.scheme == "file" and u.netloc in ("", "localhost"):
+        return Path(url2pathname(u.path))
+    path = Path(artifact_uri)
+    return path if artifact_uri and path.is_absolute() and (not u.scheme or path.drive) else None
 
 
 def artifact_cache(uri: str) -> Path | None:
