@@ -17,7 +17,9 @@ from faithbench.report import runs as R
 def _same(a: list[R.RunInfo], b: list[R.RunInfo]) -> None:
     assert [r.run_id for r in a] == [r.run_id for r in b]
     for x, y in zip(a, b):
-        assert (x.experiment_id, x.start_time, x.tags, x.params) == (y.experiment_id, y.start_time, y.tags, y.params)
+        assert (x.experiment_id, x.start_time, x.tags, x.params, x.artifact_uri) == \
+            (y.experiment_id, y.start_time, y.tags, y.params, y.artifact_uri)
+        assert x.artifact_uri
         assert x.metrics.keys() == y.metrics.keys()
         for k in x.metrics:
             assert x.metrics[k] == y.metrics[k] or (math.isnan(x.metrics[k]) and math.isnan(y.metrics[k]))

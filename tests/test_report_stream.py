@@ -129,9 +129,31 @@ def test_local_folder_names_only_folders_on_this_machine():
     assert runs_module.local_folder("file:///data/mlruns/1/abc/artifacts") == Path("/data/mlruns/1/abc/artifacts")
     assert runs_module.local_folder("file://localhost/data/a%20b") == Path("/data/a b")
     assert runs_module.local_folder("/data/mlruns/1/abc/artifacts") == Path("/data/mlruns/1/abc/artifacts")
+    assert runs_module.local_folder("/data/a%20b/mlruns") == Path("/data/a b/mlruns")  # as MLflow writes there
     for elsewhere in ("mlflow-artifacts:/1/abc/artifacts", "s3://bucket/1/abc", "file://host/data",
-                      "relative/mlruns", "", "hdfs:/data"):
+                      "relative/mlruns", "file:relative/mlruns", "", "hdfs:/data"):
         assert runs_module.local_folder(elsewhere) is None, elsewhere
+
+
+def test_a_plain_path_artifact_root_is_read_where_mlflow_wrote_it(tmp_path, _empty_mlflow_db, monkeypatch):
+    """The runner's store records its artifact root as a plain absolute path (MLflow's
+    default ``./mlruns``, resolved), which MLflow percent-decodes when it writes."""
+    monkeypatch.setenv("FAITHBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    where = tmp_path / "a%20b"
+    shutil.copy(_empty_mlflow_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("faithbench", artifact_location=str(where / "mlruns"))
+    rid = client.create_run(exp, tags={"model": "m", "method": "a", "dataset": "d"}).info.run_id
+    (tmp_path / "samples.parquet").write_bytes(b"x")
+    client.log_artifact(rid, str(tmp_path / "samples.parquet"))
+    client.set_terminated(rid, "FINISHED")
+    (run,) = runs_module.select_runs(runs_module.LazyClient(uri), ["faithbench"])
+    assert "%20" in run.artifact_uri and "://" not in run.artifact_uri
+    calls = _spy_on_artifact_calls(monkeypatch)
+    found = runs_module.ArtifactStore(runs_module.LazyClient(uri), tmp_path / "scratch").get(run, "samples.parquet")
+    assert found == tmp_path / "a b" / "mlruns" / rid / "artifacts" / "samples.parquet"
+    assert found.read_bytes() == b"x" and calls == []
 
 
 def test_a_second_report_reads_every_artifact_from_the_cache_by_run_id(synthetic, tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """A report over 1,000 runs: logged synthetically into a fresh SQLite store (small
-per-sample frames, as the runner logs them), built, and built again from the artifact
-cache without one download. The time is checked by scripts/bench_sweep.py, not here."""
+per-sample frames, as the runner logs them), built, and built again without one
+download (a local store's artifacts are read where they are). The time is checked by scripts/bench_sweep.py, not here."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_report_over_a_thousand_synthetic_runs(tmp_path, monkeypatch):
         c = board.cells
         row = c[(c["label"] == "method_07") & (c["key"] == "deletion")]
         assert row["mean"].item() == pytest.approx(df["deletion"].astype(float).mean(), rel=1e-6)
-    # neither report downloads an artifact: a local store's are read where they are
+    # a second report downloads nothing either
     def no_download(*a, **k):
         raise AssertionError("artifact downloaded again")
 

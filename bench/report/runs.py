@@ -275,17 +275,23 @@ class ArtifactStore:
 
 
 def local_folder(artifact_uri: str) -> Path | None:
-    """The folder an artifact URI names on this machine (``file:`` URIs and absolute
-    paths); None for any other store (a tracking server's, a cloud bucket's) and for
-    a relative path (relative to where the store was written, not known here)."""
+    """The folder an artifact URI names on this machine, read as MLflow's local artifact
+    repository reads it (percent escapes decoded, in a plain path too): ``file:`` URIs
+    with no host (or ``localhost``) and paths, when absolute. None for any other store
+    (a tracking server's, a cloud bucket's, another host's) and for a relative path
+    (relative to where the store was written, not known here)."""
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
     u = urlparse(artifact_uri)
     if u.scheme == "file" and u.netloc in ("", "localhost"):
-        return Path(url2pathname(u.path))
-    path = Path(artifact_uri)
-    return path if artifact_uri and path.is_absolute() and (not u.scheme or path.drive) else None
+        path = u.path
+    elif not u.scheme or len(u.scheme) == 1:  # a path ("C:\\..." on Windows)
+        path = artifact_uri
+    else:
+        return None
+    folder = Path(url2pathname(path))
+    return folder if path and folder.is_absolute() else None
 
 
 def artifact_cache(uri: str) -> Path | None:
