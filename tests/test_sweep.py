@@ -133,8 +133,9 @@ def test_job_digest_changes_with_what_decides_a_config(base, monkeypatch):
     assert changed != sweep.job_digest(sweep.digest_base(cfg), ["method=saliency"])
 
 
-def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path):
+def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path, monkeypatch):
     from faithbench import schema, tracking
+    from faithbench.report import runs as report_runs
 
     tracker = tracking.tracker(None, "faithbench")
     f = tmp_path / "w.bin"
@@ -150,11 +151,32 @@ def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path):
         ids[name] = rid
     cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "faithbench"}})
     found = sweep.finished(cfg, ["ok", "killed", "old", "ok2", "unknown"])
-    assert {d: r.info.run_id for d, r in found.items()} == {"ok": ids["ok"], "ok2": ids["ok"]}
+    assert {d: r.run_id for d, r in found.items()} == {"ok": ids["ok"], "ok2": ids["ok"]}
+    # read straight from the SQLite file: the same runs as through MLflow
+    with monkeypatch.context() as m:
+        m.setattr(report_runs, "sqlite_runs", lambda *a, **k: None)
+        through_mlflow = sweep.finished(cfg, ["ok", "killed", "old", "ok2", "unknown"])
+    assert {d: (r.run_id, r.tags, r.metrics) for d, r in through_mlflow.items()} == \
+        {d: (r.run_id, r.tags, r.metrics) for d, r in found.items()}
     (tmp_path / "no").write_bytes(b"")  # a file recorded absent appears
     assert set(sweep.finished(cfg, ["ok", "ok2"])) == {"ok"}
     f.write_bytes(b"123")  # the weights change
     assert sweep.finished(cfg, ["ok", "moved"]) == {}
+    assert sweep.finished(OmegaConf.create({"tracking": {"uri": None, "experiment": "other"}}), ["ok"]) == {}
+
+
+def test_finished_picks_the_latest_run_of_a_digest(workdir, tmp_path):
+    from faithbench import tracking
+
+    tracker = tracking.tracker(None, "faithbench")
+    ids = []
+    for name in ("first", "second"):  # two finished runs of one job (two sweeps at once)
+        rid = tracker.start(f"key-{name}", name, {})
+        tracker.set_tags(rid, {sweep.TAG + "job": sweep.files_tag([])})
+        tracker.finish(rid)
+        ids.append(rid)
+    cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "faithbench"}})
+    assert sweep.finished(cfg, ["job"])["job"].run_id == ids[1]
 
 
 class Loader:
@@ -504,3 +526,17 @@ def test_a_composition_error_stops_the_sweep_before_any_job(workdir):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("faithbench")
     assert exp is None or not client.search_runs([exp.experiment_id])
+
+
+def test_finished_reads_a_sqlite_store_without_importing_mlflow(workdir):
+    from faithbench import tracking
+
+    tracker = tracking.tracker(None, "faithbench")
+    rid = tracker.start("key-a", "a", {})
+    tracker.set_tags(rid, {sweep.TAG + "job": sweep.files_tag([])})
+    tracker.finish(rid)
+    code = ("import sys; from omegaconf import OmegaConf; from faithbench import sweep; "
+            "cfg = OmegaConf.create({'tracking': {'uri': None, 'experiment': 'faithbench'}}); "
+            "print(sweep.finished(cfg, ['job'])['job'].run_id, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [rid, "False"]

@@ -146,7 +146,7 @@ _SCHEMA = {"experiments": {"experiment_id", "name", "lifecycle_stage"},
 
 
 def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str] | None = None,
-                sweep: str | None = None) -> list[RunInfo] | None:
+                sweep: str | None = None, benchmark: bool = True) -> list[RunInfo] | None:
     """``select_runs`` read straight from the SQLite file of an MLflow store, read-only,
     without importing MLflow (about 2 s of a report's start on two CPU cores: MLflow's
     import and its SQL store). The same runs as MLflow's ``search_runs``: active runs
@@ -154,7 +154,8 @@ def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str]
     stored one), oldest first with ties in run id order (tested against MLflow). None
     where this reading does not apply, and MLflow reads the store: no such file, a
     schema without these tables and columns, or workspaces turned on
-    (``MLFLOW_ENABLE_WORKSPACES``)."""
+    (``MLFLOW_ENABLE_WORKSPACES``). With ``benchmark`` False, every finished run (with
+    ``tags``), benchmark run or not."""
     import os
     import sqlite3
 
@@ -169,7 +170,7 @@ def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str]
         if any(not need <= columns[t] for t, need in _SCHEMA.items()):
             return None
         return _sqlite_runs(con, "workspace" in columns["experiments"], uri, experiments,
-                            tags or {}, sweep)
+                            tags or {}, sweep, benchmark)
     except sqlite3.Error:
         return None
     finally:
@@ -177,7 +178,7 @@ def sqlite_runs(db: Path, uri: str, experiments: list[str], tags: dict[str, str]
 
 
 def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
-                 tags: dict[str, str], sweep: str | None) -> list[RunInfo]:
+                 tags: dict[str, str], sweep: str | None, benchmark: bool) -> list[RunInfo]:
     here = " and workspace = 'default'" if workspaces else ""
     ids = []
     for name in experiments:
@@ -206,7 +207,7 @@ def _sqlite_runs(con: Any, workspaces: bool, uri: str, experiments: list[str],
         runs[r].metrics[key] = float("nan") if nan else float(value)
     under = str(Path(sweep).expanduser().resolve()) if sweep else None
     return [r for r in runs.values()
-            if all(r.tags.get(k) == v for k, v in tags.items()) and _benchmark_run(r.tags, under)]
+            if all(r.tags.get(k) == v for k, v in tags.items()) and (not benchmark or _benchmark_run(r.tags, under))]
 
 
 class LazyClient:
