@@ -460,8 +460,8 @@ def job_digest(base: list[Any], overrides: Sequence[str]) -> str:
 
 def finished(config: DictConfig, digests: list[str]) -> dict[str, Any]:
     """The finished, not superseded run (a ``report.runs.RunInfo``) of each of these job
-    digests whose files are unchanged, the latest where several are (one query for the
-    whole experiment of ``config``'s store)."""
+    digests whose files are unchanged, among the latest finished run of each run key
+    (one query for the whole experiment of ``config``'s store)."""
     from faithbench import schema
 
     wanted = set(digests)
@@ -477,9 +477,11 @@ def finished(config: DictConfig, digests: list[str]) -> dict[str, Any]:
 
 
 def _finished_runs(config: DictConfig) -> list[Any]:
-    """Every finished run of ``config``'s experiment, latest first: read straight from a
-    SQLite store (``report.runs.sqlite_runs``: a sweep whose jobs are all finished never
-    imports MLflow, about half of its time), else through MLflow."""
+    """The latest finished run of each run key in ``config``'s experiment (as
+    ``Tracker.finished_runs``, in its order: start time descending, then run id): read
+    straight from a SQLite store (``report.runs.sqlite_runs``: a sweep whose jobs are all
+    finished never imports MLflow, about half of its time), else through MLflow."""
+    from faithbench import schema
     from faithbench.errors import ConfigError
     from faithbench.report.runs import RunInfo, sqlite_runs
     from faithbench.stores import resolve_uri, sqlite_file
@@ -493,7 +495,11 @@ def _finished_runs(config: DictConfig) -> list[Any]:
         except ConfigError:  # no such experiment yet
             return []
         if runs is not None:
-            return runs[::-1]
+            latest: dict[str, Any] = {}
+            for r in sorted(runs, key=lambda r: (-r.start_time, r.run_id)):  # no start time (0) last
+                if schema.RUN_KEY in r.tags:
+                    latest.setdefault(r.tags[schema.RUN_KEY], r)
+            return list(latest.values())
     from faithbench import tracking
 
     tracker = tracking.tracker(uri, experiment)

@@ -165,18 +165,32 @@ def test_finished_reads_runs_with_unchanged_files(workdir, tmp_path, monkeypatch
     assert sweep.finished(OmegaConf.create({"tracking": {"uri": None, "experiment": "other"}}), ["ok"]) == {}
 
 
-def test_finished_picks_the_latest_run_of_a_digest(workdir, tmp_path):
-    from faithbench import tracking
+def test_finished_reads_the_latest_finished_run_of_each_key(workdir, monkeypatch):
+    """Two finished runs of one job (two sweeps at once), the latest then superseded by
+    a forced rerun (which has no job tag): the job is not skipped by its digest, also
+    not through the older run; with a second key, the latest run of the digest."""
+    from faithbench import schema, tracking
+    from faithbench.report import runs as report_runs
 
     tracker = tracking.tracker(None, "faithbench")
-    ids = []
-    for name in ("first", "second"):  # two finished runs of one job (two sweeps at once)
-        rid = tracker.start(f"key-{name}", name, {})
-        tracker.set_tags(rid, {sweep.TAG + "job": sweep.files_tag([])})
+    ids = {}
+    for name, key, tags in (("first", "k", {}), ("second", "k", {}), ("other", "k2", {}),
+                            ("newer", "k2", {})):
+        rid = tracker.start(key, name, tags)
+        tracker.set_tags(rid, {sweep.TAG + key: sweep.files_tag([])})
         tracker.finish(rid)
-        ids.append(rid)
+        ids[name] = rid
+        time.sleep(0.01)  # distinct start times
     cfg = OmegaConf.create({"tracking": {"uri": None, "experiment": "faithbench"}})
-    assert sweep.finished(cfg, ["job"])["job"].run_id == ids[1]
+    assert {d: r.run_id for d, r in sweep.finished(cfg, ["k", "k2"]).items()} == \
+        {"k": ids["second"], "k2": ids["newer"]}
+    tracker.set_tags(ids["second"], {schema.SUPERSEDED: "true"})
+    forced = tracker.start("k", "forced", {})
+    tracker.finish(forced)
+    assert set(sweep.finished(cfg, ["k", "k2"])) == {"k2"}
+    with monkeypatch.context() as m:  # as through MLflow
+        m.setattr(report_runs, "sqlite_runs", lambda *a, **k: None)
+        assert set(sweep.finished(cfg, ["k", "k2"])) == {"k2"}
 
 
 class Loader:
