@@ -488,10 +488,11 @@ def _finished_runs(config: DictConfig) -> list[Any]:
 
     uri, experiment = config.tracking.get("uri"), str(config.tracking.experiment)
     uri = None if uri is None else str(uri)
-    db = sqlite_file(resolve_uri(uri))
+    resolved = resolve_uri(uri)
+    db = sqlite_file(resolved)
     if db is not None:
         try:
-            runs = sqlite_runs(db, resolve_uri(uri), [experiment], benchmark=False)
+            runs = sqlite_runs(db, resolved, [experiment], benchmark=False)
         except ConfigError:  # no such experiment yet
             return []
         if runs is not None:
@@ -505,9 +506,7 @@ def _finished_runs(config: DictConfig) -> list[Any]:
     tracker = tracking.tracker(uri, experiment)
     if not tracker.exists():
         return []
-    return [RunInfo(r.info.run_id, r.info.experiment_id, r.info.start_time or 0, dict(r.data.tags),
-                    dict(r.data.params), dict(r.data.metrics), r.info.artifact_uri or "")
-            for r in tracker.finished_runs().values()]
+    return [RunInfo.of(r) for r in tracker.finished_runs().values()]
 
 
 def files_unchanged(value: str) -> bool:

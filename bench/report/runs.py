@@ -32,6 +32,13 @@ class RunInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     artifact_uri: str = ""  # where its artifacts are ("" when not known)
 
+    @classmethod
+    def of(cls, run: Any) -> RunInfo:
+        """The same of an MLflow ``Run``."""
+        i, d = run.info, run.data
+        return cls(i.run_id, i.experiment_id, i.start_time or 0, dict(d.tags), dict(d.params),
+                   dict(d.metrics), i.artifact_uri or "")
+
     @property
     def group(self) -> str:
         """The key shared by all shards of one run (its run key when not logged)."""
@@ -127,11 +134,8 @@ def mlflow_runs(client: Any, experiments: list[str], tags: dict[str, str] | None
         page = client.search_runs(ids, flt, max_results=1000, page_token=token,
                                   order_by=["attributes.start_time ASC"])
         for r in page:
-            t = r.data.tags
-            if not _benchmark_run(t, under):
-                continue
-            runs.append(RunInfo(r.info.run_id, r.info.experiment_id, r.info.start_time or 0,
-                                dict(t), dict(r.data.params), dict(r.data.metrics), r.info.artifact_uri or ""))
+            if _benchmark_run(r.data.tags, under):
+                runs.append(RunInfo.of(r))
         token = page.token
         if not token:
             break
